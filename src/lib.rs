@@ -1,0 +1,26 @@
+//! # combined-margin
+//!
+//! The numerical specification and verification harness of the Combined Margin loss
+//! (SphereFace / CosFace / ArcFace unified): for the target class of each sample,
+//! `cos θ` becomes `cos(m1·θ + m2) − m3`, then every logit is scaled by `s` and fed to
+//! softmax cross-entropy. SPEC.md is normative; this crate is its executable form.
+//!
+//! Data flow: [`profile`] (policies as data) → [`margin`] (one entry) → [`layer`] (N×C batch)
+//! → checks ([`tolerance`], [`gradcheck`], [`kinks`]) → consumers (fixtures, CLI, kernels).
+
+pub mod catalogue;
+pub mod dtype;
+pub mod error;
+pub mod fixture;
+pub mod gradcheck;
+pub mod kinks;
+pub mod layer;
+pub mod margin;
+pub mod params;
+pub mod profile;
+pub mod tolerance;
+
+pub use dtype::Dtype;
+pub use error::{Error, Result};
+pub use params::Params;
+pub use profile::Profile;

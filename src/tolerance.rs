@@ -1,0 +1,220 @@
+//! The tolerance model: a per-element error budget for an implementation that ran in
+//! dtype T (f32 or f64), compared with the f64 reference under a profile. SPEC.md §5
+//! derives every term; the constants live in [`consts`], each with its justification.
+//!
+//! A budget is absolute, in the units of the compared value (scaled by s where the
+//! implementation scales). An element passes when `|actual − reference| ≤ budget`, and
+//! non-finite references must be matched exactly (NaN by NaN, ±inf by the same infinity).
+
+use crate::dtype::Dtype;
+use crate::margin::{self, Branch, Constants, Entry};
+use crate::params::Params;
+use crate::profile::{GradientMode, Profile, ThetaPrecision};
+
+/// Every constant of the model, in one place. "ulp" is the spacing of T at the value.
+pub mod consts {
+    /// acos/acosf: glibc documents ≤ 1 ulp; the CUDA Math API documents acosf ≤ 2 ulp
+    /// (full range) and acos ≤ 2 ulp. The budget takes the worse, so one model covers both.
+    pub const ACOS_ULP: f64 = 2.0;
+    /// cos/cosf: glibc ≤ 1 ulp; CUDA cosf ≤ 2 ulp, cos ≤ 2 ulp (outside fast-math).
+    pub const COS_ULP: f64 = 2.0;
+    /// sin/sinf: as cos.
+    pub const SIN_ULP: f64 = 2.0;
+    /// powf: CUDA documents ≤ 4 ulp (glibc ≤ 1); the Caffe GPU backward's `powf(·, −0.5)`.
+    /// Also covers rsqrt/sqrt-then-divide formulations (≤ 2 ulp together).
+    pub const POW_ULP: f64 = 4.0;
+    /// One correctly rounded IEEE operation: half an ulp of its result.
+    pub const ROUNDING_ULP: f64 = 0.5;
+    /// θ rounded to f32 after acos (Caffe's `float theta`): the implementation's and the
+    /// reference's roundings of two acos results that differ by ≤ ACOS_ULP can land on
+    /// adjacent floats, so one f32 ulp of θ on top of the acos error.
+    pub const THETA_F32_ULP: f64 = 1.0;
+    /// Roundings in φ = m1·θ + m2: a multiply and an add (or one FMA); ½ ulp each.
+    pub const PHI_ROUNDINGS: f64 = 2.0;
+    /// Roundings in the backward product m1 · r · sin φ and in top_diff · factor · s:
+    /// three multiplies, ½ ulp each, as a relative error in units of u = ulp(1)/2.
+    pub const BACKWARD_MULS: f64 = 3.0;
+    /// Non-target entries: copied (exact) or scaled once by s (one rounding).
+    pub const PASSTHROUGH_ULP: f64 = 0.5;
+}
+
+use consts::*;
+
+/// Forward and backward budgets of one element, in the compared units.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Budget {
+    pub forward: f64,
+    pub backward: f64,
+}
+
+/// Error of sqrt(1 − c²) as T computes it, for formulations that use it (th/mm forward,
+/// Caffe's `pow(1 − c², −0.5)`): c² = 1 − 2d + d² with d = 1 − |c| exact (Sterbenz) and 2d on
+/// T's grid, so rounding c² loses at most min(d², ½ ulp(c²)); the subtraction is exact for
+/// c² ≥ ½. Returns (δ(1 − c²), 1 − c²).
+fn one_minus_c2_error(c: f64, t: Dtype) -> (f64, f64) {
+    let d = 1.0 - c.abs();
+    let v = (1.0 - c) * (1.0 + c);
+    let err = (d * d).min(ROUNDING_ULP * t.ulp(c * c)) + ROUNDING_ULP * t.ulp(v);
+    (err, v)
+}
+
+/// Error in θ (radians) that an implementation in T may carry relative to the reference.
+fn theta_error(e: &Entry, profile: &Profile, t: Dtype) -> f64 {
+    let mut d = ACOS_ULP * t.ulp(e.theta);
+    if profile.theta == ThetaPrecision::F32 {
+        d += THETA_F32_ULP * Dtype::F32.ulp(e.theta);
+    }
+    d
+}
+
+/// Budgets for a target entry with input `c` and upstream gradient `top_diff`, for an
+/// implementation in `t` whose outputs are scaled by `p.s` (pass s = 1 for an unscaled layer).
+pub fn target_budget(c: f64, top_diff: f64, p: &Params, profile: &Profile, t: Dtype) -> Budget {
+    let k = Constants::new(profile, p, t);
+    let e = margin::eval_with(c, p, profile, &k);
+    target_budget_for(&e, top_diff, p, profile, t)
+}
+
+/// [`target_budget`] from an already evaluated entry.
+pub fn target_budget_for(
+    e: &Entry,
+    top_diff: f64,
+    p: &Params,
+    profile: &Profile,
+    t: Dtype,
+) -> Budget {
+    let u = t.unit_roundoff();
+    let (fwd, g_err) = match e.branch {
+        // c̃ − m3 (− m2 sin m2): one or two subtractions, exact factor.
+        Branch::Shortcut | Branch::Fallback => (
+            2.0 * ROUNDING_ULP * t.ulp(e.out.abs().max(e.c_eff.abs())),
+            0.0,
+        ),
+        Branch::Margin => {
+            let dtheta = theta_error(e, profile, t);
+            let dphi = p.m1 * dtheta + PHI_ROUNDINGS * ROUNDING_ULP * t.ulp(e.phi_raw);
+            let sin_phi = e.phi.sin().abs();
+            let (d1mc2, one_mc2) = one_minus_c2_error(e.c_eff, t);
+            let sin_theta = one_mc2.max(0.0).sqrt();
+            // sqrt(1 − c²) formulations of cos(θ + m2) carry δ sinθ · sin m2.
+            let dsin_theta = if sin_theta > 0.0 {
+                d1mc2 / (2.0 * sin_theta) + ROUNDING_ULP * t.ulp(sin_theta)
+            } else {
+                0.0
+            };
+            let fwd = sin_phi * dphi
+                + 0.5 * dphi * dphi
+                + COS_ULP * t.ulp(e.phi.cos())
+                + ROUNDING_ULP * t.ulp(e.out)
+                + p.m2.sin().abs() * dsin_theta;
+
+            let g_err = match profile.gradient {
+                GradientMode::Detached => 0.0,
+                GradientMode::Exact { .. } if e.domain_clamped || e.angle_clamped => {
+                    // Flat, unless φ is within its own error of the clamp bound: then the
+                    // implementation may sit on the formula side of it.
+                    let near = (e.phi_raw - e.phi).abs() <= dphi;
+                    if near {
+                        factor_error(e, p, profile, t, dphi, u) + formula_at(e, p).abs()
+                    } else {
+                        0.0
+                    }
+                }
+                _ => factor_error(e, p, profile, t, dphi, u),
+            };
+            (fwd, g_err)
+        }
+    };
+
+    // The factor clip is 1-Lipschitz, and a value beyond a bound by more than its error stays there.
+    let g_err = match profile.factor_clip {
+        Some((lo, hi)) => {
+            let g = e.factor_unclipped;
+            let beyond = if g > hi {
+                g - hi
+            } else if g < lo {
+                lo - g
+            } else {
+                0.0
+            };
+            if g_err.is_nan() {
+                0.0
+            } else {
+                (g_err - beyond).max(0.0)
+            }
+        }
+        None => g_err,
+    };
+
+    let s = p.s;
+    let out_scaled = s * e.out;
+    let bwd = s * top_diff * e.factor;
+    Budget {
+        forward: s * fwd
+            + if s != 1.0 {
+                ROUNDING_ULP * t.ulp(out_scaled)
+            } else {
+                0.0
+            },
+        backward: s * top_diff.abs() * g_err + BACKWARD_MULS * ROUNDING_ULP * t.ulp(bwd),
+    }
+}
+
+/// The margin-branch formula m1·sin φ̃/sqrt(1 − c̃²) at the entry's values.
+fn formula_at(e: &Entry, p: &Params) -> f64 {
+    p.m1 * e.phi.sin() * margin::inv_sin_theta(e.c_eff, false)
+}
+
+/// Error of the factor m1·sin φ·r, r = (1 − c²)^(−1/2), on the margin branch.
+fn factor_error(e: &Entry, p: &Params, profile: &Profile, t: Dtype, dphi: f64, u: f64) -> f64 {
+    let rsqrt_t = match profile.gradient {
+        GradientMode::FormulaAtClamped { rsqrt_f32: true } => Dtype::F32,
+        _ => t,
+    };
+    let (d1mc2, one_mc2) = one_minus_c2_error(e.c_eff, rsqrt_t);
+    if one_mc2 <= 0.0 {
+        // c̃ = ±1 exactly: 1 − c̃² = 0 in every implementation; the pole value is exact.
+        return 0.0;
+    }
+    let r = one_mc2.powf(-0.5);
+    let g = p.m1 * e.phi.sin() * r;
+    let rel_r = POW_ULP * 2.0 * rsqrt_t.unit_roundoff() + 0.5 * d1mc2 / one_mc2;
+    p.m1 * e.phi.cos().abs() * r * dphi + g.abs() * (rel_r + (SIN_ULP + BACKWARD_MULS) * 2.0 * u)
+}
+
+/// Budget of a non-target (or ignored-row) element: forward `s·x`, backward `s·top_diff`.
+pub fn passthrough_budget(x: f64, top_diff: f64, s: f64, t: Dtype) -> Budget {
+    let b = |v: f64| {
+        if s == 1.0 {
+            0.0
+        } else {
+            PASSTHROUGH_ULP * t.ulp(v)
+        }
+    };
+    Budget {
+        forward: b(s * x),
+        backward: b(s * top_diff),
+    }
+}
+
+/// `|actual − reference| / budget`: ≤ 1 passes. Non-finite values must match exactly
+/// (0 if they do, +inf if not); a zero budget demands bit equality.
+pub fn error_fraction(actual: f64, reference: f64, budget: f64) -> f64 {
+    if !reference.is_finite() || !actual.is_finite() {
+        let same = (reference.is_nan() && actual.is_nan()) || reference == actual;
+        return if same { 0.0 } else { f64::INFINITY };
+    }
+    let err = (actual - reference).abs();
+    if err == 0.0 {
+        0.0
+    } else if budget > 0.0 {
+        err / budget
+    } else {
+        f64::INFINITY
+    }
+}
+
+/// Whether `actual` is within `budget` of `reference` under [`error_fraction`].
+pub fn within(actual: f64, reference: f64, budget: f64) -> bool {
+    error_fraction(actual, reference, budget) <= 1.0
+}

@@ -1,0 +1,60 @@
+//! Shared test support: proptest strategies over profiles, parameters and inputs, mixing
+//! uniform draws with the edge-case catalogue (`combined_margin::catalogue`).
+
+#![allow(dead_code)]
+
+use combined_margin::catalogue::edge_cases;
+use combined_margin::params::PAPER_CONFIGS;
+use combined_margin::{Dtype, Params, Profile};
+use proptest::prelude::*;
+
+/// Every preset.
+pub fn profiles() -> impl Strategy<Value = Profile> {
+    prop::sample::select(Profile::presets())
+}
+
+/// The paper configurations, and random (m1, m2, m3) in m1 ∈ [0.5, 4], m2 ∈ [0, 1], m3 ∈ [0, 0.5].
+pub fn params() -> impl Strategy<Value = Params> {
+    prop_oneof![
+        prop::sample::select(PAPER_CONFIGS.to_vec()).prop_map(|(a, b, c)| Params::new(a, b, c)),
+        (0.5f64..4.0, 0.0f64..1.0, 0.0f64..0.5).prop_map(|(a, b, c)| Params::new(a, b, c)),
+    ]
+}
+
+pub fn dtypes() -> impl Strategy<Value = Dtype> {
+    prop::sample::select(vec![Dtype::F32, Dtype::F64])
+}
+
+/// A cos value for `profile` at `p` in `dtype`: uniform on [−1, 1] half of the time, else an
+/// entry of the edge catalogue (±1, ±(1 − ε), ±0, the kinks and their neighbouring floats,
+/// values just outside [−1, 1]).
+pub fn cos_for(profile: &Profile, p: &Params, dtype: Dtype) -> BoxedStrategy<f64> {
+    let edges = edge_cases(profile, p, dtype);
+    prop_oneof![
+        (-1.0f64..=1.0).prop_map(move |x| dtype.round(x)),
+        prop::sample::select(edges),
+    ]
+    .boxed()
+}
+
+/// (profile, params, dtype, c): the usual input of a per-entry property.
+pub fn entry() -> impl Strategy<Value = (Profile, Params, Dtype, f64)> {
+    (profiles(), params(), dtypes()).prop_flat_map(|(prof, p, dt)| {
+        let c = cos_for(&prof, &p, dt);
+        (Just(prof), Just(p), Just(dt), c)
+    })
+}
+
+/// A batch: cos [N, C] (mixing uniform and edge values), labels (some −1), top_diff.
+pub fn batch(
+    profile: Profile,
+    p: Params,
+    dtype: Dtype,
+) -> impl Strategy<Value = (usize, usize, Vec<f64>, Vec<i64>, Vec<f64>)> {
+    (1usize..8, 1usize..12).prop_flat_map(move |(n, c)| {
+        let cos = prop::collection::vec(cos_for(&profile, &p, dtype), n * c);
+        let labels = prop::collection::vec(prop_oneof![1 => Just(-1i64), 4 => 0..c as i64], n);
+        let top = prop::collection::vec((-1.0f64..1.0).prop_map(move |x| dtype.round(x)), n * c);
+        (Just(n), Just(c), cos, labels, top)
+    })
+}
