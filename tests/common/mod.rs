@@ -13,6 +13,13 @@ pub fn profiles() -> impl Strategy<Value = Profile> {
     prop::sample::select(Profile::presets())
 }
 
+/// The presets satisfying `pred` (so properties about a subset need no rejection sampling).
+pub fn profiles_where(pred: fn(&Profile) -> bool) -> impl Strategy<Value = Profile> {
+    let v: Vec<Profile> = Profile::presets().into_iter().filter(|p| pred(p)).collect();
+    assert!(!v.is_empty(), "no preset satisfies the predicate");
+    prop::sample::select(v)
+}
+
 /// The paper configurations, and random (m1, m2, m3) in m1 ∈ [0.5, 4], m2 ∈ [0, 1], m3 ∈ [0, 0.5].
 pub fn params() -> impl Strategy<Value = Params> {
     prop_oneof![
