@@ -3,3 +3,4 @@
 mod common;
 mod gradcheck;
 mod properties;
+mod spec;
