@@ -2,5 +2,6 @@
 
 mod common;
 mod gradcheck;
+mod layer;
 mod properties;
 mod spec;

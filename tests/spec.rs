@@ -8,8 +8,17 @@ use combined_margin::{kinks, Dtype, Profile};
 fn spec_kink_table_is_current() {
     let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/SPEC.md")).unwrap();
     let begin = "<!-- kink-table:begin -->\n";
-    let start = spec.find(begin).expect("SPEC.md has a kink-table:begin marker") + begin.len();
-    let end = spec.find("<!-- kink-table:end -->").expect("SPEC.md has a kink-table:end marker");
+    let start = spec
+        .find(begin)
+        .expect("SPEC.md has a kink-table:begin marker")
+        + begin.len();
+    let end = spec
+        .find("<!-- kink-table:end -->")
+        .expect("SPEC.md has a kink-table:end marker");
     let want = kinks::table(&Profile::presets(), &PAPER_CONFIGS, Dtype::F64);
-    assert_eq!(&spec[start..end], want, "regenerate with `cargo run --release -- kinks`");
+    assert_eq!(
+        &spec[start..end],
+        want,
+        "regenerate with `cargo run --release -- kinks`"
+    );
 }
