@@ -1,4 +1,5 @@
 //! The integration tests: one binary, shared strategies (tests/common).
 
 mod common;
+mod generate;
 mod npz;
