@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 mod generate;
 mod kinks;
+mod plot;
 
 #[derive(Parser)]
 #[command(
@@ -25,6 +26,8 @@ enum Command {
     Kinks(kinks::Args),
     /// Write fixture files (JSON, .npz) with the reference forward and backward (SPEC.md §7).
     Generate(generate::Args),
+    /// Draw the target logit and the backward factor of chosen profiles, kinks marked (SVG).
+    Plot(plot::Args),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Kinks(a) => kinks::run(a),
         Command::Generate(a) => generate::run(a),
+        Command::Plot(a) => plot::run(a),
     };
     match result {
         Ok(code) => code,
