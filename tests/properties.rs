@@ -138,12 +138,12 @@ proptest! {
         let dt = Dtype::F64;
         let e = margin::eval(c, &p, &prof, dt);
         prop_assume!(e.factor == e.factor_unclipped);
-        let (opts, noise) = fd_setup(&prof, &p, c);
+        let (opts, _) = fd_setup(&prof, &p, c);
         let ks = kinks::kinks(&prof, &p, dt);
         let r = gradcheck::check_scalar(
             |x| margin::forward(x, &p, &prof, dt),
             |x| margin::backward_factor(x, &p, &prof, dt),
-            |_| noise,
+            |x| fd_setup(&prof, &p, x).1,
             &[c],
             &ks,
             &opts,
@@ -210,11 +210,18 @@ fn strategies_reach_every_branch() {
 fn monotonicity_check_has_teeth() {
     use combined_margin::profile::AnglePolicy;
     let p = Params::new(1.0, 0.5, 0.0);
-    let past_pi = Profile { angle: AnglePolicy::Clamp { lo: 0.0, hi: PI + 0.1 }, ..Profile::recommended() };
+    let past_pi = Profile {
+        angle: AnglePolicy::Clamp {
+            lo: 0.0,
+            hi: PI + 0.1,
+        },
+        ..Profile::recommended()
+    };
     for prof in [Profile::analytic(), past_pi] {
         let violated = (0..1000).any(|i| {
             let (t1, t2) = (PI * i as f64 / 1000.0, PI * (i + 1) as f64 / 1000.0);
-            margin::forward(t1.cos(), &p, &prof, Dtype::F64) < margin::forward(t2.cos(), &p, &prof, Dtype::F64)
+            margin::forward(t1.cos(), &p, &prof, Dtype::F64)
+                < margin::forward(t2.cos(), &p, &prof, Dtype::F64)
         });
         assert!(violated, "{} should turn back up past π", prof.name);
     }

@@ -8,6 +8,20 @@ use combined_margin::params::PAPER_CONFIGS;
 use combined_margin::{Dtype, Params, Profile};
 use proptest::prelude::*;
 
+/// The proptest configuration every property uses: `cases` cases, no failure files, and a
+/// fixed RNG seed so that CI is reproducible. Set PROPTEST_RNG_SEED to explore other seeds.
+pub fn config(cases: u32) -> ProptestConfig {
+    let mut c = ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
+        c.rng_seed = proptest::test_runner::RngSeed::Fixed(0x00C0_FFEE_2026_1129);
+    }
+    c
+}
+
 /// Every preset.
 pub fn profiles() -> impl Strategy<Value = Profile> {
     prop::sample::select(Profile::presets())
