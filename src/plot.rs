@@ -316,6 +316,7 @@ pub fn render_svg(spec: &PlotSpec) -> Result<String> {
                 ("sans-serif", 22),
             )
             .margin(14)
+            .margin_right(34)
             .x_label_area_size(46)
             .y_label_area_size(70)
             .build_cartesian_2d(0f64..180f64, ylo..ytop)
@@ -324,7 +325,7 @@ pub fn render_svg(spec: &PlotSpec) -> Result<String> {
             .x_desc("theta (degrees)")
             .y_desc("cos(m1*theta + m2) - m3 (unscaled)")
             .x_labels(19)
-            .x_label_formatter(&tick)
+            .x_label_formatter(&|x| format!("{x:.0}"))
             .y_label_formatter(&tick)
             .axis_desc_style(("sans-serif", 16))
             .label_style(("sans-serif", 14))
@@ -374,6 +375,7 @@ pub fn render_svg(spec: &PlotSpec) -> Result<String> {
                 ("sans-serif", 22),
             )
             .margin(14)
+            .margin_right(34)
             .x_label_area_size(46)
             .y_label_area_size(70)
             .build_cartesian_2d(-1f64..1f64, flo..fhi_plot)
@@ -381,7 +383,7 @@ pub fn render_svg(spec: &PlotSpec) -> Result<String> {
         ch.configure_mesh()
             .x_desc("cos(theta)")
             .y_desc("d out / d cos(theta) (unscaled)")
-            .x_labels(21)
+            .x_labels(11)
             .x_label_formatter(&tick)
             .y_label_formatter(&tick)
             .axis_desc_style(("sans-serif", 16))
