@@ -412,19 +412,22 @@ fn reference_matches_closed_forms() {
 
 #[test]
 fn distributions_have_the_documented_moments() {
-    let n_c = (200, 100);
-    let g = generate(&Spec {
-        ignore_every: 0,
-        ..spec(
+    let draw = |inputs| {
+        let s = spec(
             Profile::recommended(),
             Params::new(1.0, 0.5, 0.0),
-            n_c.0,
-            n_c.1,
+            200,
+            100,
             Dtype::F64,
-            Inputs::Realistic { dim: 512 },
-        )
-    })
-    .unwrap();
+            inputs,
+        );
+        generate(&Spec {
+            ignore_every: 0,
+            ..s
+        })
+        .unwrap()
+    };
+    let g = draw(Inputs::Realistic { dim: 512 });
     let m = g.case.cos.len() as f64;
     let mean = g.case.cos.iter().sum::<f64>() / m;
     let sd = (g.case.cos.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / m).sqrt();
@@ -432,18 +435,7 @@ fn distributions_have_the_documented_moments() {
     // probability (its relative standard error is 1/sqrt(2·20000) = 0.5%).
     assert!((sd * 512f64.sqrt() - 1.0).abs() < 0.02, "sd {sd}");
     assert!(mean.abs() < 4.0 * 0.0442 / m.sqrt(), "mean {mean}");
-    let g = generate(&Spec {
-        ignore_every: 0,
-        ..spec(
-            Profile::recommended(),
-            Params::new(1.0, 0.5, 0.0),
-            n_c.0,
-            n_c.1,
-            Dtype::F64,
-            Inputs::Uniform,
-        )
-    })
-    .unwrap();
+    let g = draw(Inputs::Uniform);
     let var = g.case.cos.iter().map(|x| x * x).sum::<f64>() / m;
     assert!(g.case.cos.iter().all(|x| (-1.0..1.0).contains(x)));
     assert!(

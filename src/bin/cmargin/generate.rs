@@ -158,8 +158,8 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Parses "a,b,c" into exactly `len` values.
-fn list<T: std::str::FromStr>(flag: &str, text: &str, len: usize) -> Result<Vec<T>, String> {
+/// Parses "a,b,c" into exactly `len` values (shared by the subcommands).
+pub fn list<T: std::str::FromStr>(flag: &str, text: &str, len: usize) -> Result<Vec<T>, String> {
     let v: Vec<T> = text
         .split(',')
         .map(|x| x.trim().parse::<T>())
