@@ -430,3 +430,20 @@ fn a_non_ascii_dtype_is_an_error_not_a_panic() {
         );
     }
 }
+
+#[test]
+fn parameter_errors_name_the_array_that_holds_the_value() {
+    let file = |m1: f64, s: f64| {
+        let mut w = NpzWriter::new(Cursor::new(Vec::new()));
+        w.add_array("cos", &Array2::<f32>::zeros((1, 2))).unwrap();
+        w.add_array("labels", &arr1(&[0i64])).unwrap();
+        w.add_array("params", &arr1(&[m1, 0.5, 0.0])).unwrap();
+        w.add_array("s", &ndarray::arr0(s)).unwrap();
+        w.finish().unwrap().into_inner()
+    };
+    expect_err(&file(1.0, 0.0), "s", &["s = 0", "must be > 0"]);
+    expect_err(&file(0.0, 64.0), "params", &["m1 = 0"]);
+    let f = read(&file(1.0, 64.0)).unwrap();
+    assert!(f.case.scaled);
+    assert_eq!(f.case.params.s, 64.0);
+}
