@@ -198,6 +198,16 @@ fn failures_leave_no_file_behind() {
         vec!["generate", "-o", "a.json", "--shape", "0,10"],
         vec!["generate", "-o", "a.json", "--shape", "100000,100000"],
         vec!["generate", "-o", "a.json", "--inputs", "gaussian"],
+        vec![
+            "generate",
+            "-o",
+            "a.json",
+            "--inputs",
+            "edges",
+            "--ignore-every",
+            "1",
+        ],
+        vec!["generate", "-o", "a.json", "--ignore-every", "1"],
     ] {
         let out = cmargin(&d, &bad);
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
@@ -234,7 +244,7 @@ fn json_and_npz_round_trip_bit_for_bit() {
             dtype,
             Inputs::Edges,
         );
-        s.n = rows_for(edge_cases(&s.profile, &s.params, dtype).len(), 8);
+        s.n = rows_for(edge_cases(&s.profile, &s.params, dtype).len(), 8).unwrap();
         let g = generate(&s).unwrap();
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         let dump = read_dump_str("g.json", &g.to_json(), Limits::default()).unwrap();
@@ -299,7 +309,7 @@ fn edges_put_every_catalogue_value_at_a_target_and_ignored_rows_hold_out_of_rang
     for profile in Profile::presets() {
         for dtype in [Dtype::F32, Dtype::F64] {
             let cat = edge_cases(&profile, &p, dtype);
-            let n = rows_for(cat.len(), 8);
+            let n = rows_for(cat.len(), 8).unwrap();
             let g = generate(&spec(profile.clone(), p, n, 5, dtype, Inputs::Edges)).unwrap();
             assert_eq!(
                 (g.catalogue_len, g.catalogue_placed),
@@ -508,4 +518,19 @@ fn provenance_names_everything_needed_to_regenerate() {
     let unscaled = generate(&Spec { scaled: false, ..s }).unwrap();
     let j: serde_json::Value = serde_json::from_str(&unscaled.to_json()).unwrap();
     assert!(j["cases"][0]["params"].get("s").is_none());
+}
+
+#[test]
+fn rows_for_gives_each_catalogue_value_exactly_one_row() {
+    // Brute force: the smallest N whose non-ignored rows number at least len.
+    for k in [0usize, 2, 3, 8] {
+        for len in 0..40 {
+            let mut n = 0;
+            while (0..n).filter(|&i| !is_ignored(i, k)).count() < len {
+                n += 1;
+            }
+            assert_eq!(rows_for(len, k).unwrap(), n, "len {len} k {k}");
+        }
+    }
+    assert!(rows_for(5, 1).is_err());
 }

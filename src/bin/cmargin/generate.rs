@@ -106,7 +106,10 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         }
         (None, Inputs::Edges) => {
             let len = combined_margin::catalogue::edge_cases(&profile, &params, dtype).len();
-            (rows_for(len, a.ignore_every), 10)
+            (
+                rows_for(len, a.ignore_every).map_err(|e| e.to_string())?,
+                10,
+            )
         }
         (None, _) => (16, 10),
     };
@@ -128,7 +131,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
             "cmargin: note: {} of the {} catalogue values have a row; omit --shape or use N >= {}",
             g.catalogue_placed,
             g.catalogue_len,
-            rows_for(g.catalogue_len, a.ignore_every)
+            rows_for(g.catalogue_len, a.ignore_every).unwrap_or(g.catalogue_len)
         );
     }
     for (path, fmt) in a.out.iter().zip(formats) {
