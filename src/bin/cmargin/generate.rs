@@ -24,6 +24,7 @@ pub struct Args {
     /// f32 or f64: the precision the implementation under test runs in.
     #[arg(long, default_value = "f32")]
     dtype: String,
+    /// Seed of the splitmix64 stream every draw comes from (SPEC.md §7.3).
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// uniform, realistic or edges.
