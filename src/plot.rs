@@ -311,117 +311,70 @@ pub fn render_svg(spec: &PlotSpec) -> Result<String> {
         let (bottom, notes) = rest.split_vertically(panel_h);
         let title = format!("Combined margin {p}");
 
-        // (a) forward against theta.
-        let mut ch = ChartBuilder::on(&top)
-            .caption(
-                format!("{title}: target logit against theta"),
-                ("sans-serif", 22),
-            )
-            .margin(14)
-            .x_label_area_size(46)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0f64..180f64, ylo..ytop)
-            .map_err(|x| e(&x))?;
-        ch.configure_mesh()
-            .x_desc("theta (degrees)")
-            .y_desc("cos(m1*theta + m2) - m3 (unscaled)")
-            .x_labels(19)
-            .x_label_formatter(&tick)
-            .y_label_formatter(&tick)
-            .axis_desc_style(("sans-serif", 16))
-            .label_style(("sans-serif", 14))
-            .light_line_style(RGBColor(246, 246, 246))
-            .draw()
-            .map_err(|x| e(&x))?;
-        for (i, (pr, s)) in spec.profiles.iter().zip(&fwd).enumerate() {
-            let col = COLORS[i];
-            let width = width_of(i, nrows);
-            for (j, seg) in segments(s, ylo, ytop).into_iter().enumerate() {
-                let a = ch
-                    .draw_series(LineSeries::new(seg, col.stroke_width(width)))
-                    .map_err(|x| e(&x))?;
-                if j == 0 {
-                    a.label(pr.name.clone()).legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 22, y)], col.stroke_width(3))
-                    });
-                }
-            }
-            // Poles and factor-clip corners are features of the factor, shown in panel (b).
-            let marks: Vec<(f64, usize, &str)> = numbered[i]
-                .iter()
-                .filter(|(_, k)| {
-                    !matches!(
-                        k.smoothness(),
-                        Smoothness::Pole | Smoothness::GradientCorner
-                    )
-                })
-                .map(|(n, k)| (k.c.clamp(-1.0, 1.0).acos().to_degrees(), *n, short(k)))
-                .collect();
-            kink_marks(&mut ch, &marks, (ylo, yhi), (i, nrows), col).map_err(|x| e(&x))?;
-        }
-        ch.configure_series_labels()
-            .position(SeriesLabelPosition::LowerLeft)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 15))
-            .draw()
-            .map_err(|x| e(&x))?;
+        let names: Vec<&str> = spec.profiles.iter().map(|p| p.name.as_str()).collect();
+        // (a) forward against theta. Poles and factor-clip corners are features of the
+        // factor, shown in panel (b) only.
+        let fwd_marks = numbered
+            .iter()
+            .map(|v| {
+                v.iter()
+                    .filter(|(_, k)| {
+                        !matches!(
+                            k.smoothness(),
+                            Smoothness::Pole | Smoothness::GradientCorner
+                        )
+                    })
+                    .map(|(n, k)| (k.c.clamp(-1.0, 1.0).acos().to_degrees(), *n, short(k)))
+                    .collect()
+            })
+            .collect();
+        let deg = |x: &f64| format!("{x:.0}");
+        draw_panel(
+            &top,
+            &names,
+            Panel {
+                caption: format!("{title}: target logit against theta"),
+                x: (0.0, 180.0),
+                x_desc: "theta (degrees)",
+                y_desc: "cos(m1*theta + m2) - m3 (unscaled)",
+                x_labels: 19,
+                x_fmt: &deg,
+                y_data: (ylo, yhi),
+                y_top: ytop,
+                curves: &fwd,
+                marks: fwd_marks,
+                legend: SeriesLabelPosition::LowerLeft,
+                edge_line: false,
+            },
+        )
+        .map_err(|x| e(&x))?;
 
         // (b) factor against cos.
-        let span = fhi - flo;
-        let fhi_plot = fhi + 0.07 * nrows as f64 * span;
-        let mut ch = ChartBuilder::on(&bottom)
-            .caption(
-                format!("{title}: backward factor d out / d cos(theta) against cos(theta)"),
-                ("sans-serif", 22),
-            )
-            .margin(14)
-            .x_label_area_size(46)
-            .y_label_area_size(70)
-            .build_cartesian_2d(-1f64..1f64, flo..fhi_plot)
-            .map_err(|x| e(&x))?;
-        ch.configure_mesh()
-            .x_desc("cos(theta)")
-            .y_desc("d out / d cos(theta) (unscaled)")
-            .x_labels(21)
-            .x_label_formatter(&tick)
-            .y_label_formatter(&tick)
-            .axis_desc_style(("sans-serif", 16))
-            .label_style(("sans-serif", 14))
-            .light_line_style(RGBColor(246, 246, 246))
-            .draw()
-            .map_err(|x| e(&x))?;
-        for (i, (pr, s)) in spec.profiles.iter().zip(&fac).enumerate() {
-            let col = COLORS[i];
-            let width = width_of(i, nrows);
-            for (j, seg) in segments(s, flo, fhi).into_iter().enumerate() {
-                let a = ch
-                    .draw_series(LineSeries::new(seg, col.stroke_width(width)))
-                    .map_err(|x| e(&x))?;
-                if j == 0 {
-                    a.label(pr.name.clone()).legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 22, y)], col.stroke_width(3))
-                    });
-                }
-            }
-            let marks: Vec<(f64, usize, &str)> = numbered[i]
-                .iter()
-                .map(|(n, k)| (k.c, *n, short(k)))
-                .collect();
-            kink_marks(&mut ch, &marks, (flo, fhi), (i, nrows), col).map_err(|x| e(&x))?;
-        }
-        ch.draw_series(std::iter::once(PathElement::new(
-            vec![(-1.0, fhi), (1.0, fhi)],
-            BLACK.mix(0.4).stroke_width(1),
-        )))
+        let fac_marks = numbered
+            .iter()
+            .map(|v| v.iter().map(|(n, k)| (k.c, *n, short(k))).collect())
+            .collect();
+        draw_panel(
+            &bottom,
+            &names,
+            Panel {
+                caption: format!(
+                    "{title}: backward factor d out / d cos(theta) against cos(theta)"
+                ),
+                x: (-1.0, 1.0),
+                x_desc: "cos(theta)",
+                y_desc: "d out / d cos(theta) (unscaled)",
+                x_labels: 11,
+                x_fmt: &tick,
+                y_data: (flo, fhi),
+                y_top: fhi + 0.07 * nrows as f64 * (fhi - flo),
+                curves: &fac,
+                marks: fac_marks,
+                legend: SeriesLabelPosition::UpperMiddle,
+                edge_line: true,
+            },
+        )
         .map_err(|x| e(&x))?;
-        ch.configure_series_labels()
-            .position(SeriesLabelPosition::UpperMiddle)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 15))
-            .draw()
-            .map_err(|x| e(&x))?;
 
         // Notes.
         let mut y = 8;
@@ -450,6 +403,75 @@ pub fn render_svg(spec: &PlotSpec) -> Result<String> {
         root.present().map_err(|x| e(&x))?;
     }
     Ok(svg)
+}
+
+/// One panel: axes, one curve per profile (clamped into `y_data`), kink marks per profile.
+struct Panel<'a> {
+    caption: String,
+    x: (f64, f64),
+    x_desc: &'a str,
+    y_desc: &'a str,
+    x_labels: usize,
+    x_fmt: &'a dyn Fn(&f64) -> String,
+    /// Range of the data: curves are clamped into it, kink lines span it.
+    y_data: (f64, f64),
+    /// Top of the chart; the tag rows sit between `y_data.1` and here.
+    y_top: f64,
+    curves: &'a [Vec<Sample>],
+    marks: Vec<Vec<(f64, usize, &'static str)>>,
+    legend: SeriesLabelPosition,
+    /// A grey line at `y_data.1`, where clamped values are drawn.
+    edge_line: bool,
+}
+
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    names: &[&str],
+    p: Panel<'_>,
+) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let (ylo, yhi) = p.y_data;
+    let mut ch = ChartBuilder::on(area)
+        .caption(&p.caption, ("sans-serif", 22))
+        .margin(14)
+        .margin_right(34)
+        .x_label_area_size(46)
+        .y_label_area_size(70)
+        .build_cartesian_2d(p.x.0..p.x.1, ylo..p.y_top)?;
+    ch.configure_mesh()
+        .x_desc(p.x_desc)
+        .y_desc(p.y_desc)
+        .x_labels(p.x_labels)
+        .x_label_formatter(p.x_fmt)
+        .y_label_formatter(&tick)
+        .axis_desc_style(("sans-serif", 16))
+        .label_style(("sans-serif", 14))
+        .light_line_style(RGBColor(246, 246, 246))
+        .draw()?;
+    let n = names.len();
+    for (i, (name, s)) in names.iter().zip(p.curves).enumerate() {
+        let col = COLORS[i];
+        for (j, seg) in segments(s, ylo, yhi).into_iter().enumerate() {
+            let a = ch.draw_series(LineSeries::new(seg, col.stroke_width(width_of(i, n))))?;
+            if j == 0 {
+                a.label(name.to_string()).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 22, y)], col.stroke_width(3))
+                });
+            }
+        }
+        kink_marks(&mut ch, &p.marks[i], (ylo, yhi), (i, n), col)?;
+    }
+    if p.edge_line {
+        ch.draw_series(std::iter::once(PathElement::new(
+            vec![(p.x.0, yhi), (p.x.1, yhi)],
+            BLACK.mix(0.4).stroke_width(1),
+        )))?;
+    }
+    ch.configure_series_labels()
+        .position(p.legend)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 15))
+        .draw()
 }
 
 type Chart<'a, 'b, DB> = ChartContext<

@@ -198,6 +198,16 @@ fn failures_leave_no_file_behind() {
         vec!["generate", "-o", "a.json", "--shape", "0,10"],
         vec!["generate", "-o", "a.json", "--shape", "100000,100000"],
         vec!["generate", "-o", "a.json", "--inputs", "gaussian"],
+        vec![
+            "generate",
+            "-o",
+            "a.json",
+            "--inputs",
+            "edges",
+            "--ignore-every",
+            "1",
+        ],
+        vec!["generate", "-o", "a.json", "--ignore-every", "1"],
     ] {
         let out = cmargin(&d, &bad);
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
@@ -234,7 +244,7 @@ fn json_and_npz_round_trip_bit_for_bit() {
             dtype,
             Inputs::Edges,
         );
-        s.n = rows_for(edge_cases(&s.profile, &s.params, dtype).len(), 8);
+        s.n = rows_for(edge_cases(&s.profile, &s.params, dtype).len(), 8).unwrap();
         let g = generate(&s).unwrap();
         // NaN's sign and payload carry no meaning (the format writes every NaN as "NaN").
         let bits = |v: &[f64]| {
@@ -255,13 +265,21 @@ fn json_and_npz_round_trip_bit_for_bit() {
         let j = &cases[0];
         assert_eq!(bits(&j.cos), bits(&g.case.cos));
         assert_eq!(j.labels, g.case.labels);
+        assert_eq!(
+            bits(j.top_diff.as_ref().unwrap()),
+            bits(g.case.top_diff.as_ref().unwrap())
+        );
+        // Outputs too: the generator writes every NaN as the positive quiet NaN, which is
+        // what JSON's "NaN" reads back as (x86 makes 0xFFF8… in some builds).
         for (a, b) in [
-            (&j.top_diff, &g.case.top_diff),
             (&j.forward, &g.case.forward),
             (&j.backward, &g.case.backward),
         ] {
             assert_eq!(bits(a.as_ref().unwrap()), bits(b.as_ref().unwrap()));
         }
+        let nan = f64::NAN.to_bits();
+        let outs = g.case.forward.iter().chain(&g.case.backward).flatten();
+        assert!(outs.filter(|x| x.is_nan()).all(|x| x.to_bits() == nan));
         // (LayerCase holds NaN, so `==` on the whole case cannot hold; compare the rest.)
         assert_eq!(
             (&j.name, j.params, j.params_effective, j.scaled, j.n, j.c),
@@ -281,9 +299,14 @@ fn json_and_npz_round_trip_bit_for_bit() {
         )
         .unwrap();
         assert_eq!(bits(&n.case.cos), bits(&j.cos));
+        // The npz keeps every bit.
         assert_eq!(
             bits(n.reference_backward.as_ref().unwrap()),
-            bits(j.backward.as_ref().unwrap())
+            bits(g.case.backward.as_ref().unwrap())
+        );
+        assert_eq!(
+            bits(n.reference_forward.as_ref().unwrap()),
+            bits(g.case.forward.as_ref().unwrap())
         );
         // The catalogue has signed zeros and non-finite outputs: the round trip keeps them.
         assert!(j.cos.iter().any(|x| x.to_bits() == (-0.0f64).to_bits()));
@@ -297,7 +320,7 @@ fn edges_put_every_catalogue_value_at_a_target_and_ignored_rows_hold_out_of_rang
     for profile in Profile::presets() {
         for dtype in [Dtype::F32, Dtype::F64] {
             let cat = edge_cases(&profile, &p, dtype);
-            let n = rows_for(cat.len(), 8);
+            let n = rows_for(cat.len(), 8).unwrap();
             let g = generate(&spec(profile.clone(), p, n, 5, dtype, Inputs::Edges)).unwrap();
             assert_eq!(
                 (g.catalogue_len, g.catalogue_placed),
@@ -423,19 +446,22 @@ fn reference_matches_closed_forms() {
 
 #[test]
 fn distributions_have_the_documented_moments() {
-    let n_c = (200, 100);
-    let g = generate(&Spec {
-        ignore_every: 0,
-        ..spec(
+    let draw = |inputs| {
+        let s = spec(
             Profile::recommended(),
             Params::new(1.0, 0.5, 0.0),
-            n_c.0,
-            n_c.1,
+            200,
+            100,
             Dtype::F64,
-            Inputs::Realistic { dim: 512 },
-        )
-    })
-    .unwrap();
+            inputs,
+        );
+        generate(&Spec {
+            ignore_every: 0,
+            ..s
+        })
+        .unwrap()
+    };
+    let g = draw(Inputs::Realistic { dim: 512 });
     let m = g.case.cos.len() as f64;
     let mean = g.case.cos.iter().sum::<f64>() / m;
     let sd = (g.case.cos.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / m).sqrt();
@@ -443,18 +469,7 @@ fn distributions_have_the_documented_moments() {
     // probability (its relative standard error is 1/sqrt(2·20000) = 0.5%).
     assert!((sd * 512f64.sqrt() - 1.0).abs() < 0.02, "sd {sd}");
     assert!(mean.abs() < 4.0 * 0.0442 / m.sqrt(), "mean {mean}");
-    let g = generate(&Spec {
-        ignore_every: 0,
-        ..spec(
-            Profile::recommended(),
-            Params::new(1.0, 0.5, 0.0),
-            n_c.0,
-            n_c.1,
-            Dtype::F64,
-            Inputs::Uniform,
-        )
-    })
-    .unwrap();
+    let g = draw(Inputs::Uniform);
     let var = g.case.cos.iter().map(|x| x * x).sum::<f64>() / m;
     assert!(g.case.cos.iter().all(|x| (-1.0..1.0).contains(x)));
     assert!(
@@ -514,4 +529,19 @@ fn provenance_names_everything_needed_to_regenerate() {
     let unscaled = generate(&Spec { scaled: false, ..s }).unwrap();
     let j: serde_json::Value = serde_json::from_str(&unscaled.to_json()).unwrap();
     assert!(j["cases"][0]["params"].get("s").is_none());
+}
+
+#[test]
+fn rows_for_gives_each_catalogue_value_exactly_one_row() {
+    // Brute force: the smallest N whose non-ignored rows number at least len.
+    for k in [0usize, 2, 3, 8] {
+        for len in 0..40 {
+            let mut n = 0;
+            while (0..n).filter(|&i| !is_ignored(i, k)).count() < len {
+                n += 1;
+            }
+            assert_eq!(rows_for(len, k).unwrap(), n, "len {len} k {k}");
+        }
+    }
+    assert!(rows_for(5, 1).is_err());
 }

@@ -267,20 +267,19 @@ fn refuses_labels_out_of_range() {
         expect_err(&b, "labels", &["element 2", shown, "[0, 3)"]);
     }
     // Float labels must hold integers (Caffe's float label blobs are accepted).
-    let mut w = NpzWriter::new(Cursor::new(Vec::new()));
-    w.add_array("cos", &Array2::<f64>::zeros((2, 3))).unwrap();
-    w.add_array("labels", &arr1(&[1.0f64, 2.5])).unwrap();
-    w.add_array("params", &arr1(&[1.0f64, 0.5, 0.0])).unwrap();
+    let float_labels = |l: [f64; 2]| {
+        let mut w = NpzWriter::new(Cursor::new(Vec::new()));
+        w.add_array("cos", &Array2::<f64>::zeros((2, 3))).unwrap();
+        w.add_array("labels", &arr1(&l)).unwrap();
+        w.add_array("params", &arr1(&[1.0f64, 0.5, 0.0])).unwrap();
+        w.finish().unwrap().into_inner()
+    };
     expect_err(
-        &w.finish().unwrap().into_inner(),
+        &float_labels([1.0, 2.5]),
         "labels",
         &["element 1", "2.5", "not an integer"],
     );
-    let mut w = NpzWriter::new(Cursor::new(Vec::new()));
-    w.add_array("cos", &Array2::<f64>::zeros((2, 3))).unwrap();
-    w.add_array("labels", &arr1(&[1.0f64, -1.0])).unwrap();
-    w.add_array("params", &arr1(&[1.0f64, 0.5, 0.0])).unwrap();
-    let f = read(&w.finish().unwrap().into_inner()).unwrap();
+    let f = read(&float_labels([1.0, -1.0])).unwrap();
     assert_eq!((f.dtype, f.case.labels), (Dtype::F64, vec![1, -1]));
 }
 
@@ -417,4 +416,34 @@ fn tempdir(tag: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+#[test]
+fn a_non_ascii_dtype_is_an_error_not_a_panic() {
+    // Regression: the descr was sliced at byte 2, inside the two-byte 'é' (found in review).
+    for descr in ["<\u{e9}", "\u{e9}f8", "<f\u{e9}", "<U\u{e9}"] {
+        let h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': (1, 1), }}");
+        expect_err(
+            &zip_of(&[("cos.npy", npy(&h, &[0; 8]))]),
+            "cos",
+            &["not supported"],
+        );
+    }
+}
+
+#[test]
+fn parameter_errors_name_the_array_that_holds_the_value() {
+    let file = |m1: f64, s: f64| {
+        let mut w = NpzWriter::new(Cursor::new(Vec::new()));
+        w.add_array("cos", &Array2::<f32>::zeros((1, 2))).unwrap();
+        w.add_array("labels", &arr1(&[0i64])).unwrap();
+        w.add_array("params", &arr1(&[m1, 0.5, 0.0])).unwrap();
+        w.add_array("s", &ndarray::arr0(s)).unwrap();
+        w.finish().unwrap().into_inner()
+    };
+    expect_err(&file(1.0, 0.0), "s", &["s = 0", "must be > 0"]);
+    expect_err(&file(0.0, 64.0), "params", &["m1 = 0"]);
+    let f = read(&file(1.0, 64.0)).unwrap();
+    assert!(f.case.scaled);
+    assert_eq!(f.case.params.s, 64.0);
 }

@@ -24,6 +24,7 @@ pub struct Args {
     /// f32 or f64: the precision the implementation under test runs in.
     #[arg(long, default_value = "f32")]
     dtype: String,
+    /// Seed of the splitmix64 stream every draw comes from (SPEC.md §7.3).
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// uniform, realistic or edges.
@@ -106,7 +107,10 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         }
         (None, Inputs::Edges) => {
             let len = combined_margin::catalogue::edge_cases(&profile, &params, dtype).len();
-            (rows_for(len, a.ignore_every), 10)
+            (
+                rows_for(len, a.ignore_every).map_err(|e| e.to_string())?,
+                10,
+            )
         }
         (None, _) => (16, 10),
     };
@@ -128,7 +132,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
             "cmargin: note: {} of the {} catalogue values have a row; omit --shape or use N >= {}",
             g.catalogue_placed,
             g.catalogue_len,
-            rows_for(g.catalogue_len, a.ignore_every)
+            rows_for(g.catalogue_len, a.ignore_every).unwrap_or(g.catalogue_len)
         );
     }
     for (path, fmt) in a.out.iter().zip(formats) {
@@ -158,8 +162,8 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Parses "a,b,c" into exactly `len` values.
-fn list<T: std::str::FromStr>(flag: &str, text: &str, len: usize) -> Result<Vec<T>, String> {
+/// Parses "a,b,c" into exactly `len` values (shared by the subcommands).
+pub fn list<T: std::str::FromStr>(flag: &str, text: &str, len: usize) -> Result<Vec<T>, String> {
     let v: Vec<T> = text
         .split(',')
         .map(|x| x.trim().parse::<T>())

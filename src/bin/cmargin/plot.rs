@@ -1,6 +1,7 @@
 //! `cmargin plot`: an SVG of the target logit against θ and of the backward factor against
 //! cos θ for chosen profiles, kinks marked (SPEC.md §7.5).
 
+use crate::generate::list;
 use combined_margin::fixture::write_atomic;
 use combined_margin::plot::{render_svg, PlotSpec};
 use combined_margin::{Dtype, Params, Profile};
@@ -29,21 +30,6 @@ pub struct Args {
     force: bool,
 }
 
-fn numbers(flag: &str, text: &str, len: usize) -> Result<Vec<f64>, String> {
-    let v: Vec<f64> = text
-        .split(',')
-        .map(|x| x.trim().parse::<f64>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| format!("{flag} {text:?}: expected {len} comma-separated numbers"))?;
-    if v.len() != len {
-        return Err(format!(
-            "{flag} {text:?}: expected {len} comma-separated numbers, found {}",
-            v.len()
-        ));
-    }
-    Ok(v)
-}
-
 pub fn run(a: Args) -> Result<ExitCode, String> {
     let profiles = match &a.profile {
         None => PlotSpec::default_profiles(),
@@ -54,10 +40,10 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
     };
     let dtype = Dtype::parse(&a.dtype)
         .ok_or_else(|| format!("--dtype {:?}: expected f32 or f64", a.dtype))?;
-    let p = numbers("--params", &a.params, 3)?;
+    let p = list::<f64>("--params", &a.params, 3)?;
     let params = Params::new(p[0], p[1], p[2]);
     params.validate().map_err(|e| format!("--params: {e}"))?;
-    let r = numbers("--factor-range", &a.factor_range, 2)?;
+    let r = list::<f64>("--factor-range", &a.factor_range, 2)?;
     if !a.force && a.out.exists() {
         return Err(format!(
             "{} exists; pass --force to overwrite it",
