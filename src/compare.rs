@@ -258,7 +258,11 @@ impl CaseReport {
             num(e.actual),
             num(e.reference),
             e.budget,
-            fraction_text(e.fraction),
+            if e.fraction.is_infinite() && e.actual.is_finite() && e.reference.is_finite() {
+                "differs where bit equality is required".to_string()
+            } else {
+                fraction_text(e.fraction)
+            },
             self.region(e)
         )
     }
