@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod check;
 mod kinks;
 
 #[derive(Parser)]
@@ -20,6 +21,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Check an implementation's outputs against the reference; no file: the golden conformance matrix.
+    Check(check::Args),
     /// Print where each profile's forward or backward is not smooth (SPEC.md §4).
     Kinks(kinks::Args),
 }
@@ -27,6 +30,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Check(a) => check::run(a),
         Command::Kinks(a) => kinks::run(a),
     };
     match result {
