@@ -1,5 +1,6 @@
 //! The integration tests: one binary, shared strategies (tests/common).
 
 mod common;
+mod cli_check;
 mod golden;
 mod tolerance_teeth;

@@ -168,7 +168,11 @@ fn candidates() -> Vec<Profile> {
                 if e != eps {
                     let mut p = base.clone();
                     p.domain = InputDomain::Clamp { eps: e };
-                    p.name = format!("{} with eps = {e:e}", base.name);
+                    p.name = format!(
+                        "{} with eps = {}",
+                        base.name,
+                        if e == 0.0 { "0".to_string() } else { format!("{e:e}") }
+                    );
                     out.push(p);
                 }
             }
@@ -209,7 +213,20 @@ fn fingerprint(dump: &Dump) -> Result<Profile, String> {
         }
         ranked.push((within as f64 / total.max(1) as f64, worst, prof));
     }
-    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.total_cmp(&b.1)));
+    // Among candidates that fit equally, the plain preset comes before its variants: in f32
+    // "θ rounded to f32" changes nothing, and the simpler description is the true one.
+    let is_variant = |p: &Profile| !PRESET_NAMES.contains(&p.name.as_str());
+    ranked.sort_by(|a, b| {
+        b.0.total_cmp(&a.0)
+            .then_with(|| {
+                if a.0 == 1.0 && b.0 == 1.0 {
+                    is_variant(&a.2).cmp(&is_variant(&b.2))
+                } else {
+                    std::cmp::Ordering::Equal
+                }
+            })
+            .then(a.1.total_cmp(&b.1))
+    });
     println!("{}: fingerprint over {} candidate profiles", dump.file, ranked.len());
     let w = ranked.iter().take(5).map(|r| r.2.name.len()).max().unwrap_or(8);
     for (share, worst, prof) in ranked.iter().take(5) {
