@@ -137,7 +137,13 @@ impl Reference {
             entry: e,
             forward: s * e.out,
             backward: s * top_diff * e.factor,
-            budget: tolerance::target_budget_for(&e, top_diff, &self.params, &self.profile, self.dtype),
+            budget: tolerance::target_budget_for(
+                &e,
+                top_diff,
+                &self.params,
+                &self.profile,
+                self.dtype,
+            ),
         }
     }
 
@@ -352,7 +358,9 @@ pub fn compare_with_params(
     // Evaluate each target once for both sides.
     let top = |i: usize| case.top_diff.as_ref().map_or(1.0, |t| t[i]);
     let refs: Vec<Option<TargetRef>> = (0..n)
-        .map(|row| targets[row].map(|col| reference.target(case.cos[row * c + col], top(row * c + col))))
+        .map(|row| {
+            targets[row].map(|col| reference.target(case.cos[row * c + col], top(row * c + col)))
+        })
         .collect();
     for (side, out) in [
         (Side::Forward, &case.forward),

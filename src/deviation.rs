@@ -231,7 +231,15 @@ pub fn detect(case: &LayerCase, r: &CaseReport, declared: &Declared) -> Result<V
     out.extend(wrong_target_column(case, r));
     let taken: HashSet<Key> = out
         .iter()
-        .filter(|d| matches!(d.kind, Kind::IgnoreLabelNotHonoured | Kind::WrongTargetColumn))
+        .filter(|d| {
+            matches!(
+                d.kind,
+                Kind::IgnoreLabelNotHonoured
+                    | Kind::WrongTargetColumn
+                    | Kind::ScaleMismatch
+                    | Kind::ReducedPrecision
+            )
+        })
         .flat_map(|d| d.explains.iter().copied())
         .collect();
     out.extend(non_target_altered(case, r, &taken));
@@ -357,8 +365,10 @@ fn quantum(a: f64, p: i32, emin: i32) -> f64 {
 }
 
 /// (name, significant bits, minimum normal exponent, largest finite value).
-const NARROW_FORMATS: [(&str, i32, i32, f64); 2] =
-    [("f16", 11, -14, 65504.0), ("bf16", 8, -126, 3.389_531_389_251_535e38)];
+const NARROW_FORMATS: [(&str, i32, i32, f64); 2] = [
+    ("f16", 11, -14, 65504.0),
+    ("bf16", 8, -126, 3.389_531_389_251_535e38),
+];
 
 fn reduced_precision(r: &CaseReport) -> Option<Deviation> {
     if r.passed() {
@@ -422,7 +432,10 @@ fn as_target(reference: &Reference, e: &Element) -> (f64, f64) {
 fn matches_margin(reference: &Reference, e: &Element) -> bool {
     let (want, budget) = as_target(reference, e);
     let distinct = !tolerance::within(want, e.reference, budget + e.budget);
-    distinct && want.is_finite() && e.actual.is_finite() && tolerance::within(e.actual, want, budget)
+    distinct
+        && want.is_finite()
+        && e.actual.is_finite()
+        && tolerance::within(e.actual, want, budget)
 }
 
 fn elements_by_row(r: &CaseReport) -> BTreeMap<usize, Vec<&Element>> {
@@ -591,7 +604,11 @@ fn non_target_altered(case: &LayerCase, r: &CaseReport, taken: &HashSet<Key>) ->
         };
         *classes.entry(class).or_default() += 1;
     }
-    let total = r.elements.iter().filter(|e| e.role == Role::PassThrough).count();
+    let total = r
+        .elements
+        .iter()
+        .filter(|e| e.role == Role::PassThrough)
+        .count();
     let worst = hits
         .iter()
         .max_by(|a, b| a.fraction.total_cmp(&b.fraction))
@@ -634,8 +651,9 @@ fn eps_text(d: InputDomain) -> String {
 fn angle_text(a: AnglePolicy) -> String {
     match a {
         AnglePolicy::Raw => "raw angle (no clamp, no fallback)".into(),
-        AnglePolicy::Clamp { lo, hi } => format!("angle clamped to [{lo}, pi - {:.0e}]", PI - hi)
-            .replace("pi - 0e0", "pi"),
+        AnglePolicy::Clamp { lo, hi } => {
+            format!("angle clamped to [{lo}, pi - {:.0e}]", PI - hi).replace("pi - 0e0", "pi")
+        }
         AnglePolicy::ThresholdFallback { easy_margin } => {
             format!("th/mm fallback (easy_margin = {easy_margin})")
         }
@@ -705,7 +723,12 @@ fn variants(case: &LayerCase, r: &CaseReport) -> Vec<Variant> {
             q.domain = d;
             push(
                 Kind::InputClampDiffers,
-                format!("behaves like {} with {} (profile: {})", prof.name, eps_text(d), eps_text(prof.domain)),
+                format!(
+                    "behaves like {} with {} (profile: {})",
+                    prof.name,
+                    eps_text(d),
+                    eps_text(prof.domain)
+                ),
                 q,
                 p,
                 false,
@@ -720,7 +743,10 @@ fn variants(case: &LayerCase, r: &CaseReport) -> Vec<Variant> {
         };
         push(
             Kind::ThetaPrecisionDiffers,
-            format!("theta is {:?} precision, the profile says {:?}", q.theta, prof.theta),
+            format!(
+                "theta is {:?} precision, the profile says {:?}",
+                q.theta, prof.theta
+            ),
             q,
             p,
             false,
@@ -728,7 +754,10 @@ fn variants(case: &LayerCase, r: &CaseReport) -> Vec<Variant> {
     }
     for a in [
         AnglePolicy::Raw,
-        AnglePolicy::Clamp { lo: 0.0, hi: PI - 1e-4 },
+        AnglePolicy::Clamp {
+            lo: 0.0,
+            hi: PI - 1e-4,
+        },
         AnglePolicy::Clamp { lo: 0.0, hi: PI },
         AnglePolicy::ThresholdFallback { easy_margin: false },
         AnglePolicy::ThresholdFallback { easy_margin: true },
@@ -744,7 +773,12 @@ fn variants(case: &LayerCase, r: &CaseReport) -> Vec<Variant> {
                 } else {
                     Kind::AnglePolicyDiffers
                 },
-                format!("behaves like {} with {} (profile: {})", prof.name, angle_text(a), angle_text(prof.angle)),
+                format!(
+                    "behaves like {} with {} (profile: {})",
+                    prof.name,
+                    angle_text(a),
+                    angle_text(prof.angle)
+                ),
                 q,
                 p,
                 false,
@@ -757,7 +791,10 @@ fn variants(case: &LayerCase, r: &CaseReport) -> Vec<Variant> {
             q.factor_clip = clip;
             push(
                 Kind::FactorClipDiffers,
-                format!("backward factor clip {clip:?} (profile: {:?})", prof.factor_clip),
+                format!(
+                    "backward factor clip {clip:?} (profile: {:?})",
+                    prof.factor_clip
+                ),
                 q,
                 p,
                 true,
@@ -776,8 +813,12 @@ fn variants(case: &LayerCase, r: &CaseReport) -> Vec<Variant> {
         );
     }
     for g in [
-        GradientMode::Exact { pole: PoleRule::Ieee },
-        GradientMode::Exact { pole: PoleRule::Limit },
+        GradientMode::Exact {
+            pole: PoleRule::Ieee,
+        },
+        GradientMode::Exact {
+            pole: PoleRule::Limit,
+        },
         GradientMode::FormulaAtClamped { rsqrt_f32: true },
         GradientMode::FormulaAtClamped { rsqrt_f32: false },
     ] {
@@ -786,7 +827,10 @@ fn variants(case: &LayerCase, r: &CaseReport) -> Vec<Variant> {
             q.gradient = g;
             push(
                 Kind::GradientModeDiffers,
-                format!("backward follows gradient mode {g:?} (profile: {:?})", prof.gradient),
+                format!(
+                    "backward follows gradient mode {g:?} (profile: {:?})",
+                    prof.gradient
+                ),
                 q,
                 p,
                 true,
@@ -816,7 +860,11 @@ fn targets_pass(report: &CaseReport, taken: &HashSet<Key>) -> bool {
         .all(Element::passed)
 }
 
-fn target_variant(case: &LayerCase, r: &CaseReport, taken: &HashSet<Key>) -> Result<Option<Deviation>> {
+fn target_variant(
+    case: &LayerCase,
+    r: &CaseReport,
+    taken: &HashSet<Key>,
+) -> Result<Option<Deviation>> {
     let remaining: HashSet<Key> = r
         .failing()
         .filter(|e| e.role == Role::Target && !taken.contains(&key(e, r.c)))
@@ -828,13 +876,20 @@ fn target_variant(case: &LayerCase, r: &CaseReport, taken: &HashSet<Key>) -> Res
     let forward_ok = !remaining.iter().any(|k| k.0 == Side::Forward);
     let mut cands = variants(case, r);
     // Where only the backward is off, ask the backward-only causes first.
-    cands.sort_by_key(|v| if forward_ok { !v.backward_only } else { v.backward_only });
+    cands.sort_by_key(|v| {
+        if forward_ok {
+            !v.backward_only
+        } else {
+            v.backward_only
+        }
+    });
     // The sign flip is not a profile: test it on the report itself.
     let sign_flip = forward_ok
-        && r
-            .elements
+        && r.elements
             .iter()
-            .filter(|e| e.role == Role::Target && e.side == Side::Backward && !taken.contains(&key(e, r.c)))
+            .filter(|e| {
+                e.role == Role::Target && e.side == Side::Backward && !taken.contains(&key(e, r.c))
+            })
             .all(|e| tolerance::within(e.actual, -e.reference, e.budget));
     if sign_flip {
         return Ok(Some(Deviation {
@@ -880,9 +935,16 @@ fn target_variant(case: &LayerCase, r: &CaseReport, taken: &HashSet<Key>) -> Res
 
 /// A case that claims easy_margin = true under a profile without it: the claim is honoured
 /// only if the targets follow the easy-margin variant.
-fn easy_margin_claim(case: &LayerCase, r: &CaseReport, found: &[Deviation]) -> Result<Option<Deviation>> {
+fn easy_margin_claim(
+    case: &LayerCase,
+    r: &CaseReport,
+    found: &[Deviation],
+) -> Result<Option<Deviation>> {
     if case.easy_margin != Some(true)
-        || matches!(r.profile.angle, AnglePolicy::ThresholdFallback { easy_margin: true })
+        || matches!(
+            r.profile.angle,
+            AnglePolicy::ThresholdFallback { easy_margin: true }
+        )
         || found.iter().any(|d| d.kind == Kind::EasyMarginIgnored)
     {
         return Ok(None);
@@ -1040,12 +1102,16 @@ impl Expected {
         let root: Value = serde_json::from_str(text)
             .map_err(|e| FixtureError::new(file, format!("invalid JSON: {e}")))?;
         if root.get("format").and_then(Value::as_str) != Some(EXPECTED_FORMAT) {
-            return Err(FixtureError::new(file, format!("expected {EXPECTED_FORMAT:?}")).in_field("format"));
+            return Err(
+                FixtureError::new(file, format!("expected {EXPECTED_FORMAT:?}")).in_field("format"),
+            );
         }
         let rows = root
             .get("expected")
             .and_then(Value::as_array)
-            .ok_or_else(|| FixtureError::new(file, "missing or not an array").in_field("expected"))?;
+            .ok_or_else(|| {
+                FixtureError::new(file, "missing or not an array").in_field("expected")
+            })?;
         let mut entries = Vec::new();
         for (i, row) in rows.iter().enumerate() {
             let at = |f: &str| format!("expected[{i}].{f}");
@@ -1053,18 +1119,26 @@ impl Expected {
                 row.get(f)
                     .and_then(Value::as_str)
                     .map(str::to_string)
-                    .ok_or_else(|| FixtureError::new(file, "missing or not a string").in_field(&at(f)))
+                    .ok_or_else(|| {
+                        FixtureError::new(file, "missing or not a string").in_field(&at(f))
+                    })
             };
             let name = s("deviation")?;
             let deviation = Kind::parse(&name).ok_or_else(|| {
-                FixtureError::new(file, format!("unknown deviation {name:?}")).in_field(&at("deviation"))
+                FixtureError::new(file, format!("unknown deviation {name:?}"))
+                    .in_field(&at("deviation"))
             })?;
             let cases = row
                 .get("cases")
                 .and_then(Value::as_array)
-                .and_then(|a| a.iter().map(|v| v.as_str().map(str::to_string)).collect::<Option<Vec<_>>>())
+                .and_then(|a| {
+                    a.iter()
+                        .map(|v| v.as_str().map(str::to_string))
+                        .collect::<Option<Vec<_>>>()
+                })
                 .ok_or_else(|| {
-                    FixtureError::new(file, "expected an array of case patterns").in_field(&at("cases"))
+                    FixtureError::new(file, "expected an array of case patterns")
+                        .in_field(&at("cases"))
                 })?;
             entries.push(ExpectedEntry {
                 file: s("file")?,

@@ -9,7 +9,9 @@ fn bin() -> Command {
 }
 
 fn golden(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/golden").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/golden")
+        .join(rel)
 }
 
 /// A scratch file unique to this test process.
@@ -38,7 +40,10 @@ fn bad_input(name: &str, body: &[u8], needles: &[&str]) {
     assert_eq!(out.status.code(), Some(2), "{name}: stderr {err}");
     assert!(!err.contains("panicked"), "{name}: {err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{name}: one line: {err}");
-    assert!(err.contains(&p.display().to_string()), "{name}: names the file: {err}");
+    assert!(
+        err.contains(&p.display().to_string()),
+        "{name}: names the file: {err}"
+    );
     for n in needles {
         assert!(err.contains(n), "{name}: expected {n:?} in {err}");
     }
@@ -49,7 +54,11 @@ fn malformed_inputs_exit_2_with_one_located_line() {
     bad_input("empty.json", b"", &["file is empty"]);
     bad_input("blank.json", b"  \n", &["file is empty"]);
     let good = dump(GOOD_CASE);
-    bad_input("truncated.json", &good.as_bytes()[..good.len() / 2], &["truncated JSON"]);
+    bad_input(
+        "truncated.json",
+        &good.as_bytes()[..good.len() / 2],
+        &["truncated JSON"],
+    );
     bad_input("invalid.json", b"{\"format\": golden}", &["invalid JSON"]);
     bad_input(
         "version.json",
@@ -58,8 +67,13 @@ fn malformed_inputs_exit_2_with_one_located_line() {
     );
     bad_input(
         "length.json",
-        dump(&GOOD_CASE.replace("\"forward\":[0.1,0.2,0.3,0.4]", "\"forward\":[0.1,0.2,0.3]")).as_bytes(),
-        &["case \"c0\"", "field \"forward\"", "has 3 elements, expected 4"],
+        dump(&GOOD_CASE.replace("\"forward\":[0.1,0.2,0.3,0.4]", "\"forward\":[0.1,0.2,0.3]"))
+            .as_bytes(),
+        &[
+            "case \"c0\"",
+            "field \"forward\"",
+            "has 3 elements, expected 4",
+        ],
     );
     bad_input(
         "nan.json",
@@ -86,7 +100,11 @@ fn malformed_inputs_exit_2_with_one_located_line() {
         dump(&GOOD_CASE.replace("\"m1\":1", "\"m1\":-1")).as_bytes(),
         &["case \"c0\"", "field \"params\"", "m1"],
     );
-    bad_input("outputs.npz", b"PK\x03\x04", &["npz: not supported in this build"]);
+    bad_input(
+        "outputs.npz",
+        b"PK\x03\x04",
+        &["npz: not supported in this build"],
+    );
 }
 
 #[test]
@@ -98,7 +116,10 @@ fn unknown_profile_and_missing_file_are_bad_input() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown profile"));
-    let out = bin().args(["check", "/nonexistent/dump.json"]).output().unwrap();
+    let out = bin()
+        .args(["check", "/nonexistent/dump.json"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
 }
@@ -106,7 +127,11 @@ fn unknown_profile_and_missing_file_are_bad_input() {
 #[test]
 fn exit_codes_pass_fail_and_allow() {
     // CosFace@9097cd7 conforms to the analytic profile: exit 0.
-    let out = bin().arg("check").arg(golden("insightface-torch/cosface_f32.json")).output().unwrap();
+    let out = bin()
+        .arg("check")
+        .arg(golden("insightface-torch/cosface_f32.json"))
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("8 pass, 0 deviate, 0 fail"), "{text}");
@@ -122,7 +147,11 @@ fn exit_codes_pass_fail_and_allow() {
     let out = bin().arg("check").arg(&f).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("deviation non-finite-output"));
-    let out = bin().args(["check", "--allow", "non-finite-output"]).arg(&f).output().unwrap();
+    let out = bin()
+        .args(["check", "--allow", "non-finite-output"])
+        .arg(&f)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
 }
 
@@ -134,8 +163,14 @@ fn worst_element_reports_input_label_and_region() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    let worst = text.lines().find(|l| l.contains("worst:") && l.contains("near")).unwrap_or("");
-    assert!(worst.contains("cos = ") && worst.contains("label "), "{text}");
+    let worst = text
+        .lines()
+        .find(|l| l.contains("worst:") && l.contains("near"))
+        .unwrap_or("");
+    assert!(
+        worst.contains("cos = ") && worst.contains("label "),
+        "{text}"
+    );
 }
 
 #[test]
@@ -146,14 +181,20 @@ fn auto_profile_names_the_closest_preset() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("=> behaves like caffe-gpu (every element within budget"), "{text}");
+    assert!(
+        text.contains("=> behaves like caffe-gpu (every element within budget"),
+        "{text}"
+    );
     let out = bin()
         .args(["check", "--profile", "auto"])
         .arg(golden("caffe/layer_cpu_f64.json"))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("=> behaves like caffe-cpu (every element within budget"), "{text}");
+    assert!(
+        text.contains("=> behaves like caffe-cpu (every element within budget"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -167,13 +208,22 @@ fn no_file_prints_the_conformance_matrix() {
     // A fixtures directory whose table expects nothing: the same dumps now surprise.
     let dir = std::env::temp_dir().join(format!("cmargin-matrix-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("caffe")).unwrap();
-    std::fs::copy(golden("caffe/layer_cpu_f32.json"), dir.join("caffe/layer_cpu_f32.json")).unwrap();
+    std::fs::copy(
+        golden("caffe/layer_cpu_f32.json"),
+        dir.join("caffe/layer_cpu_f32.json"),
+    )
+    .unwrap();
     std::fs::write(
         dir.join("expected_deviations.json"),
         r#"{"format":"expected-deviations/1","expected":[]}"#,
     )
     .unwrap();
-    let out = bin().arg("check").arg("--fixtures").arg(&dir).output().unwrap();
+    let out = bin()
+        .arg("check")
+        .arg("--fixtures")
+        .arg(&dir)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("UNEXPECTED"), "{text}");

@@ -17,7 +17,11 @@ fn every_golden_case_agrees_or_carries_its_expected_deviations() {
     let dir = golden_dir();
     let expected = Expected::load(&dir.join(deviation::EXPECTED_FILE)).expect("expected table");
     let files = deviation::golden_files(&dir).expect("golden dir");
-    assert_eq!(files.len(), 18, "the shipped golden dumps (6 Caffe, 2 MXNet, 10 PyTorch)");
+    assert_eq!(
+        files.len(),
+        18,
+        "the shipped golden dumps (6 Caffe, 2 MXNet, 10 PyTorch)"
+    );
     let mut used = vec![false; expected.entries.len()];
     let mut problems = Vec::new();
     println!(
@@ -63,7 +67,10 @@ fn every_golden_case_agrees_or_carries_its_expected_deviations() {
                 ));
             }
             for e in ck.unexplained.iter().take(3) {
-                problems.push(format!("{rel}: {name}: unexplained: {}", ck.report.describe(e)));
+                problems.push(format!(
+                    "{rel}: {name}: unexplained: {}",
+                    ck.report.describe(e)
+                ));
             }
         }
         println!(
@@ -102,18 +109,54 @@ fn profile_mapping_follows_spec_section_6() {
     let cases = [
         ("caffe-cpu", None, "caffe-cpu"),
         ("caffe-gpu-kernel-on-host", None, "caffe-gpu"),
-        ("arcface_torch.losses.CombinedMarginLoss@9097cd7", None, "detached"),
-        ("arcface_torch.losses.ArcFace@9097cd7", Some(true), "detached"),
-        ("arcface_torch.losses.CombinedMarginLoss@5ef9804", None, "arcface-thmm"),
-        ("arcface_torch.losses.ArcFace@2e2e8c9", Some(false), "arcface-thmm"),
-        ("arcface_torch.losses.ArcFace@2e2e8c9", Some(true), "arcface-thmm-easy"),
+        (
+            "arcface_torch.losses.CombinedMarginLoss@9097cd7",
+            None,
+            "detached",
+        ),
+        (
+            "arcface_torch.losses.ArcFace@9097cd7",
+            Some(true),
+            "detached",
+        ),
+        (
+            "arcface_torch.losses.CombinedMarginLoss@5ef9804",
+            None,
+            "arcface-thmm",
+        ),
+        (
+            "arcface_torch.losses.ArcFace@2e2e8c9",
+            Some(false),
+            "arcface-thmm",
+        ),
+        (
+            "arcface_torch.losses.ArcFace@2e2e8c9",
+            Some(true),
+            "arcface-thmm-easy",
+        ),
         ("arcface_torch.losses.CosFace@9097cd7", None, "analytic"),
-        ("arcface_mxnet.train.get_symbol:margin_softmax@ce3600a", None, "analytic"),
-        ("src.train_softmax.get_symbol:loss_type4@ab50ba9", Some(true), "arcface-thmm-easy"),
-        ("src.train_softmax.get_symbol:loss_type4@ab50ba9", Some(false), "arcface-thmm"),
+        (
+            "arcface_mxnet.train.get_symbol:margin_softmax@ce3600a",
+            None,
+            "analytic",
+        ),
+        (
+            "src.train_softmax.get_symbol:loss_type4@ab50ba9",
+            Some(true),
+            "arcface-thmm-easy",
+        ),
+        (
+            "src.train_softmax.get_symbol:loss_type4@ab50ba9",
+            Some(false),
+            "arcface-thmm",
+        ),
     ];
     for (imp, easy, want) in cases {
-        assert_eq!(mapped_profile(imp, easy).map(|p| p.name), Some(want.to_string()), "{imp}");
+        assert_eq!(
+            mapped_profile(imp, easy).map(|p| p.name),
+            Some(want.to_string()),
+            "{imp}"
+        );
     }
     assert!(mapped_profile("someone-elses-kernel", None).is_none());
 }
@@ -124,5 +167,8 @@ fn profile_mapping_follows_spec_section_6() {
 fn expected_table_rejects_unknown_kinds() {
     let bad = r#"{"format":"expected-deviations/1","expected":[{"file":"a.json","cases":["*"],"deviation":"made-up","why":"x"}]}"#;
     let err = Expected::parse("t.json", bad).unwrap_err().to_string();
-    assert!(err.contains("expected[0].deviation") && err.contains("made-up"), "{err}");
+    assert!(
+        err.contains("expected[0].deviation") && err.contains("made-up"),
+        "{err}"
+    );
 }

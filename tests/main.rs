@@ -1,6 +1,7 @@
 //! The integration tests: one binary, shared strategies (tests/common).
 
-mod common;
 mod cli_check;
+mod common;
 mod golden;
+mod mutants;
 mod tolerance_teeth;

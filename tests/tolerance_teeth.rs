@@ -41,10 +41,13 @@ fn twice_the_budget_is_always_caught() {
         for raw in &dump.cases {
             let case = dump.layer_view(raw).unwrap();
             let declared = Declared {
-                forward_rows_not_executed: raw.indices_opt("forward_rows_not_executed", case.n).unwrap(),
+                forward_rows_not_executed: raw
+                    .indices_opt("forward_rows_not_executed", case.n)
+                    .unwrap(),
             };
             let profile =
-                combined_margin::compare::mapped_profile(&dump.implementation, case.easy_margin).unwrap();
+                combined_margin::compare::mapped_profile(&dump.implementation, case.easy_margin)
+                    .unwrap();
             let before = deviation::check(&case, &profile, dump.dtype, &declared).unwrap();
             let excused: HashSet<(Side, usize)> = before
                 .deviations
@@ -87,7 +90,11 @@ fn twice_the_budget_is_always_caught() {
                     caught += 1;
                     min_fraction = min_fraction.min(e.fraction);
                 } else if misses.len() < 10 {
-                    misses.push(format!("{rel}: {}: within budget: {}", case.name, after.report.describe(e)));
+                    misses.push(format!(
+                        "{rel}: {}: within budget: {}",
+                        case.name,
+                        after.report.describe(e)
+                    ));
                 }
                 // And the golden verdict changes: the element is unexplained, or a deviation
                 // the case did not show before appears. Only a deviation the case already
@@ -111,6 +118,13 @@ fn twice_the_budget_is_always_caught() {
         "teeth: {caught} of {perturbed_total} perturbed elements out of budget (smallest error fraction {min_fraction:.3}); \
          {case_level} change the golden verdict, {absorbed} are absorbed by a deviation their case already carries"
     );
-    assert!(perturbed_total > 10_000, "the test must perturb many elements");
-    assert!(misses.is_empty(), "perturbations not caught:\n{}", misses.join("\n"));
+    assert!(
+        perturbed_total > 10_000,
+        "the test must perturb many elements"
+    );
+    assert!(
+        misses.is_empty(),
+        "perturbations not caught:\n{}",
+        misses.join("\n")
+    );
 }

@@ -47,9 +47,10 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     if a.files.is_empty() {
-        let dir = a.fixtures.clone().unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/golden")
-        });
+        let dir = a
+            .fixtures
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/golden"));
         return matrix(&dir);
     }
     let mut ok = true;
@@ -71,7 +72,10 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
 }
 
 fn load(file: &Path) -> Result<Dump, String> {
-    if file.extension().is_some_and(|e| e.eq_ignore_ascii_case("npz")) {
+    if file
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npz"))
+    {
         return Err(format!(
             "{}: npz: not supported in this build (write the golden-dump JSON of FORMAT.md)",
             file.display()
@@ -96,8 +100,16 @@ fn report_file(dump: &Dump, checks: &[CaseCheck], allowed: &[Kind], verbose: boo
         dump.dtype,
         checks.len()
     );
-    let w = checks.iter().map(|c| c.report.name.len()).max().unwrap_or(4);
-    let pw = checks.iter().map(|c| c.report.profile.name.len()).max().unwrap_or(7);
+    let w = checks
+        .iter()
+        .map(|c| c.report.name.len())
+        .max()
+        .unwrap_or(4);
+    let pw = checks
+        .iter()
+        .map(|c| c.report.profile.name.len())
+        .max()
+        .unwrap_or(7);
     let (mut pass, mut dev, mut fail, mut accepted) = (0, 0, 0, 0);
     for ck in checks {
         let r = &ck.report;
@@ -122,7 +134,11 @@ fn report_file(dump: &Dump, checks: &[CaseCheck], allowed: &[Kind], verbose: boo
         );
         println!("  {:<8} worst: {}", "", worst_line(r));
         for d in &ck.deviations {
-            let mark = if allowed.contains(&d.kind) { " (allowed)" } else { "" };
+            let mark = if allowed.contains(&d.kind) {
+                " (allowed)"
+            } else {
+                ""
+            };
             if verbose {
                 println!("  {:<8} deviation {}{mark}: {}", "", d.kind, d.detail);
             } else {
@@ -150,7 +166,11 @@ fn report_file(dump: &Dump, checks: &[CaseCheck], allowed: &[Kind], verbose: boo
         } else {
             format!(
                 " (allowing {})",
-                allowed.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+                allowed
+                    .iter()
+                    .map(|k| k.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         }
     );
@@ -171,7 +191,11 @@ fn candidates() -> Vec<Profile> {
                     p.name = format!(
                         "{} with eps = {}",
                         base.name,
-                        if e == 0.0 { "0".to_string() } else { format!("{e:e}") }
+                        if e == 0.0 {
+                            "0".to_string()
+                        } else {
+                            format!("{e:e}")
+                        }
                     );
                     out.push(p);
                 }
@@ -185,7 +209,11 @@ fn candidates() -> Vec<Profile> {
         p.name = format!(
             "{} with theta in {}",
             base.name,
-            if p.theta == ThetaPrecision::F32 { "f32" } else { "native precision" }
+            if p.theta == ThetaPrecision::F32 {
+                "f32"
+            } else {
+                "native precision"
+            }
         );
         out.push(p);
     }
@@ -227,8 +255,17 @@ fn fingerprint(dump: &Dump) -> Result<Profile, String> {
             })
             .then(a.1.total_cmp(&b.1))
     });
-    println!("{}: fingerprint over {} candidate profiles", dump.file, ranked.len());
-    let w = ranked.iter().take(5).map(|r| r.2.name.len()).max().unwrap_or(8);
+    println!(
+        "{}: fingerprint over {} candidate profiles",
+        dump.file,
+        ranked.len()
+    );
+    let w = ranked
+        .iter()
+        .take(5)
+        .map(|r| r.2.name.len())
+        .max()
+        .unwrap_or(8);
     for (share, worst, prof) in ranked.iter().take(5) {
         println!(
             "  {:<w$}  {:>7.3}% of elements within budget, worst {}",
@@ -239,7 +276,10 @@ fn fingerprint(dump: &Dump) -> Result<Profile, String> {
     }
     let (share, worst, best) = ranked.into_iter().next().ok_or("no candidates")?;
     let how = if share == 1.0 {
-        format!("every element within budget, worst {}", fraction_text(worst))
+        format!(
+            "every element within budget, worst {}",
+            fraction_text(worst)
+        )
     } else {
         format!("{:.3}% of elements within budget", 100.0 * share)
     };
@@ -256,9 +296,13 @@ fn matrix(dir: &Path) -> Result<ExitCode, String> {
     let files = deviation::golden_files(dir)
         .map_err(|e| format!("{}: cannot list the golden dumps: {e}", dir.display()))?;
     if files.is_empty() {
-        return Err(format!("{}: no golden dumps found (pass --fixtures DIR)", dir.display()));
+        return Err(format!(
+            "{}: no golden dumps found (pass --fixtures DIR)",
+            dir.display()
+        ));
     }
-    let expected = Expected::load(&dir.join(deviation::EXPECTED_FILE)).map_err(|e| e.to_string())?;
+    let expected =
+        Expected::load(&dir.join(deviation::EXPECTED_FILE)).map_err(|e| e.to_string())?;
     let presets = Profile::presets();
     let mut header: Vec<String> = ["file", "implementation", "dtype", "cases"]
         .iter()
@@ -272,7 +316,10 @@ fn matrix(dir: &Path) -> Result<ExitCode, String> {
     for (rel, path) in &files {
         let dump = read_dump(path, Limits::default()).map_err(|e| e.to_string())?;
         let checks = deviation::check_dump(&dump, None).map_err(|e| e.to_string())?;
-        let mapped: Vec<String> = checks.iter().map(|c| c.report.profile.name.clone()).collect();
+        let mapped: Vec<String> = checks
+            .iter()
+            .map(|c| c.report.profile.name.clone())
+            .collect();
         let mut row = vec![
             rel.clone(),
             short_impl(&dump.implementation).to_string(),
