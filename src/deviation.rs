@@ -1184,6 +1184,37 @@ pub fn glob_match(pattern: &str, s: &str) -> bool {
     true
 }
 
+/// The name of the expected-deviations table inside the golden directory.
+pub const EXPECTED_FILE: &str = "expected_deviations.json";
+
+/// Every golden dump under `dir` (`*.json` except the expected-deviations table), as
+/// (path relative to `dir` with `/` separators, full path), sorted by relative path.
+pub fn golden_files(dir: &std::path::Path) -> std::io::Result<Vec<(String, std::path::PathBuf)>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "json")
+                && path.file_name().is_some_and(|n| n != EXPECTED_FILE)
+            {
+                let rel = path
+                    .strip_prefix(dir)
+                    .unwrap_or(&path)
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                out.push((rel, path));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1215,35 +1246,4 @@ mod tests {
         assert!(representable(2f64.powi(-24), 11, -14, 65504.0));
         assert!(!representable(1.5 * 2f64.powi(-24), 11, -14, 65504.0));
     }
-}
-
-/// The name of the expected-deviations table inside the golden directory.
-pub const EXPECTED_FILE: &str = "expected_deviations.json";
-
-/// Every golden dump under `dir` (`*.json` except the expected-deviations table), as
-/// (path relative to `dir` with `/` separators, full path), sorted by relative path.
-pub fn golden_files(dir: &std::path::Path) -> std::io::Result<Vec<(String, std::path::PathBuf)>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d)? {
-            let path = entry?.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "json")
-                && path.file_name().is_some_and(|n| n != EXPECTED_FILE)
-            {
-                let rel = path
-                    .strip_prefix(dir)
-                    .unwrap_or(&path)
-                    .components()
-                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                    .collect::<Vec<_>>()
-                    .join("/");
-                out.push((rel, path));
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
 }

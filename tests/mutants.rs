@@ -105,6 +105,9 @@ fn case(
     }
 }
 
+/// Rewrites faithful (forward, backward) given (cos, labels, dtype, base profile).
+type PostProcess = fn(&mut Vec<f64>, &mut Vec<f64>, &[f64], &[i64], Dtype, &Profile);
+
 struct Outcome {
     name: &'static str,
     killed: bool,
@@ -128,7 +131,7 @@ fn every_mutant_is_rejected_and_named() {
             outputs(cos, labels, top, &p, &q, dt)
         })
     };
-    let post = |f: fn(&mut Vec<f64>, &mut Vec<f64>, &[f64], &[i64], Dtype, &Profile)| -> Build {
+    let post = |f: PostProcess| -> Build {
         Box::new(move |cos, labels, top, base, dt| {
             let (mut fw, mut bw) = outputs(cos, labels, top, &p, base, dt);
             f(&mut fw, &mut bw, cos, labels, dt, base);
