@@ -965,7 +965,7 @@ fn easy_margin_claim(
     Ok(Some(Deviation {
         kind: Kind::EasyMarginIgnored,
         detail: format!(
-            "the case claims easy_margin = true, but {} target outputs contradict it and follow {} (e.g. {})",
+            "the case claims easy_margin = true, but {} target outputs contradict it and follow {} (e.g. with easy margin: {})",
             contradicted.len(),
             r.profile.name,
             vr.describe(contradicted[0])

@@ -124,7 +124,7 @@ fn report_file(dump: &Dump, checks: &[CaseCheck], allowed: &[Kind], verbose: boo
             accepted += 1;
         }
         println!(
-            "  {:<8} {:<w$}  {:<pw$}  {:>6}/{:<6} within   max {:<22}",
+            "  {:<8} {:<w$}  {:<pw$}  {:>6}/{:<6} within budget, max {}",
             v.name(),
             r.name,
             r.profile.name,
