@@ -100,11 +100,32 @@ fn malformed_inputs_exit_2_with_one_located_line() {
         dump(&GOOD_CASE.replace("\"m1\":1", "\"m1\":-1")).as_bytes(),
         &["case \"c0\"", "field \"params\"", "m1"],
     );
-    bad_input(
-        "outputs.npz",
-        b"PK\x03\x04",
-        &["npz: not supported in this build"],
+    bad_input("outputs.npz", b"PK\x03\x04", &["not an .npz (zip) archive"]);
+}
+
+#[test]
+fn npz_fixtures_are_checked() {
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    // numpy filled in impl_forward with the th/mm-free arcface formula on in-range inputs:
+    // it agrees with the arcface-thmm profile the fixture was generated for.
+    let out = bin()
+        .arg("check")
+        .arg(data.join("numpy_savez_filled.npz"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("arcface-thmm") && text.contains("12/12"),
+        "{text}"
     );
+    let out = bin()
+        .arg("check")
+        .arg(data.join("numpy_savez_compressed.npz"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("savez_compressed"));
 }
 
 #[test]

@@ -2,6 +2,13 @@
 
 mod cli_check;
 mod common;
+mod generate;
 mod golden;
+mod gradcheck;
+mod layer;
 mod mutants;
+mod npz;
+mod plot;
+mod properties;
+mod spec;
 mod tolerance_teeth;

@@ -7,8 +7,9 @@
 
 use combined_margin::compare::{self, fraction_text, CaseReport};
 use combined_margin::deviation::{self, CaseCheck, Expected, Kind, Verdict};
-use combined_margin::fixture::{read_dump, Dump, Limits};
+use combined_margin::fixture::{read_dump, read_layer_npz, Dump, LayerCase, Limits};
 use combined_margin::profile::{InputDomain, ThetaPrecision, PRESET_NAMES};
+use combined_margin::Dtype;
 use combined_margin::Profile;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -55,14 +56,33 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
     }
     let mut ok = true;
     for file in &a.files {
+        if is_npz(file) {
+            ok &= check_npz(file, a.profile.as_deref(), &allowed, a.verbose)?;
+            continue;
+        }
         let dump = load(file)?;
         let profile = match a.profile.as_deref() {
             None => None,
-            Some("auto") => Some(fingerprint(&dump)?),
+            Some("auto") => {
+                let cases = dump
+                    .cases
+                    .iter()
+                    .map(|raw| dump.layer_view(raw))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| e.to_string())?;
+                Some(fingerprint(&dump.file, &cases, dump.dtype)?)
+            }
             Some(name) => Some(Profile::preset(name).map_err(|e| format!("--profile: {e}"))?),
         };
         let checks = deviation::check_dump(&dump, profile.as_ref()).map_err(|e| e.to_string())?;
-        ok &= report_file(&dump, &checks, &allowed, a.verbose);
+        ok &= report_file(
+            &dump.file,
+            &dump.implementation,
+            dump.dtype,
+            &checks,
+            &allowed,
+            a.verbose,
+        );
     }
     Ok(if ok {
         ExitCode::SUCCESS
@@ -71,16 +91,51 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
     })
 }
 
-fn load(file: &Path) -> Result<Dump, String> {
-    if file
-        .extension()
+fn is_npz(file: &Path) -> bool {
+    file.extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("npz"))
-    {
+}
+
+/// A `.npz` layer fixture (SPEC.md §7.2) with the implementation's `impl_forward` /
+/// `impl_backward` filled in. Profile: `--profile`, else the one the fixture was written for.
+fn check_npz(
+    file: &Path,
+    profile: Option<&str>,
+    allowed: &[Kind],
+    verbose: bool,
+) -> Result<bool, String> {
+    let npz = read_layer_npz(file, Limits::default()).map_err(|e| e.to_string())?;
+    let label = npz.file.clone();
+    let case = npz.case;
+    if case.forward.is_none() && case.backward.is_none() {
         return Err(format!(
-            "{}: npz: not supported in this build (write the golden-dump JSON of FORMAT.md)",
-            file.display()
+            "{label}: fields \"impl_forward\", \"impl_backward\": absent or NaN everywhere; fill in the implementation's outputs"
         ));
     }
+    let prof = match (profile, npz.profile.as_deref()) {
+        (Some("auto"), _) => fingerprint(&label, std::slice::from_ref(&case), npz.dtype)?,
+        (Some(name), _) | (None, Some(name)) => {
+            Profile::preset(name).map_err(|e| format!("{label}: field \"profile\": {e}"))?
+        }
+        (None, None) => {
+            return Err(format!(
+                "{label}: field \"profile\": missing; pass --profile NAME"
+            ))
+        }
+    };
+    let ck = deviation::check(&case, &prof, npz.dtype, &deviation::Declared::default())
+        .map_err(|e| format!("{label}: case {:?}: {e}", case.name))?;
+    Ok(report_file(
+        &label,
+        "npz fixture",
+        npz.dtype,
+        &[ck],
+        allowed,
+        verbose,
+    ))
+}
+
+fn load(file: &Path) -> Result<Dump, String> {
     read_dump(file, Limits::default()).map_err(|e| e.to_string())
 }
 
@@ -92,12 +147,16 @@ fn worst_line(r: &CaseReport) -> String {
 }
 
 /// Prints one file's per-case report; returns whether every case is accepted.
-fn report_file(dump: &Dump, checks: &[CaseCheck], allowed: &[Kind], verbose: bool) -> bool {
+fn report_file(
+    file: &str,
+    implementation: &str,
+    dtype: Dtype,
+    checks: &[CaseCheck],
+    allowed: &[Kind],
+    verbose: bool,
+) -> bool {
     println!(
-        "{}  ({}, {}, {} cases)",
-        dump.file,
-        dump.implementation,
-        dump.dtype,
+        "{file}  ({implementation}, {dtype}, {} cases)",
         checks.len()
     );
     let w = checks
@@ -222,19 +281,13 @@ fn candidates() -> Vec<Profile> {
 
 /// Ranks every candidate by the fraction of elements within budget, then by the worst
 /// fraction; prints the top of the ranking and returns the best.
-fn fingerprint(dump: &Dump) -> Result<Profile, String> {
-    let cases = dump
-        .cases
-        .iter()
-        .map(|raw| dump.layer_view(raw))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
+fn fingerprint(file: &str, cases: &[LayerCase], dtype: Dtype) -> Result<Profile, String> {
     let mut ranked = Vec::new();
     for prof in candidates() {
         let (mut within, mut total, mut worst) = (0usize, 0usize, 0.0f64);
-        for case in &cases {
-            let r = compare::compare(case, &prof, dump.dtype)
-                .map_err(|e| format!("{}: case {:?}: {e}", dump.file, case.name))?;
+        for case in cases {
+            let r = compare::compare(case, &prof, dtype)
+                .map_err(|e| format!("{file}: case {:?}: {e}", case.name))?;
             within += r.within();
             total += r.count();
             worst = worst.max(r.max_fraction());
@@ -256,8 +309,7 @@ fn fingerprint(dump: &Dump) -> Result<Profile, String> {
             .then(a.1.total_cmp(&b.1))
     });
     println!(
-        "{}: fingerprint over {} candidate profiles",
-        dump.file,
+        "{file}: fingerprint over {} candidate profiles",
         ranked.len()
     );
     let w = ranked
@@ -272,6 +324,13 @@ fn fingerprint(dump: &Dump) -> Result<Profile, String> {
             prof.name,
             100.0 * share,
             fraction_text(*worst)
+        );
+    }
+    let perfect = ranked.iter().filter(|r| r.0 == 1.0).count();
+    if perfect > 1 {
+        println!(
+            "  ({perfect} candidates fit every element: these inputs cannot tell them apart; \
+             inputs near the kinks would)"
         );
     }
     let (share, worst, best) = ranked.into_iter().next().ok_or("no candidates")?;

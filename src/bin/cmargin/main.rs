@@ -6,7 +6,9 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod check;
+mod generate;
 mod kinks;
+mod plot;
 
 #[derive(Parser)]
 #[command(
@@ -25,6 +27,10 @@ enum Command {
     Check(check::Args),
     /// Print where each profile's forward or backward is not smooth (SPEC.md §4).
     Kinks(kinks::Args),
+    /// Write fixture files (JSON, .npz) with the reference forward and backward (SPEC.md §7).
+    Generate(generate::Args),
+    /// Draw the target logit and the backward factor of chosen profiles, kinks marked (SVG).
+    Plot(plot::Args),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +38,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(a) => check::run(a),
         Command::Kinks(a) => kinks::run(a),
+        Command::Generate(a) => generate::run(a),
+        Command::Plot(a) => plot::run(a),
     };
     match result {
         Ok(code) => code,
