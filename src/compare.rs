@@ -440,3 +440,76 @@ pub fn mapped_profile(implementation: &str, easy_margin: Option<bool>) -> Option
     };
     Some(Profile::preset(name).expect("mapped names are presets"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// CosFace at s = 1 in f64: the target is c − m3 exactly (closed form, one rounding),
+    /// every other entry a copy.
+    fn cosface_case() -> LayerCase {
+        let cos = vec![0.25, -0.5, 0.75, 0.125];
+        let labels = vec![0, 1];
+        let m3 = 0.35;
+        let mut fwd = cos.clone();
+        fwd[0] -= m3;
+        fwd[3] -= m3;
+        LayerCase {
+            name: "cosface".into(),
+            params: Params::new(1.0, 0.0, m3),
+            params_effective: Params::new(1.0, 0.0, m3),
+            scaled: false,
+            easy_margin: None,
+            n: 2,
+            c: 2,
+            cos,
+            labels,
+            top_diff: Some(vec![1.0, -1.0, 0.5, 2.0]),
+            forward: Some(fwd),
+            backward: Some(vec![1.0, -1.0, 0.5, 2.0]),
+        }
+    }
+
+    #[test]
+    fn closed_form_case_passes_and_a_one_ulp_copy_error_fails() {
+        let case = cosface_case();
+        let r = compare(&case, &Profile::analytic(), Dtype::F64).unwrap();
+        assert!(r.passed(), "{:?}", r.worst());
+        assert_eq!(
+            (r.forward_targets.count, r.forward_passthrough.count),
+            (2, 2)
+        );
+        // A copy must be exact at s = 1: one ulp off is rejected.
+        let mut bad = case.clone();
+        let x = bad.forward.as_ref().unwrap()[1];
+        bad.forward.as_mut().unwrap()[1] = f64::from_bits(x.to_bits() + 1);
+        let r = compare(&bad, &Profile::analytic(), Dtype::F64).unwrap();
+        let w = r.worst().unwrap();
+        assert_eq!((w.row, w.col, w.role), (0, 1, Role::PassThrough));
+        assert!(!r.passed());
+    }
+
+    #[test]
+    fn malformed_cases_are_errors() {
+        let mut c = cosface_case();
+        c.top_diff = None;
+        assert!(matches!(
+            compare(&c, &Profile::analytic(), Dtype::F64),
+            Err(Error::Invalid(_))
+        ));
+        let mut c = cosface_case();
+        c.forward = None;
+        c.backward = None;
+        assert!(compare(&c, &Profile::analytic(), Dtype::F64).is_err());
+        let mut c = cosface_case();
+        c.labels = vec![0, 2];
+        assert!(matches!(
+            compare(&c, &Profile::analytic(), Dtype::F64),
+            Err(Error::LabelOutOfRange {
+                row: 1,
+                label: 2,
+                ..
+            })
+        ));
+    }
+}
