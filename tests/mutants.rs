@@ -109,7 +109,7 @@ fn case(
 type PostProcess = fn(&mut Vec<f64>, &mut Vec<f64>, &[f64], &[i64], Dtype, &Profile);
 
 struct Outcome {
-    name: &'static str,
+    name: String,
     killed: bool,
     verdict: Verdict,
     kinds: Vec<Kind>,
@@ -174,14 +174,14 @@ fn every_mutant_is_rejected_and_named() {
             }),
         ),
         (
-            "float theta removed (f64)",
+            "float theta removed",
             gpu.clone(),
             Dtype::F64,
             Kind::ThetaPrecisionDiffers,
             policy(|q| q.theta = ThetaPrecision::Native),
         ),
         (
-            "float theta added (f64)",
+            "float theta added (analytic base)",
             Profile::analytic(),
             Dtype::F64,
             Kind::ThetaPrecisionDiffers,
@@ -269,57 +269,66 @@ fn every_mutant_is_rejected_and_named() {
         ),
     ];
 
-    for (k, (name, base, dt, cause, build)) in mutants.into_iter().enumerate() {
-        let (cos, labels, top) = inputs(&base, &p, dt, 7000 + k as u64);
-        // Control: the faithful implementation.
-        let (fw, bw) = outputs(&cos, &labels, &top, &p, &base, dt);
-        let control = deviation::check(
-            &case(&cos, &labels, &top, &p, fw, bw),
-            &base,
-            dt,
-            &Declared::default(),
-        )
-        .unwrap();
-        assert!(
-            control.report.passed(),
-            "{name}: control must pass: {:?}",
-            control.report.worst()
-        );
-        assert!(
-            !control.kinds().contains(&cause),
-            "{name}: control already shows {cause}"
-        );
-        // The mutant.
-        let (fw, bw) = build(&cos, &labels, &top, &base, dt);
-        let ck = deviation::check(
-            &case(&cos, &labels, &top, &p, fw, bw),
-            &base,
-            dt,
-            &Declared::default(),
-        )
-        .unwrap();
-        let new: Vec<Kind> = ck
-            .kinds()
-            .into_iter()
-            .filter(|k| !control.kinds().contains(k))
-            .collect();
-        results.push(Outcome {
-            name,
-            killed: ck.verdict() != Verdict::Pass && new.contains(&cause),
-            verdict: ck.verdict(),
-            kinds: new,
-            max_fraction: ck.report.max_fraction(),
-        });
+    for (k, (name, base, dt_given, cause, build)) in mutants.into_iter().enumerate() {
+        // θ precision is a question about f64 only (see float_theta_is_equivalent_in_f32);
+        // every other mutant must be caught in both precisions.
+        let dts = if cause == Kind::ThetaPrecisionDiffers {
+            vec![dt_given]
+        } else {
+            vec![Dtype::F32, Dtype::F64]
+        };
+        for dt in dts {
+            let (cos, labels, top) = inputs(&base, &p, dt, 7000 + k as u64);
+            // Control: the faithful implementation.
+            let (fw, bw) = outputs(&cos, &labels, &top, &p, &base, dt);
+            let control = deviation::check(
+                &case(&cos, &labels, &top, &p, fw, bw),
+                &base,
+                dt,
+                &Declared::default(),
+            )
+            .unwrap();
+            assert!(
+                control.report.passed(),
+                "{name}: control must pass: {:?}",
+                control.report.worst()
+            );
+            assert!(
+                !control.kinds().contains(&cause),
+                "{name}: control already shows {cause}"
+            );
+            // The mutant.
+            let (fw, bw) = build(&cos, &labels, &top, &base, dt);
+            let ck = deviation::check(
+                &case(&cos, &labels, &top, &p, fw, bw),
+                &base,
+                dt,
+                &Declared::default(),
+            )
+            .unwrap();
+            let new: Vec<Kind> = ck
+                .kinds()
+                .into_iter()
+                .filter(|k| !control.kinds().contains(k))
+                .collect();
+            results.push(Outcome {
+                name: format!("{name} [{dt}]"),
+                killed: ck.verdict() != Verdict::Pass && new.contains(&cause),
+                verdict: ck.verdict(),
+                kinds: new,
+                max_fraction: ck.report.max_fraction(),
+            });
+        }
     }
 
     let killed = results.iter().filter(|r| r.killed).count();
     println!(
-        "{:<48} {:<9} {:>16}  named causes",
+        "{:<56} {:<9} {:>16}  named causes",
         "mutant", "verdict", "max fraction"
     );
     for r in &results {
         println!(
-            "{:<48} {:<9} {:>16}  {}{}",
+            "{:<56} {:<9} {:>16}  {}{}",
             r.name,
             r.verdict.name(),
             combined_margin::compare::fraction_text(r.max_fraction),
