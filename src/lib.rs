@@ -9,6 +9,8 @@
 //! → checks ([`tolerance`], [`gradcheck`], [`kinks`]) → consumers (fixtures, CLI, kernels).
 
 pub mod catalogue;
+pub mod compare;
+pub mod deviation;
 pub mod dtype;
 pub mod error;
 pub mod fixture;

@@ -1,10 +1,14 @@
 //! The integration tests: one binary, shared strategies (tests/common).
 
+mod cli_check;
 mod common;
 mod generate;
+mod golden;
 mod gradcheck;
 mod layer;
+mod mutants;
 mod npz;
 mod plot;
 mod properties;
 mod spec;
+mod tolerance_teeth;

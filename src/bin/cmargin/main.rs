@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod check;
 mod generate;
 mod kinks;
 mod plot;
@@ -22,6 +23,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Check an implementation's outputs against the reference; no file: the golden conformance matrix.
+    Check(check::Args),
     /// Print where each profile's forward or backward is not smooth (SPEC.md §4).
     Kinks(kinks::Args),
     /// Write fixture files (JSON, .npz) with the reference forward and backward (SPEC.md §7).
@@ -33,6 +36,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Check(a) => check::run(a),
         Command::Kinks(a) => kinks::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Plot(a) => plot::run(a),

@@ -1,0 +1,515 @@
+//! Comparing one implementation's layer outputs with the reference under a profile.
+//!
+//! Every element gets an error fraction `|actual − reference| / budget` (SPEC.md §5): ≤ 1
+//! passes. Target entries use [`tolerance::target_budget_for`]; every other entry (non-target
+//! columns and every entry of an ignored row) is a pass-through, `s·x` forward and
+//! `s·top_diff` backward, with [`tolerance::passthrough_budget`]. The scale s applies only
+//! where the dump's `params` carry it (the implementation scales inside the layer).
+//!
+//! This module only measures. Naming what went wrong is [`crate::deviation`]'s job; the CLI
+//! and the tests share both.
+
+use crate::dtype::Dtype;
+use crate::error::{Error, Result};
+use crate::fixture::LayerCase;
+use crate::kinks::{self, Kink};
+use crate::layer;
+use crate::margin::{self, Constants, Entry};
+use crate::params::Params;
+use crate::profile::Profile;
+use crate::tolerance::{self, Budget};
+
+/// Forward output or backward gradient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Side {
+    Forward,
+    Backward,
+}
+
+impl Side {
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Forward => "forward",
+            Side::Backward => "backward",
+        }
+    }
+}
+
+/// A target entry (the labelled column of a non-ignored row) or a pass-through entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Target,
+    PassThrough,
+}
+
+/// One compared element.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Element {
+    pub side: Side,
+    pub role: Role,
+    pub row: usize,
+    pub col: usize,
+    /// The input cos at this element.
+    pub input: f64,
+    /// The row's label as written in the dump.
+    pub label: i64,
+    /// The upstream gradient (1 where the dump has no backward).
+    pub top_diff: f64,
+    pub actual: f64,
+    pub reference: f64,
+    pub budget: f64,
+    /// `|actual − reference| / budget` ([`tolerance::error_fraction`]).
+    pub fraction: f64,
+}
+
+impl Element {
+    /// Flat row-major index.
+    pub fn index(&self, classes: usize) -> usize {
+        self.row * classes + self.col
+    }
+    pub fn passed(&self) -> bool {
+        self.fraction <= 1.0
+    }
+}
+
+/// Counts over one (side, role) group and its worst element.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Tally {
+    pub count: usize,
+    pub within: usize,
+    pub worst: Option<Element>,
+}
+
+impl Tally {
+    fn add(&mut self, e: &Element) {
+        self.count += 1;
+        if e.passed() {
+            self.within += 1;
+        }
+        if self.worst.map_or(true, |w| worse(e, &w)) {
+            self.worst = Some(*e);
+        }
+    }
+    pub fn max_fraction(&self) -> f64 {
+        self.worst.map_or(0.0, |w| w.fraction)
+    }
+}
+
+/// Strictly worse: larger fraction (NaN fractions never occur: non-finite mismatch is +inf).
+fn worse(a: &Element, b: &Element) -> bool {
+    a.fraction > b.fraction
+}
+
+/// The reference of one target entry as an implementation in `dtype` under `profile` would
+/// produce it: scaled forward and backward, and their budgets.
+#[derive(Clone, Copy, Debug)]
+pub struct TargetRef {
+    pub entry: Entry,
+    pub forward: f64,
+    pub backward: f64,
+    pub budget: Budget,
+}
+
+/// Evaluates target references for one (profile, params, dtype): hoists the constants.
+/// `p.s` is the scale the outputs carry (1 for an unscaled layer).
+#[derive(Clone, Debug)]
+pub struct Reference {
+    pub profile: Profile,
+    pub params: Params,
+    pub dtype: Dtype,
+    k: Constants,
+}
+
+impl Reference {
+    pub fn new(profile: &Profile, params: &Params, dtype: Dtype) -> Reference {
+        Reference {
+            profile: profile.clone(),
+            params: *params,
+            dtype,
+            k: Constants::new(profile, params, dtype),
+        }
+    }
+
+    pub fn target(&self, c: f64, top_diff: f64) -> TargetRef {
+        let e = margin::eval_with(c, &self.params, &self.profile, &self.k);
+        let s = self.params.s;
+        TargetRef {
+            entry: e,
+            forward: s * e.out,
+            backward: s * top_diff * e.factor,
+            budget: tolerance::target_budget_for(
+                &e,
+                top_diff,
+                &self.params,
+                &self.profile,
+                self.dtype,
+            ),
+        }
+    }
+
+    /// Reference and budget of a pass-through entry: (forward, backward, budget).
+    pub fn passthrough(&self, c: f64, top_diff: f64) -> (f64, f64, Budget) {
+        let s = self.params.s;
+        (
+            s * c,
+            s * top_diff,
+            tolerance::passthrough_budget(c, top_diff, s, self.dtype),
+        )
+    }
+}
+
+/// The parameters the outputs were produced with, carrying the output scale: the effective
+/// parameters, with s = 1 where the implementation does not scale inside the layer.
+pub fn output_params(case: &LayerCase) -> Params {
+    let mut p = case.params_effective;
+    if !case.scaled {
+        p.s = 1.0;
+    }
+    p
+}
+
+/// The comparison of one case under one profile.
+#[derive(Clone, Debug)]
+pub struct CaseReport {
+    pub name: String,
+    pub profile: Profile,
+    pub dtype: Dtype,
+    /// Parameters with the output scale (see [`output_params`]).
+    pub params: Params,
+    pub n: usize,
+    pub c: usize,
+    /// Target column per row (`None` for ignored rows).
+    pub targets: Vec<Option<usize>>,
+    pub forward_targets: Tally,
+    pub forward_passthrough: Tally,
+    pub backward_targets: Tally,
+    pub backward_passthrough: Tally,
+    /// Every compared element, forward first, row-major within a side.
+    pub elements: Vec<Element>,
+    pub kinks: Vec<Kink>,
+}
+
+/// Radius in cos-space within which a report says "near <kink>".
+pub const REGION_RADIUS: f64 = 1e-3;
+
+impl CaseReport {
+    /// Every element within budget.
+    pub fn passed(&self) -> bool {
+        self.elements.iter().all(Element::passed)
+    }
+
+    pub fn count(&self) -> usize {
+        self.elements.len()
+    }
+
+    pub fn within(&self) -> usize {
+        self.elements.iter().filter(|e| e.passed()).count()
+    }
+
+    pub fn failing(&self) -> impl Iterator<Item = &Element> {
+        self.elements.iter().filter(|e| !e.passed())
+    }
+
+    /// The element with the largest error fraction.
+    pub fn worst(&self) -> Option<&Element> {
+        self.elements
+            .iter()
+            .fold(None, |w: Option<&Element>, e| match w {
+                Some(w) if !worse(e, w) => Some(w),
+                _ => Some(e),
+            })
+    }
+
+    pub fn max_fraction(&self) -> f64 {
+        self.worst().map_or(0.0, |w| w.fraction)
+    }
+
+    /// The four tallies with their labels, in report order.
+    pub fn tallies(&self) -> [(&'static str, &Tally); 4] {
+        [
+            ("forward targets", &self.forward_targets),
+            ("forward pass-through", &self.forward_passthrough),
+            ("backward targets", &self.backward_targets),
+            ("backward pass-through", &self.backward_passthrough),
+        ]
+    }
+
+    /// Where an element's input sits: "interior", "near <kink> (dc = …)", or "pass-through".
+    pub fn region(&self, e: &Element) -> String {
+        match e.role {
+            Role::Target => kinks::region(e.input, &self.kinks, REGION_RADIUS),
+            Role::PassThrough => {
+                if self.targets[e.row].is_none() {
+                    "ignored row".into()
+                } else {
+                    "non-target".into()
+                }
+            }
+        }
+    }
+
+    /// One line describing an element, for reports.
+    pub fn describe(&self, e: &Element) -> String {
+        let role = match e.role {
+            Role::Target => "target",
+            Role::PassThrough => "pass-through",
+        };
+        format!(
+            "{} {role} ({}, {}) cos = {} label {}: got {}, want {} (budget {:.2e}, {}); {}",
+            e.side.name(),
+            e.row,
+            e.col,
+            num(e.input),
+            e.label,
+            num(e.actual),
+            num(e.reference),
+            e.budget,
+            if e.fraction.is_infinite() && e.actual.is_finite() && e.reference.is_finite() {
+                "differs where bit equality is required".to_string()
+            } else {
+                fraction_text(e.fraction)
+            },
+            self.region(e)
+        )
+    }
+}
+
+/// A number as reports print it: the shortest round-trip form.
+pub fn num(x: f64) -> String {
+    if x.is_nan() {
+        "NaN".into()
+    } else {
+        format!("{x:?}")
+    }
+}
+
+/// An error fraction for people: "0.37 of budget", "inf (non-finite mismatch)".
+pub fn fraction_text(f: f64) -> String {
+    if f.is_infinite() {
+        "non-finite mismatch".into()
+    } else if f >= 1e4 {
+        format!("{f:.2e} x budget")
+    } else {
+        format!("{f:.3} of budget")
+    }
+}
+
+/// Compares `case` (outputs of an implementation that ran in `dtype`) with the reference
+/// under `profile`, at the case's effective parameters.
+///
+/// Errors: labels outside [0, C) other than the ignore value, a backward without a
+/// `top_diff`, or a case with neither forward nor backward.
+pub fn compare(case: &LayerCase, profile: &Profile, dtype: Dtype) -> Result<CaseReport> {
+    compare_with_params(case, profile, &output_params(case), dtype)
+}
+
+/// [`compare`] at explicit parameters (`p.s` = the output scale). The deviation detectors
+/// use it to evaluate variants of the claimed parameters.
+pub fn compare_with_params(
+    case: &LayerCase,
+    profile: &Profile,
+    p: &Params,
+    dtype: Dtype,
+) -> Result<CaseReport> {
+    p.validate()?;
+    let (n, c) = (case.n, case.c);
+    if case.forward.is_none() && case.backward.is_none() {
+        return Err(Error::Invalid(
+            "the case has neither \"forward\" nor \"backward\": nothing to compare".into(),
+        ));
+    }
+    if case.backward.is_some() && case.top_diff.is_none() {
+        return Err(Error::Invalid(
+            "\"backward\" is given without the \"top_diff\" it was computed from".into(),
+        ));
+    }
+    for (what, v) in [
+        ("forward", &case.forward),
+        ("backward", &case.backward),
+        ("top_diff", &case.top_diff),
+    ] {
+        if let Some(v) = v {
+            if v.len() != n * c {
+                return Err(Error::ShapeMismatch {
+                    what: what.into(),
+                    expected: n * c,
+                    got: v.len(),
+                });
+            }
+        }
+    }
+    let targets = layer::targets(n, c, &case.labels, profile)?;
+    let reference = Reference::new(profile, p, dtype);
+    let mut report = CaseReport {
+        name: case.name.clone(),
+        profile: profile.clone(),
+        dtype,
+        params: *p,
+        n,
+        c,
+        targets: targets.clone(),
+        forward_targets: Tally::default(),
+        forward_passthrough: Tally::default(),
+        backward_targets: Tally::default(),
+        backward_passthrough: Tally::default(),
+        elements: Vec::with_capacity(2 * n * c),
+        kinks: kinks::kinks(profile, &Params { s: 1.0, ..*p }, dtype),
+    };
+    // Evaluate each target once for both sides.
+    let top = |i: usize| case.top_diff.as_ref().map_or(1.0, |t| t[i]);
+    let refs: Vec<Option<TargetRef>> = (0..n)
+        .map(|row| {
+            targets[row].map(|col| reference.target(case.cos[row * c + col], top(row * c + col)))
+        })
+        .collect();
+    for (side, out) in [
+        (Side::Forward, &case.forward),
+        (Side::Backward, &case.backward),
+    ] {
+        let Some(out) = out else { continue };
+        for row in 0..n {
+            for col in 0..c {
+                let i = row * c + col;
+                let x = case.cos[i];
+                let (role, want, budget) = match (targets[row], &refs[row]) {
+                    (Some(t), Some(r)) if t == col => match side {
+                        Side::Forward => (Role::Target, r.forward, r.budget.forward),
+                        Side::Backward => (Role::Target, r.backward, r.budget.backward),
+                    },
+                    _ => {
+                        let (f, b, bud) = reference.passthrough(x, top(i));
+                        match side {
+                            Side::Forward => (Role::PassThrough, f, bud.forward),
+                            Side::Backward => (Role::PassThrough, b, bud.backward),
+                        }
+                    }
+                };
+                let e = Element {
+                    side,
+                    role,
+                    row,
+                    col,
+                    input: x,
+                    label: case.labels[row],
+                    top_diff: top(i),
+                    actual: out[i],
+                    reference: want,
+                    budget,
+                    fraction: tolerance::error_fraction(out[i], want, budget),
+                };
+                match (side, role) {
+                    (Side::Forward, Role::Target) => report.forward_targets.add(&e),
+                    (Side::Forward, Role::PassThrough) => report.forward_passthrough.add(&e),
+                    (Side::Backward, Role::Target) => report.backward_targets.add(&e),
+                    (Side::Backward, Role::PassThrough) => report.backward_passthrough.add(&e),
+                }
+                report.elements.push(e);
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// The profile SPEC.md §6 assigns to a dump's `implementation` string, for a case that
+/// claims `easy_margin` (or not). `None` where the implementation is not one of the mapped
+/// third-party systems.
+pub fn mapped_profile(implementation: &str, easy_margin: Option<bool>) -> Option<Profile> {
+    let easy = easy_margin == Some(true);
+    let name = if implementation == "caffe-cpu" {
+        "caffe-cpu"
+    } else if implementation == "caffe-gpu-kernel-on-host" || implementation == "caffe-gpu" {
+        "caffe-gpu"
+    } else if implementation.contains("CombinedMarginLoss@9097cd7")
+        || implementation.contains("ArcFace@9097cd7")
+    {
+        "detached"
+    } else if implementation.contains("CombinedMarginLoss@5ef9804")
+        || implementation.contains("ArcFace@2e2e8c9")
+        || implementation.contains("loss_type4@")
+    {
+        if easy {
+            "arcface-thmm-easy"
+        } else {
+            "arcface-thmm"
+        }
+    } else if implementation.contains("CosFace@") || implementation.contains("margin_softmax@") {
+        "analytic"
+    } else {
+        // A dump this crate wrote names its profile as the implementation.
+        return Profile::preset(implementation).ok();
+    };
+    Some(Profile::preset(name).expect("mapped names are presets"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// CosFace at s = 1 in f64: the target is c − m3 exactly (closed form, one rounding),
+    /// every other entry a copy.
+    fn cosface_case() -> LayerCase {
+        let cos = vec![0.25, -0.5, 0.75, 0.125];
+        let labels = vec![0, 1];
+        let m3 = 0.35;
+        let mut fwd = cos.clone();
+        fwd[0] -= m3;
+        fwd[3] -= m3;
+        LayerCase {
+            name: "cosface".into(),
+            params: Params::new(1.0, 0.0, m3),
+            params_effective: Params::new(1.0, 0.0, m3),
+            scaled: false,
+            easy_margin: None,
+            n: 2,
+            c: 2,
+            cos,
+            labels,
+            top_diff: Some(vec![1.0, -1.0, 0.5, 2.0]),
+            forward: Some(fwd),
+            backward: Some(vec![1.0, -1.0, 0.5, 2.0]),
+        }
+    }
+
+    #[test]
+    fn closed_form_case_passes_and_a_one_ulp_copy_error_fails() {
+        let case = cosface_case();
+        let r = compare(&case, &Profile::analytic(), Dtype::F64).unwrap();
+        assert!(r.passed(), "{:?}", r.worst());
+        assert_eq!(
+            (r.forward_targets.count, r.forward_passthrough.count),
+            (2, 2)
+        );
+        // A copy must be exact at s = 1: one ulp off is rejected.
+        let mut bad = case.clone();
+        let x = bad.forward.as_ref().unwrap()[1];
+        bad.forward.as_mut().unwrap()[1] = f64::from_bits(x.to_bits() + 1);
+        let r = compare(&bad, &Profile::analytic(), Dtype::F64).unwrap();
+        let w = r.worst().unwrap();
+        assert_eq!((w.row, w.col, w.role), (0, 1, Role::PassThrough));
+        assert!(!r.passed());
+    }
+
+    #[test]
+    fn malformed_cases_are_errors() {
+        let mut c = cosface_case();
+        c.top_diff = None;
+        assert!(matches!(
+            compare(&c, &Profile::analytic(), Dtype::F64),
+            Err(Error::Invalid(_))
+        ));
+        let mut c = cosface_case();
+        c.forward = None;
+        c.backward = None;
+        assert!(compare(&c, &Profile::analytic(), Dtype::F64).is_err());
+        let mut c = cosface_case();
+        c.labels = vec![0, 2];
+        assert!(matches!(
+            compare(&c, &Profile::analytic(), Dtype::F64),
+            Err(Error::LabelOutOfRange {
+                row: 1,
+                label: 2,
+                ..
+            })
+        ));
+    }
+}
