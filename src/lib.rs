@@ -9,6 +9,7 @@
 //! → checks ([`tolerance`], [`gradcheck`], [`kinks`]) → consumers (fixtures, CLI, kernels).
 
 pub mod catalogue;
+pub mod cuda;
 pub mod dtype;
 pub mod error;
 pub mod fixture;
