@@ -213,7 +213,12 @@ impl Gpu {
         let f = self.function(&format!("cm_margin_forward{}", T::SUFFIX))?;
         let (n64, c64) = (n as i64, c as i64);
         let mut b = self.stream.launch_builder(&f);
-        b.arg(logits).arg(labels).arg(status).arg(&n64).arg(&c64).arg(kp);
+        b.arg(logits)
+            .arg(labels)
+            .arg(status)
+            .arg(&n64)
+            .arg(&c64)
+            .arg(kp);
         // SAFETY: argument types and order are the kernel's; the kernel indexes only
         // [0, n·c) of logits (labels checked in it) and [0, n) of labels and status, and the
         // views hold at least that many elements (checked above).
@@ -273,7 +278,9 @@ impl Gpu {
         check_len("n_valid", 1, bufs.n_valid.len())?;
         check_len("loss", 1, bufs.loss.len())?;
         if c == 0 {
-            return Err(Error::Invalid("the fused loss needs at least one class (C = 0)".into()).into());
+            return Err(
+                Error::Invalid("the fused loss needs at least one class (C = 0)".into()).into(),
+            );
         }
         let (n64, c64) = (n as i64, c as i64);
         let one_block = |threads: u32| LaunchConfig {

@@ -25,8 +25,11 @@ mod ffi {
             factor: *mut f64,
             branch: *mut c_int,
         );
-        pub fn cm_host_row_status(label: c_longlong, classes: c_longlong, ignore: c_longlong)
-            -> c_int;
+        pub fn cm_host_row_status(
+            label: c_longlong,
+            classes: c_longlong,
+            ignore: c_longlong,
+        ) -> c_int;
         pub fn cm_host_profile_layout(offsets: *mut usize, capacity: usize) -> usize;
     }
 }
@@ -88,14 +91,19 @@ pub fn row_status(label: i64, classes: i64, ignore: i64) -> i32 {
 
 /// The size of `cm_profile` and its field offsets as the C++ compiler laid it out.
 pub fn profile_layout() -> (usize, Vec<usize>) {
-    let mut offsets = vec![0usize; 22];
+    let mut offsets = vec![0usize; 23];
     // SAFETY: the buffer holds `capacity` elements.
     let size = unsafe { ffi::cm_host_profile_layout(offsets.as_mut_ptr(), offsets.len()) };
     (size, offsets)
 }
 
-/// Whether the C++ layout of `cm_profile` is `KernelProfile`'s.
+/// Whether a C layout (size, field offsets) is `KernelProfile`'s.
+pub fn layout_equal(size: usize, offsets: &[usize]) -> bool {
+    size == KERNEL_PROFILE_SIZE && offsets == KernelProfile::field_offsets()
+}
+
+/// Whether the C++ compiler's layout of `cm_profile` is `KernelProfile`'s.
 pub fn layout_matches() -> bool {
     let (size, offsets) = profile_layout();
-    size == KERNEL_PROFILE_SIZE && offsets == KernelProfile::field_offsets()
+    layout_equal(size, &offsets)
 }

@@ -41,7 +41,7 @@ pub mod code {
     pub const ROW_BAD_LABEL: i32 = 2;
 }
 
-/// `struct cm_profile` of `kernels/combined_margin.cuh`, field for field (136 bytes).
+/// `struct cm_profile` of `kernels/combined_margin.cuh`, field for field (144 bytes).
 /// Every f64 is already rounded to the kernel's dtype.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -55,6 +55,8 @@ pub struct KernelProfile {
     pub phi_lo: f64,
     pub phi_hi: f64,
     pub threshold: f64,
+    /// `m2·sin(m2)` in f64, the th/mm fallback's offset exactly as `margin::eval_with` forms it.
+    pub fallback_mm: f64,
     pub clip_lo: f64,
     pub clip_hi: f64,
     pub ignore_label: i64,
@@ -71,7 +73,7 @@ pub struct KernelProfile {
 }
 
 /// Size of `cm_profile`, asserted by `static_assert` in the header as well.
-pub const KERNEL_PROFILE_SIZE: usize = 136;
+pub const KERNEL_PROFILE_SIZE: usize = 144;
 const _: () = assert!(std::mem::size_of::<KernelProfile>() == KERNEL_PROFILE_SIZE);
 
 // SAFETY: plain #[repr(C)] data of f64/i64/i32 with no padding-sensitive invariants; the
@@ -133,6 +135,7 @@ impl KernelProfile {
             phi_lo: k.phi_lo,
             phi_hi: k.phi_hi,
             threshold: k.threshold.unwrap_or(0.0),
+            fallback_mm: p.m2 * p.m2.sin(),
             clip_lo,
             clip_hi,
             ignore_label: profile.labels.ignore,
@@ -163,7 +166,7 @@ impl KernelProfile {
     }
 
     /// Byte offsets of the fields in declaration order, as Rust lays them out.
-    pub fn field_offsets() -> [usize; 22] {
+    pub fn field_offsets() -> [usize; 23] {
         use std::mem::offset_of;
         [
             offset_of!(KernelProfile, m1),
@@ -175,6 +178,7 @@ impl KernelProfile {
             offset_of!(KernelProfile, phi_lo),
             offset_of!(KernelProfile, phi_hi),
             offset_of!(KernelProfile, threshold),
+            offset_of!(KernelProfile, fallback_mm),
             offset_of!(KernelProfile, clip_lo),
             offset_of!(KernelProfile, clip_hi),
             offset_of!(KernelProfile, ignore_label),
