@@ -90,24 +90,39 @@ __device__ inline double cm_expm1(double x) { return expm1(x); }
 __device__ inline float cm_log(float x) { return logf(x); }
 __device__ inline double cm_log(double x) { return log(x); }
 
-// 16-byte vector access: 4 floats or 2 doubles per load and store.
+// 16-byte vector access: 4 floats or 2 doubles per instruction, through the cache-hint
+// intrinsics, which are single vector instructions by definition (a plain float4 store was
+// split into pieces by the compiler). Pass 1 reads through the read-only path (__ldg);
+// pass 2's read is the last use and its store is never re-read here: streaming (__ldcs, __stcs).
 __device__ inline void cm_load16(const float* p, float (&v)[4]) {
-    const float4 q = *reinterpret_cast<const float4*>(p);
+    const float4 q = __ldg(reinterpret_cast<const float4*>(p));
     v[0] = q.x;
     v[1] = q.y;
     v[2] = q.z;
     v[3] = q.w;
 }
 __device__ inline void cm_load16(const double* p, double (&v)[2]) {
-    const double2 q = *reinterpret_cast<const double2*>(p);
+    const double2 q = __ldg(reinterpret_cast<const double2*>(p));
+    v[0] = q.x;
+    v[1] = q.y;
+}
+__device__ inline void cm_load16_last(const float* p, float (&v)[4]) {
+    const float4 q = __ldcs(reinterpret_cast<const float4*>(p));
+    v[0] = q.x;
+    v[1] = q.y;
+    v[2] = q.z;
+    v[3] = q.w;
+}
+__device__ inline void cm_load16_last(const double* p, double (&v)[2]) {
+    const double2 q = __ldcs(reinterpret_cast<const double2*>(p));
     v[0] = q.x;
     v[1] = q.y;
 }
 __device__ inline void cm_store16(float* p, const float (&v)[4]) {
-    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+    __stcs(reinterpret_cast<float4*>(p), make_float4(v[0], v[1], v[2], v[3]));
 }
 __device__ inline void cm_store16(double* p, const double (&v)[2]) {
-    *reinterpret_cast<double2*>(p) = make_double2(v[0], v[1]);
+    __stcs(reinterpret_cast<double2*>(p), make_double2(v[0], v[1]));
 }
 
 // Online log-sum-exp state of a stream of z: m = max so far, d = sum exp(z - m).
@@ -263,7 +278,7 @@ __device__ void cm_fused(const T* __restrict__ cos, const long long* __restrict_
         for (long long v = tid; v < nvec; v += nt) {
             T q[cm_width<T>::value];
             const long long j0 = head + v * W;
-            cm_load16(x + j0, q);
+            cm_load16_last(x + j0, q);
             for (int k = 0; k < W; ++k) q[k] = j0 + k == y ? gt : cm_exp(s * q[k] - lse) * sw;
             cm_store16(g + j0, q);
         }

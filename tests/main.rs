@@ -2,3 +2,4 @@
 
 mod common;
 mod cuda_host;
+mod cuda_nvrtc;

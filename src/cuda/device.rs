@@ -96,8 +96,14 @@ pub fn program_text() -> String {
     SOURCE.replacen(INCLUDE_LINE, HEADER, 1)
 }
 
-/// Compiles every kernel to PTX for `arch` (e.g. `compute_90`).
+/// Compiles every kernel to PTX for `arch` (e.g. `compute_90`); returns the PTX and the
+/// NVRTC compile time.
 pub fn compile(arch: &str) -> Result<(Ptx, Duration), CudaError> {
+    compile_text(&program_text(), arch)
+}
+
+/// Compiles a program text with the kernels' NVRTC options (tests feed it broken text).
+pub fn compile_text(text: &str, arch: &str) -> Result<(Ptx, Duration), CudaError> {
     if !nvrtc_present() {
         return Err(CudaError::NvrtcAbsent);
     }
@@ -109,13 +115,65 @@ pub fn compile(arch: &str) -> Result<(Ptx, Duration), CudaError> {
         ..Default::default()
     };
     let t0 = Instant::now();
-    let ptx = cudarc::nvrtc::compile_ptx_with_opts(program_text(), opts).map_err(|e| match e {
+    let ptx = cudarc::nvrtc::compile_ptx_with_opts(text, opts).map_err(|e| match e {
         cudarc::nvrtc::CompileError::CompileError { log, .. } => {
             CudaError::Compile(log.to_string_lossy().into_owned())
         }
         other => CudaError::Compile(format!("{other:?}")),
     })?;
     Ok((ptx, t0.elapsed()))
+}
+
+/// The newest PTX ISA the CUDA 13.0 driver (580) loads: NVRTC 13.0 emits 9.0; NVRTC 13.5
+/// emits 9.5, which that driver rejects — hence the pinned nvidia-cuda-nvrtc==13.0.88.
+pub const MAX_PTX_ISA: (u32, u32) = (9, 0);
+
+/// The `.version major.minor` line of a PTX text.
+pub fn ptx_isa(ptx: &str) -> Option<(u32, u32)> {
+    let v = ptx
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(".version "))?;
+    let (major, minor) = v.trim().split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+/// The names of the `.entry` functions of a PTX text, in order.
+pub fn ptx_entries(ptx: &str) -> Vec<String> {
+    ptx.lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix(".visible .entry ")?;
+            Some(rest.split('(').next()?.trim().to_string())
+        })
+        .collect()
+}
+
+/// The PTX text of one `.entry` function (from its header to the next entry).
+pub fn ptx_entry_body<'a>(ptx: &'a str, name: &str) -> Option<&'a str> {
+    let start = ptx.find(&format!(".visible .entry {name}("))?;
+    let rest = &ptx[start + 1..];
+    let end = rest
+        .find(".visible .entry ")
+        .map_or(ptx.len(), |e| start + 1 + e);
+    Some(&ptx[start..end])
+}
+
+/// The `extern "C"` kernel names declared in a CUDA source text, in order.
+pub fn source_kernels(src: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = src;
+    while let Some(i) = rest.find("extern \"C\" __global__ void") {
+        rest = &rest[i + "extern \"C\" __global__ void".len()..];
+        let decl = rest.split('(').next().unwrap_or("");
+        // `__launch_bounds__(...)` precedes the name: skip past its parentheses.
+        let decl = if decl.trim() == "__launch_bounds__" {
+            let close = rest.find(')').map_or(rest.len(), |c| c + 1);
+            rest[close..].split('(').next().unwrap_or("")
+        } else {
+            decl
+        };
+        names.push(decl.trim().to_string());
+    }
+    names
 }
 
 /// A device with the kernels loaded.
