@@ -28,6 +28,8 @@ struct Cmp {
     fwd: f64,
     bwd: f64,
     branch_ok: bool,
+    /// Output and factor bit-identical to the reference's.
+    exact: bool,
 }
 
 impl Cmp {
@@ -48,12 +50,15 @@ fn compare<T: HostEval>(profile: &Profile, p: Params, kp: &KernelProfile, c: f64
         fwd: error_fraction(got.out.to_f64(), reference.out, budget.forward),
         bwd: error_fraction(got.factor.to_f64(), reference.factor, budget.backward),
         branch_ok: got.branch == reference.branch,
+        exact: got.out.to_f64().to_bits() == reference.out.to_bits()
+            && got.factor.to_f64().to_bits() == reference.factor.to_bits(),
     }
 }
 
 /// Cases run and the worst forward and backward fractions with their inputs.
 struct Stats {
     cases: u64,
+    exact: u64,
     worst_fwd: Option<Cmp>,
     worst_bwd: Option<Cmp>,
 }
@@ -61,6 +66,7 @@ struct Stats {
 impl Stats {
     fn add(&mut self, m: Cmp) {
         self.cases += 1;
+        self.exact += m.exact as u64;
         if self.worst_fwd.map_or(true, |w| m.fwd > w.fwd) {
             self.worst_fwd = Some(m);
         }
@@ -75,6 +81,7 @@ fn property<T: HostEval>(profile: &Profile) -> Result<Stats, String> {
     let dt = T::DTYPE;
     let stats = RefCell::new(Stats {
         cases: 0,
+        exact: 0,
         worst_fwd: None,
         worst_bwd: None,
     });
@@ -111,12 +118,20 @@ fn report(dt: Dtype, rows: &[(String, Stats)]) {
     let mut out = std::io::stderr().lock();
     let _ = writeln!(
         out,
-        "\nhost kernel math vs reference ({dt}), fraction of the tolerance budget (≤ 1 passes)"
+        "\nhost kernel math vs reference ({dt}): cases, cases bit-identical (out and factor), worst fraction of the tolerance budget (≤ 1 passes)"
     );
     let _ = writeln!(
         out,
-        "{:<18} {:>6}  {:>9} {:>14} {:>26}  {:>9} {:>14} {:>26}",
-        "preset", "cases", "worst fwd", "at c", "(m1, m2, m3)", "worst bwd", "at c", "(m1, m2, m3)"
+        "{:<18} {:>6} {:>6}  {:>9} {:>14} {:>26}  {:>9} {:>14} {:>26}",
+        "preset",
+        "cases",
+        "exact",
+        "worst fwd",
+        "at c",
+        "(m1, m2, m3)",
+        "worst bwd",
+        "at c",
+        "(m1, m2, m3)"
     );
     for (name, s) in rows {
         let f = s.worst_fwd.expect("cases ran");
@@ -124,9 +139,10 @@ fn report(dt: Dtype, rows: &[(String, Stats)]) {
         let pm = |p: Params| format!("({:.6}, {:.6}, {:.6})", p.m1, p.m2, p.m3);
         let _ = writeln!(
             out,
-            "{:<18} {:>6}  {:>9.4} {:>14.7e} {:>26}  {:>9.4} {:>14.7e} {:>26}",
+            "{:<18} {:>6} {:>6}  {:>9.4} {:>14.7e} {:>26}  {:>9.4} {:>14.7e} {:>26}",
             name,
             s.cases,
+            s.exact,
             f.fwd,
             f.c,
             pm(f.p),
