@@ -28,7 +28,7 @@ struct Cmp {
     fwd: f64,
     bwd: f64,
     branch_ok: bool,
-    /// Output and factor bit-identical to the reference's.
+    /// Output and factor bit-identical to the reference's (any NaN equals any NaN).
     exact: bool,
 }
 
@@ -36,6 +36,12 @@ impl Cmp {
     fn passes(&self) -> bool {
         self.fwd <= 1.0 && self.bwd <= 1.0 && self.branch_ok
     }
+}
+
+/// Equal values, counting any two NaNs as equal (their sign and payload bits are not
+/// specified by IEEE 754 arithmetic).
+fn same_value(a: f64, b: f64) -> bool {
+    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
 }
 
 /// Kernel math in T at `c` (already a T value) with the argument `kp`, against the reference at
@@ -50,8 +56,8 @@ fn compare<T: HostEval>(profile: &Profile, p: Params, kp: &KernelProfile, c: f64
         fwd: error_fraction(got.out.to_f64(), reference.out, budget.forward),
         bwd: error_fraction(got.factor.to_f64(), reference.factor, budget.backward),
         branch_ok: got.branch == reference.branch,
-        exact: got.out.to_f64().to_bits() == reference.out.to_bits()
-            && got.factor.to_f64().to_bits() == reference.factor.to_bits(),
+        exact: same_value(got.out.to_f64(), reference.out)
+            && same_value(got.factor.to_f64(), reference.factor),
     }
 }
 
@@ -118,7 +124,7 @@ fn report(dt: Dtype, rows: &[(String, Stats)]) {
     let mut out = std::io::stderr().lock();
     let _ = writeln!(
         out,
-        "\nhost kernel math vs reference ({dt}): cases, cases bit-identical (out and factor), worst fraction of the tolerance budget (≤ 1 passes)"
+        "\nhost kernel math vs reference ({dt}): cases, cases bit-identical (out and factor; NaN = NaN), worst fraction of the tolerance budget (≤ 1 passes)"
     );
     let _ = writeln!(
         out,
@@ -137,16 +143,24 @@ fn report(dt: Dtype, rows: &[(String, Stats)]) {
         let f = s.worst_fwd.expect("cases ran");
         let b = s.worst_bwd.expect("cases ran");
         let pm = |p: Params| format!("({:.6}, {:.6}, {:.6})", p.m1, p.m2, p.m3);
+        // Small fractions in e-notation, so that "0.0000" never hides a nonzero error.
+        let fr = |x: f64| {
+            if x == 0.0 || x >= 1e-3 {
+                format!("{x:.4}")
+            } else {
+                format!("{x:.2e}")
+            }
+        };
         let _ = writeln!(
             out,
-            "{:<18} {:>6} {:>6}  {:>9.4} {:>14.7e} {:>26}  {:>9.4} {:>14.7e} {:>26}",
+            "{:<18} {:>6} {:>6}  {:>9} {:>14.7e} {:>26}  {:>9} {:>14.7e} {:>26}",
             name,
             s.cases,
             s.exact,
-            f.fwd,
+            fr(f.fwd),
             f.c,
             pm(f.p),
-            b.bwd,
+            fr(b.bwd),
             b.c,
             pm(b.p)
         );
