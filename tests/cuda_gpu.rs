@@ -8,6 +8,7 @@
 
 use crate::common::{batch, params};
 use combined_margin::cuda::device::{self, FusedBuffers, FusedOutput, Gpu};
+use combined_margin::cuda::host::HostEval;
 use combined_margin::cuda::{code, params_as, KernelFloat, KernelProfile};
 use combined_margin::margin;
 use combined_margin::tolerance::{error_fraction, target_budget};
@@ -614,6 +615,9 @@ fn fused_fractions<T: KernelFloat>(
                     u * row[j].abs() + dlse + u * (row[j] - r.lse[i]).abs() + 2.0 * u * EXP_ULP;
                 want.abs() * (rel + sw_rel + u)
             };
+            // Underflow: in the subnormal range exp errs by up to EXP_ULP subnormal spacings
+            // (then multiplied by s·w), and the product rounds by one more.
+            let b = b + (EXP_ULP * p.s * w + 1.0) * dt.ulp(0.0);
             let fr = error_fraction(out.grad[kk].to_f64(), want, b);
             if fr > f.grad {
                 f.grad = fr;
@@ -626,7 +630,8 @@ fn fused_fractions<T: KernelFloat>(
     f
 }
 
-/// Inputs for one fused case: cos uniform on [−1, 1] with the target at an edge value.
+/// Inputs for one fused case: cos uniform on [−1, 1], the target at an edge value, every
+/// fifth row ignored, and the largest non-target logit at a row end in two rows of three.
 fn fused_inputs(n: usize, c: usize, seed: u64, dt: Dtype) -> (Vec<f64>, Vec<i64>) {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut next = move || {
@@ -647,6 +652,13 @@ fn fused_inputs(n: usize, c: usize, seed: u64, dt: Dtype) -> (Vec<f64>, Vec<i64>
         })
         .collect();
     for (i, &l) in labels.iter().enumerate() {
+        // The row's largest logit at its last or first element (scalar tail or head when the
+        // row is off the 16-byte grid), so that losing either shows in the loss.
+        match i % 3 {
+            1 => cos[(i + 1) * c - 1] = dt.round(0.9999),
+            2 => cos[i * c] = dt.round(0.9999),
+            _ => {}
+        }
         if l >= 0 {
             cos[i * c + l as usize] = dt.round(edges[i % edges.len()]);
         }
@@ -868,4 +880,198 @@ fn bench_fused_bandwidth() {
         gbs(copy_bytes, copy_ms),
         fused_ms / copy_ms
     ));
+}
+
+// ---------------------------------------------------------------------------------------
+// The fused budget, checked on the host (no GPU): an emulation of cm_fused's arithmetic in T
+// (the same partition of the row over 512 threads, the same online updates, the same merge
+// tree, the header's host build for the target, libm's exp/ln/exp_m1) must pass the budget
+// the GPU test applies, so that a correct kernel cannot fail it for the budget's sake; and
+// the emulation with its tail dropped must not.
+
+/// cm_fused's arithmetic on one row, in T, with the row starting `phase` elements past a
+/// 16-byte boundary. Returns (row loss, gradient row).
+#[allow(clippy::too_many_arguments)]
+fn emulate_row<T>(
+    x: &[T],
+    y: usize,
+    kp: &KernelProfile,
+    n_valid: usize,
+    phase: usize,
+    drop_tail: bool,
+) -> (T, Vec<T>)
+where
+    T: KernelFloat + HostEval + num_traits::Float,
+{
+    let c = x.len();
+    let nt = device::FUSED_THREADS as usize;
+    let w = 16 / std::mem::size_of::<T>();
+    let s = T::from_f64(kp.s);
+    let e = T::host_eval(x[y], kp);
+    let (zt, ft) = (s * e.out, e.factor);
+    let z = |j: usize| if j == y { zt } else { s * x[j] };
+    let head = if phase == 0 { 0 } else { (w - phase).min(c) };
+    let nvec = (c - head) / w;
+    let tail = head + nvec * w;
+    // Per thread, in the kernel's order: head scalars, its vectors, tail scalars.
+    let mut states = vec![(T::neg_infinity(), T::zero()); nt];
+    let push = |a: &mut (T, T), zv: T| {
+        if zv > a.0 {
+            a.1 = a.1 * (a.0 - zv).exp() + T::one();
+            a.0 = zv;
+        } else {
+            a.1 = a.1 + (zv - a.0).exp();
+        }
+    };
+    for (t, a) in states.iter_mut().enumerate() {
+        for j in (t..head).step_by(nt) {
+            push(a, z(j));
+        }
+        for v in (t..nvec).step_by(nt) {
+            for k in 0..w {
+                push(a, z(head + v * w + k));
+            }
+        }
+        if !drop_tail {
+            for j in (tail + t..c).step_by(nt) {
+                push(a, z(j));
+            }
+        }
+    }
+    let merge = |a: (T, T), b: (T, T)| -> (T, T) {
+        if b.1 == T::zero() {
+            return a;
+        }
+        if a.1 == T::zero() {
+            return b;
+        }
+        let (a, b) = if b.0 > a.0 { (b, a) } else { (a, b) };
+        (a.0, a.1 + b.1 * (b.0 - a.0).exp())
+    };
+    // __shfl_down_sync tree within each warp (lane l takes lane l + off), then warp 0 over
+    // the warp leaders.
+    let warp_reduce = |lanes: &mut [(T, T)]| {
+        let mut off = 16;
+        while off > 0 {
+            let prev = lanes.to_vec();
+            for l in 0..32 {
+                let src = if l + off < 32 { prev[l + off] } else { prev[l] };
+                lanes[l] = merge(prev[l], src);
+            }
+            off /= 2;
+        }
+        lanes[0]
+    };
+    let mut leaders: Vec<(T, T)> = states.chunks_mut(32).map(warp_reduce).collect();
+    leaders.resize(32, (T::neg_infinity(), T::zero()));
+    let (m, d) = warp_reduce(&mut leaders);
+    let lse = m + d.ln();
+    let sw = s * (T::one() / T::from_f64(n_valid.max(1) as f64));
+    let gt = (zt - lse).exp_m1() * sw * ft;
+    let g = (0..c)
+        .map(|j| {
+            if j == y {
+                gt
+            } else {
+                (s * x[j] - lse).exp() * sw
+            }
+        })
+        .collect();
+    (lse - zt, g)
+}
+
+fn emulate_fused<T>(
+    cos: &[f64],
+    labels: &[i64],
+    c: usize,
+    profile: &Profile,
+    p: &Params,
+    drop_tail: bool,
+) -> FusedOutput<T>
+where
+    T: KernelFloat + HostEval + num_traits::Float,
+{
+    let kp = KernelProfile::new(profile, p, T::DTYPE);
+    let n = labels.len();
+    let n_valid = labels
+        .iter()
+        .filter(|&&l| l >= 0 && (l as usize) < c)
+        .count();
+    let x: Vec<T> = to_t(cos);
+    let mut out = FusedOutput {
+        loss: 0.0,
+        n_valid: n_valid as i64,
+        row_loss: vec![T::zero(); n],
+        grad: vec![T::zero(); n * c],
+    };
+    let mut sum = 0.0;
+    for i in 0..n {
+        let Some(y) = usize::try_from(labels[i]).ok().filter(|&y| y < c) else {
+            continue;
+        };
+        let phase = (i * c) % (16 / std::mem::size_of::<T>());
+        let (l, g) = emulate_row(&x[i * c..(i + 1) * c], y, &kp, n_valid, phase, drop_tail);
+        out.row_loss[i] = l;
+        out.grad[i * c..(i + 1) * c].copy_from_slice(&g);
+        sum += l.to_f64();
+    }
+    out.loss = sum / n_valid.max(1) as f64;
+    out
+}
+
+fn budget_admits_emulation<T>() -> Vec<String>
+where
+    T: KernelFloat + HostEval + num_traits::Float,
+{
+    let dt = T::DTYPE;
+    let p = params_as(&Params::new(1.0, 0.5, 0.0).with_scale(64.0), dt);
+    let mut lines = Vec::new();
+    for profile in Profile::presets() {
+        for (k, &(n, c)) in FUSED_SHAPES.iter().enumerate() {
+            let (cos, labels) = fused_inputs(n, c, 17 + k as u64, dt);
+            let r = fused_reference(&cos, &labels, c, &profile, &p, dt);
+            let em = emulate_fused::<T>(&cos, &labels, c, &profile, &p, false);
+            let f = fused_fractions(&em, &r, &cos, &labels, c, &profile, &p);
+            assert!(
+                f.loss <= 1.0 && f.row_loss <= 1.0 && f.grad <= 1.0,
+                "{profile} {dt} [{n}, {c}]: the budget rejects the emulation: {f:?}"
+            );
+            lines.push(format!(
+                "{:<18} {:>12} {:>9.4} {:>9.4} {:>9.4}",
+                profile.name,
+                format!("[{n}, {c}]"),
+                f.loss,
+                f.row_loss,
+                f.grad
+            ));
+        }
+    }
+    // Teeth: a kernel that drops the scalar tail of each row is rejected. One row of 4099
+    // on the 16-byte grid: its last element (the largest logit) is in the scalar tail for
+    // both widths (4099 = 4·1024 + 3 = 2·2049 + 1).
+    let profile = Profile::recommended();
+    let c = 4099;
+    let (mut cos, _) = fused_inputs(1, c, 3, dt);
+    cos[c - 1] = dt.round(0.9999);
+    let labels = [0i64];
+    let r = fused_reference(&cos, &labels, c, &profile, &p, dt);
+    let bad = emulate_fused::<T>(&cos, &labels, c, &profile, &p, true);
+    let f = fused_fractions(&bad, &r, &cos, &labels, c, &profile, &p);
+    assert!(f.row_loss > 1.0, "{dt}: a dropped tail passes: {f:?}");
+    lines
+}
+
+#[test]
+fn fused_budget_admits_an_emulation_of_the_kernel() {
+    let mut lines = vec![format!(
+        "\nhost emulation of cm_fused vs f64 reference, worst fraction of the GPU test's budget\n{:<18} {:>12} {:>9} {:>9} {:>9}",
+        "preset (f32)", "[N, C]", "loss", "row loss", "grad"
+    )];
+    lines.extend(budget_admits_emulation::<f32>());
+    lines.push(format!(
+        "{:<18} {:>12} {:>9} {:>9} {:>9}",
+        "preset (f64)", "[N, C]", "loss", "row loss", "grad"
+    ));
+    lines.extend(budget_admits_emulation::<f64>());
+    say(&lines.join("\n"));
 }
