@@ -562,8 +562,8 @@ fn fused_fractions<T: KernelFloat>(
     let sw_rel = 3.0 * u;
     let mut f = FusedFractions::default();
     let mut loss_budget = 0.0;
-    for i in 0..n {
-        let y = match usize::try_from(labels[i]) {
+    for (i, &label) in labels.iter().enumerate() {
+        let y = match usize::try_from(label) {
             Ok(y) if y < c => y,
             _ => {
                 // Ignored row: loss and gradient exactly 0.

@@ -516,7 +516,7 @@ impl Gpu {
         &self,
         dev: &CudaSlice<T>,
     ) -> Result<Vec<T>, CudaError> {
-        if dev.len() == 0 {
+        if dev.is_empty() {
             return Ok(Vec::new());
         }
         self.stream.clone_dtoh(dev).map_err(drv("cuMemcpyDtoH"))
