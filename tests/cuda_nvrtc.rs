@@ -126,3 +126,44 @@ fn ptx_isa_gate_rejects_newer_ptx() {
     assert!(isa("10.0").unwrap() > device::MAX_PTX_ISA);
     assert_eq!(device::ptx_isa(".target sm_90\n"), None);
 }
+
+/// Register use of every kernel for sm_90, from ptxas through NVRTC (reported, and bounded: the
+/// f32 fused kernel must keep 4 blocks of 512 threads per SM, i.e. ≤ 32 registers, to hold
+/// enough loads in flight).
+#[test]
+fn kernel_registers_for_sm_90() {
+    if !nvrtc_or_skip("cuda_nvrtc::kernel_registers_for_sm_90") {
+        return;
+    }
+    let regs = device::ptxas_registers("sm_90").unwrap_or_else(|e| panic!("{e}"));
+    let mut lines = vec!["cuda_nvrtc: ptxas (sm_90) registers per thread".to_string()];
+    for (k, r, note) in &regs {
+        lines.push(format!("  {k:<24} {r:>3}  {note}"));
+    }
+    let _ = writeln!(std::io::stderr().lock(), "{}", lines.join("\n"));
+    let mut names: Vec<&str> = regs.iter().map(|(k, _, _)| k.as_str()).collect();
+    names.sort();
+    let mut want = device::KERNELS.to_vec();
+    want.sort();
+    assert_eq!(names, want);
+    let fused_f32 = regs.iter().find(|(k, _, _)| k == "cm_fused_f32").unwrap();
+    assert!(
+        fused_f32.1 <= 32,
+        "cm_fused_f32 uses {} registers",
+        fused_f32.1
+    );
+}
+
+/// The log parser reads ptxas's lines (and so would notice a kernel missing from them).
+#[test]
+fn ptxas_log_parser_reads_entries() {
+    let log = "ptxas info    : Compiling entry function 'cm_a' for 'sm_90'\n\
+               ptxas info    : Used 32 registers, used 1 barriers, 264 bytes smem\n\
+               ptxas info    : Compiling entry function 'cm_b' for 'sm_90'\n\
+               ptxas info    : Used 58 registers, used 1 barriers, 40 bytes cumulative stack size\n";
+    let got = device::parse_ptxas_log(log);
+    assert_eq!(got.len(), 2);
+    assert_eq!((got[0].0.as_str(), got[0].1), ("cm_a", 32));
+    assert_eq!((got[1].0.as_str(), got[1].1), ("cm_b", 58));
+    assert!(got[1].2.contains("stack"));
+}

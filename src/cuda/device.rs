@@ -124,6 +124,53 @@ pub fn compile_text(text: &str, arch: &str) -> Result<(Ptx, Duration), CudaError
     Ok((ptx, t0.elapsed()))
 }
 
+/// Register use per kernel as ptxas reports it: the program compiled by NVRTC for a real
+/// architecture (`sm_90`) with `--ptxas-options=-v`. Returns (kernel, registers, spill/stack
+/// note) per entry, from NVRTC's log. No GPU needed.
+pub fn ptxas_registers(sm: &str) -> Result<Vec<(String, u32, String)>, CudaError> {
+    use cudarc::nvrtc::result;
+    use std::ffi::{CStr, CString};
+    if !nvrtc_present() {
+        return Err(CudaError::NvrtcAbsent);
+    }
+    let src = CString::new(program_text()).expect("no NUL in the kernel text");
+    let name = CString::new("combined_margin.cu").expect("no NUL");
+    let mut options: Vec<String> = NVRTC_FLAGS.iter().map(|s| s.to_string()).collect();
+    options.push(format!("--gpu-architecture={sm}"));
+    options.push("--ptxas-options=-v".into());
+    let prog = result::create_program(&src, Some(&name))
+        .map_err(|e| CudaError::Compile(format!("nvrtcCreateProgram: {e:?}")))?;
+    // SAFETY: `prog` is a live program; it is destroyed once, below, on every path.
+    let compiled = unsafe { result::compile_program(prog, &options) };
+    let log = unsafe { result::get_program_log(prog) };
+    let _ = unsafe { result::destroy_program(prog) };
+    let log = log.map_err(|e| CudaError::Compile(format!("nvrtcGetProgramLog: {e:?}")))?;
+    // SAFETY: NVRTC's log is NUL-terminated.
+    let log = unsafe { CStr::from_ptr(log.as_ptr()) }
+        .to_string_lossy()
+        .into_owned();
+    compiled.map_err(|_| CudaError::Compile(log.clone()))?;
+    Ok(parse_ptxas_log(&log))
+}
+
+/// (kernel, registers, the rest of ptxas's "Used …" line) per "Compiling entry function".
+pub fn parse_ptxas_log(log: &str) -> Vec<(String, u32, String)> {
+    let mut out = Vec::new();
+    let mut current: Option<String> = None;
+    for line in log.lines() {
+        if let Some(rest) = line.split("Compiling entry function '").nth(1) {
+            current = rest.split('\'').next().map(str::to_string);
+        } else if let Some(rest) = line.split("Used ").nth(1) {
+            let regs = rest.split(' ').next().and_then(|r| r.parse().ok());
+            if let (Some(k), Some(regs)) = (current.take(), regs) {
+                let note = rest.split_once(", ").map_or("", |x| x.1).trim().to_string();
+                out.push((k, regs, note));
+            }
+        }
+    }
+    out
+}
+
 /// The newest PTX ISA the CUDA 13.0 driver (580) loads: NVRTC 13.0 emits 9.0; NVRTC 13.5
 /// emits 9.5, which that driver rejects — hence the pinned nvidia-cuda-nvrtc==13.0.88.
 pub const MAX_PTX_ISA: (u32, u32) = (9, 0);
