@@ -21,6 +21,10 @@ pub enum KinkKind {
     /// c = ±1 on the margin branch: the derivative `m1·sin φ / sqrt(1 − c²)` is unbounded.
     PoleLow,
     PoleHigh,
+    /// c = ±1 with a raw domain and no pole (sin φ = 0 there): the function is smooth up to
+    /// the end of its domain and NaN beyond, so a stencil must not cross it.
+    DomainEndLow,
+    DomainEndHigh,
     /// φ = m1·θ + m2 reaches the angle clamp's upper / lower bound: a corner.
     AngleClampHigh,
     AngleClampLow,
@@ -41,6 +45,8 @@ impl KinkKind {
             KinkKind::DomainClampHigh => "domain clamp (high)",
             KinkKind::PoleLow => "pole at c = -1",
             KinkKind::PoleHigh => "pole at c = +1",
+            KinkKind::DomainEndLow => "end of domain at c = -1",
+            KinkKind::DomainEndHigh => "end of domain at c = +1",
             KinkKind::AngleClampHigh => "angle clamp (phi = hi)",
             KinkKind::AngleClampLow => "angle clamp (phi = lo)",
             KinkKind::Threshold => "th/mm threshold",
@@ -55,6 +61,7 @@ impl KinkKind {
         match self {
             KinkKind::Threshold => Smoothness::Jump,
             KinkKind::PoleLow | KinkKind::PoleHigh => Smoothness::Pole,
+            KinkKind::DomainEndLow | KinkKind::DomainEndHigh => Smoothness::Boundary,
             KinkKind::FactorClipHigh | KinkKind::FactorClipLow => Smoothness::GradientCorner,
             KinkKind::Turn => Smoothness::Smooth,
             _ => Smoothness::Corner,
@@ -71,6 +78,8 @@ pub enum Smoothness {
     Corner,
     /// The derivative is unbounded (c = ±1).
     Pole,
+    /// The function is undefined (NaN) beyond this point.
+    Boundary,
     /// The forward is smooth; the backward factor (after its clip) has a corner.
     GradientCorner,
     /// Smooth; informational.
@@ -103,21 +112,18 @@ pub fn kinks(profile: &Profile, p: &Params, dtype: Dtype) -> Vec<Kink> {
     };
 
     if profile.shortcut && p.is_angle_identity() {
-        if let InputDomain::Clamp { eps } = profile.domain {
-            if eps > 0.0 {
-                push(k.c_lo, KinkKind::DomainClampLow);
-                push(k.c_hi, KinkKind::DomainClampHigh);
-            }
+        if let InputDomain::Clamp { .. } = profile.domain {
+            push(k.c_lo, KinkKind::DomainClampLow);
+            push(k.c_hi, KinkKind::DomainClampHigh);
         }
         out.sort_by(|a, b| a.c.total_cmp(&b.c));
         return out;
     }
 
-    if let InputDomain::Clamp { eps } = profile.domain {
-        if eps > 0.0 {
-            push(k.c_lo, KinkKind::DomainClampLow);
-            push(k.c_hi, KinkKind::DomainClampHigh);
-        }
+    // With ε = 0 the clamp sits at ±1: still a corner (the function is flat beyond).
+    if let InputDomain::Clamp { .. } = profile.domain {
+        push(k.c_lo, KinkKind::DomainClampLow);
+        push(k.c_hi, KinkKind::DomainClampHigh);
     }
 
     // Poles: the margin branch evaluated at c = ±1 with an unclamped formula and sin φ ≠ 0.
@@ -132,6 +138,17 @@ pub fn kinks(profile: &Profile, p: &Params, dtype: Dtype) -> Vec<Kink> {
             && margin::inv_sin_theta(e.c_eff, false).is_infinite();
         if unbounded_formula {
             push(c, kind);
+        } else if profile.domain == InputDomain::Raw
+            && !margin::eval_with(2.0 * c, p, profile, &k).out.is_finite()
+        {
+            push(
+                c,
+                if c < 0.0 {
+                    KinkKind::DomainEndLow
+                } else {
+                    KinkKind::DomainEndHigh
+                },
+            );
         }
     }
 
@@ -244,7 +261,7 @@ pub fn region(c: f64, kinks: &[Kink], radius: f64) -> String {
 /// of kink, positions in cos-space (5 decimals; "-" where the profile has none). Markdown.
 pub fn table(profiles: &[Profile], configs: &[(f64, f64, f64)], dtype: Dtype) -> String {
     type Col = (&'static str, &'static [KinkKind]);
-    const COLS: [Col; 6] = [
+    const COLS: [Col; 7] = [
         (
             "domain clamp",
             &[KinkKind::DomainClampLow, KinkKind::DomainClampHigh],
@@ -259,6 +276,10 @@ pub fn table(profiles: &[Profile], configs: &[(f64, f64, f64)], dtype: Dtype) ->
             &[KinkKind::FactorClipLow, KinkKind::FactorClipHigh],
         ),
         ("poles", &[KinkKind::PoleLow, KinkKind::PoleHigh]),
+        (
+            "domain ends",
+            &[KinkKind::DomainEndLow, KinkKind::DomainEndHigh],
+        ),
         ("turns (phi = k*pi)", &[KinkKind::Turn]),
     ];
     let mut rows: Vec<Vec<String>> = Vec::new();

@@ -18,6 +18,7 @@ pub mod kinks;
 pub mod layer;
 pub mod margin;
 pub mod params;
+pub mod plot;
 pub mod profile;
 pub mod tolerance;
 

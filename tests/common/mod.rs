@@ -8,9 +8,30 @@ use combined_margin::params::PAPER_CONFIGS;
 use combined_margin::{Dtype, Params, Profile};
 use proptest::prelude::*;
 
+/// The proptest configuration every property uses: `cases` cases, no failure files, and a
+/// fixed RNG seed so that CI is reproducible. Set PROPTEST_RNG_SEED to explore other seeds.
+pub fn config(cases: u32) -> ProptestConfig {
+    let mut c = ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
+        c.rng_seed = proptest::test_runner::RngSeed::Fixed(0x00C0_FFEE_2026_1129);
+    }
+    c
+}
+
 /// Every preset.
 pub fn profiles() -> impl Strategy<Value = Profile> {
     prop::sample::select(Profile::presets())
+}
+
+/// The presets satisfying `pred` (so properties about a subset need no rejection sampling).
+pub fn profiles_where(pred: fn(&Profile) -> bool) -> impl Strategy<Value = Profile> {
+    let v: Vec<Profile> = Profile::presets().into_iter().filter(|p| pred(p)).collect();
+    assert!(!v.is_empty(), "no preset satisfies the predicate");
+    prop::sample::select(v)
 }
 
 /// The paper configurations, and random (m1, m2, m3) in m1 ∈ [0.5, 4], m2 ∈ [0, 1], m3 ∈ [0, 0.5].

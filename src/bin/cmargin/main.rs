@@ -5,7 +5,9 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod generate;
 mod kinks;
+mod plot;
 
 #[derive(Parser)]
 #[command(
@@ -22,12 +24,18 @@ struct Cli {
 enum Command {
     /// Print where each profile's forward or backward is not smooth (SPEC.md §4).
     Kinks(kinks::Args),
+    /// Write fixture files (JSON, .npz) with the reference forward and backward (SPEC.md §7).
+    Generate(generate::Args),
+    /// Draw the target logit and the backward factor of chosen profiles, kinks marked (SVG).
+    Plot(plot::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Kinks(a) => kinks::run(a),
+        Command::Generate(a) => generate::run(a),
+        Command::Plot(a) => plot::run(a),
     };
     match result {
         Ok(code) => code,
