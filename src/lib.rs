@@ -10,6 +10,7 @@
 
 pub mod catalogue;
 pub mod compare;
+pub mod cuda;
 pub mod deviation;
 pub mod dtype;
 pub mod error;

@@ -2,6 +2,9 @@
 
 mod cli_check;
 mod common;
+mod cuda_gpu;
+mod cuda_host;
+mod cuda_nvrtc;
 mod generate;
 mod golden;
 mod gradcheck;

@@ -1,0 +1,357 @@
+// CUDA kernels of the combined margin, for float (_f32) and double (_f64).
+//
+// Layout: cos, logits and gradients are row-major [N, C] of T; labels are [N] of int64
+// (PyTorch's torch.long, the reference's i64); the ignore value is cm_profile.ignore_label.
+// Every kernel writes one int status per row (CM_ROW_TARGET, CM_ROW_IGNORED, CM_ROW_BAD_LABEL):
+// a label outside [0, C) that is not the ignore value never indexes memory; the host counts
+// the CM_ROW_BAD_LABEL rows and reports the first as an error.
+//
+// src/cuda/device.rs compiles this file with NVRTC at run time (the text is embedded in the
+// binary; the #include below is replaced by the header's text), with --fmad=false.
+#include "combined_margin.cuh"
+
+// ---------------------------------------------------------------------------------------
+// (a) The margin layer alone, unscaled (src/layer.rs): only target entries are touched.
+// One thread per row.
+
+// Forward, in place: `logits` holds cos on entry; each valid row's target becomes the margin.
+template <typename T>
+__device__ void cm_margin_forward(T* logits, const long long* labels, int* status, long long n,
+                                  long long c, const cm_profile& pr) {
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const long long y = labels[i];
+    const int st = cm_row_status(y, c, pr.ignore_label);
+    status[i] = st;
+    if (st != CM_ROW_TARGET) return;
+    T* p = logits + i * c + y;
+    *p = cm_eval<T>(*p, pr).out;
+}
+
+// Backward, in place: `grad` holds top_diff on entry; each valid row's target is multiplied by
+// the factor d out / d c at cos[i, y].
+template <typename T>
+__device__ void cm_margin_backward(const T* cos, T* grad, const long long* labels, int* status,
+                                   long long n, long long c, const cm_profile& pr) {
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const long long y = labels[i];
+    const int st = cm_row_status(y, c, pr.ignore_label);
+    status[i] = st;
+    if (st != CM_ROW_TARGET) return;
+    const long long k = i * c + y;
+    grad[k] = grad[k] * cm_eval<T>(cos[k], pr).factor;
+}
+
+extern "C" __global__ void cm_margin_forward_f32(float* logits, const long long* labels,
+                                                 int* status, long long n, long long c,
+                                                 cm_profile pr) {
+    cm_margin_forward<float>(logits, labels, status, n, c, pr);
+}
+extern "C" __global__ void cm_margin_forward_f64(double* logits, const long long* labels,
+                                                 int* status, long long n, long long c,
+                                                 cm_profile pr) {
+    cm_margin_forward<double>(logits, labels, status, n, c, pr);
+}
+extern "C" __global__ void cm_margin_backward_f32(const float* cos, float* grad,
+                                                  const long long* labels, int* status,
+                                                  long long n, long long c, cm_profile pr) {
+    cm_margin_backward<float>(cos, grad, labels, status, n, c, pr);
+}
+extern "C" __global__ void cm_margin_backward_f64(const double* cos, double* grad,
+                                                  const long long* labels, int* status,
+                                                  long long n, long long c, cm_profile pr) {
+    cm_margin_backward<double>(cos, grad, labels, status, n, c, pr);
+}
+
+// ---------------------------------------------------------------------------------------
+// (b) Fused margin + scale + softmax cross-entropy, forward and backward, VALID normalization:
+//
+//   z_j = s*cos_j (j != y),  z_y = s*margin(cos_y),  lse = log sum_j exp(z_j)
+//   loss_i = lse - z_y,      loss = sum_{valid i} loss_i / max(n_valid, 1)
+//   grad_ij = s*w*exp(z_j - lse)              (j != y)
+//   grad_iy = s*w*expm1(z_y - lse)*factor_y   (p_y - 1 without cancellation)
+//   w = 1/max(n_valid, 1); ignored rows: loss 0, gradient 0; bad labels: NaN row, status 2.
+//
+// Three launches on one stream: cm_count_valid (one block: n_valid, an exact integer),
+// cm_fused (one block per row), cm_mean_loss (one block: a fixed-order sum, deterministic; no
+// atomics anywhere). cm_fused reads each row twice (pass 1: online max and sum-exp; pass 2:
+// the gradient) and writes it once: 3·C·sizeof(T) bytes per row, against the 2·C·sizeof(T) of
+// a copy. A row of C = 360,000 floats (1.4 MB) does not fit in shared memory, so the second
+// read is the realistic floor.
+
+#define CM_FUSED_THREADS 512
+#define CM_SMALL_THREADS 1024
+
+__device__ inline float cm_exp(float x) { return expf(x); }
+__device__ inline double cm_exp(double x) { return exp(x); }
+__device__ inline float cm_expm1(float x) { return expm1f(x); }
+__device__ inline double cm_expm1(double x) { return expm1(x); }
+__device__ inline float cm_log(float x) { return logf(x); }
+__device__ inline double cm_log(double x) { return log(x); }
+
+// 16-byte vector access: 4 floats or 2 doubles per instruction, through the cache-hint
+// intrinsics, which are single vector instructions by definition (a plain float4 store was
+// split into pieces by the compiler). Pass 1 reads through the read-only path (__ldg);
+// pass 2's read is the last use and its store is never re-read here: streaming (__ldcs, __stcs).
+__device__ inline void cm_load16(const float* p, float (&v)[4]) {
+    const float4 q = __ldg(reinterpret_cast<const float4*>(p));
+    v[0] = q.x;
+    v[1] = q.y;
+    v[2] = q.z;
+    v[3] = q.w;
+}
+__device__ inline void cm_load16(const double* p, double (&v)[2]) {
+    const double2 q = __ldg(reinterpret_cast<const double2*>(p));
+    v[0] = q.x;
+    v[1] = q.y;
+}
+__device__ inline void cm_load16_last(const float* p, float (&v)[4]) {
+    const float4 q = __ldcs(reinterpret_cast<const float4*>(p));
+    v[0] = q.x;
+    v[1] = q.y;
+    v[2] = q.z;
+    v[3] = q.w;
+}
+__device__ inline void cm_load16_last(const double* p, double (&v)[2]) {
+    const double2 q = __ldcs(reinterpret_cast<const double2*>(p));
+    v[0] = q.x;
+    v[1] = q.y;
+}
+__device__ inline void cm_store16(float* p, const float (&v)[4]) {
+    __stcs(reinterpret_cast<float4*>(p), make_float4(v[0], v[1], v[2], v[3]));
+}
+__device__ inline void cm_store16(double* p, const double (&v)[2]) {
+    __stcs(reinterpret_cast<double2*>(p), make_double2(v[0], v[1]));
+}
+
+// Online log-sum-exp state of a stream of z: m = max so far, d = sum exp(z - m).
+// Empty: (-inf, 0). A NaN z makes d NaN, and NaN stays.
+template <typename T> struct cm_lse {
+    T m, d;
+};
+
+template <typename T> __device__ inline void cm_lse_push(cm_lse<T>& a, T z) {
+    if (z > a.m) {
+        a.d = a.d * cm_exp(a.m - z) + T(1);
+        a.m = z;
+    } else {
+        a.d = a.d + cm_exp(z - a.m);
+    }
+}
+
+// Merges b into a. Deterministic for a fixed order of merges (the reductions below fix it).
+template <typename T> __device__ inline void cm_lse_merge(cm_lse<T>& a, cm_lse<T> b) {
+    if (b.d == T(0)) return;
+    if (a.d == T(0)) {
+        a = b;
+        return;
+    }
+    if (b.m > a.m) {
+        const cm_lse<T> t = a;
+        a = b;
+        b = t;
+    }
+    a.d = a.d + b.d * cm_exp(b.m - a.m);
+}
+
+// Block-wide merge; every thread gets the result. blockDim.x is a multiple of 32, <= 1024.
+template <typename T> __device__ cm_lse<T> cm_lse_block(cm_lse<T> a) {
+    __shared__ T sm[32];
+    __shared__ T sd[32];
+    const unsigned lane = threadIdx.x & 31u, warp = threadIdx.x >> 5;
+    for (int off = 16; off > 0; off >>= 1) {
+        cm_lse<T> b;
+        b.m = __shfl_down_sync(0xffffffffu, a.m, off);
+        b.d = __shfl_down_sync(0xffffffffu, a.d, off);
+        cm_lse_merge(a, b);
+    }
+    if (lane == 0) {
+        sm[warp] = a.m;
+        sd[warp] = a.d;
+    }
+    __syncthreads();
+    if (warp == 0) {
+        const unsigned nwarps = blockDim.x >> 5;
+        cm_lse<T> w;
+        w.m = lane < nwarps ? sm[lane] : -cm_inf<T>();
+        w.d = lane < nwarps ? sd[lane] : T(0);
+        for (int off = 16; off > 0; off >>= 1) {
+            cm_lse<T> b;
+            b.m = __shfl_down_sync(0xffffffffu, w.m, off);
+            b.d = __shfl_down_sync(0xffffffffu, w.d, off);
+            cm_lse_merge(w, b);
+        }
+        if (lane == 0) {
+            sm[0] = w.m;
+            sd[0] = w.d;
+        }
+    }
+    __syncthreads();
+    cm_lse<T> r;
+    r.m = sm[0];
+    r.d = sd[0];
+    return r;
+}
+
+// Elements per 16-byte vector.
+template <typename T> struct cm_width {
+    static const int value = 16 / sizeof(T);
+};
+
+// Scalars before the first 16-byte boundary of p (at most c).
+template <typename T> __device__ inline long long cm_head(const T* p, long long c) {
+    const unsigned long long mis = (unsigned long long)p & 15ull;
+    const long long h = mis == 0 ? 0 : (long long)((16ull - mis) / sizeof(T));
+    return h < c ? h : c;
+}
+
+template <typename T>
+__device__ void cm_fused(const T* __restrict__ cos, const long long* __restrict__ labels,
+                         const long long* __restrict__ n_valid, T* __restrict__ grad,
+                         T* __restrict__ row_loss, int* __restrict__ status, long long c,
+                         const cm_profile& pr) {
+    const int W = cm_width<T>::value;
+    const long long i = blockIdx.x;
+    const long long tid = threadIdx.x, nt = blockDim.x;
+    const T* x = cos + i * c;
+    T* g = grad + i * c;
+
+    const long long y = labels[i];
+    const int st = cm_row_status(y, c, pr.ignore_label);
+    if (st != CM_ROW_TARGET) {
+        // The status is uniform over the block, so the whole block leaves here.
+        const T fill = st == CM_ROW_IGNORED ? T(0) : cm_inf<T>() - cm_inf<T>();
+        for (long long j = tid; j < c; j += nt) g[j] = fill;
+        if (tid == 0) {
+            row_loss[i] = fill;
+            status[i] = st;
+        }
+        return;
+    }
+
+    __shared__ T sh_zt, sh_ft;
+    const T s = (T)pr.s;
+    if (tid == 0) {
+        const cm_entry<T> e = cm_eval<T>(x[y], pr);
+        sh_zt = s * e.out;
+        sh_ft = e.factor;
+    }
+    __syncthreads();
+    const T zt = sh_zt, ft = sh_ft;
+
+    // Pass 1: online max and sum-exp over the row; scalar head up to the 16-byte boundary,
+    // 16-byte vectors, scalar tail.
+    const long long head = cm_head(x, c);
+    const long long nvec = (c - head) / W;
+    const long long tail = head + nvec * W;
+    cm_lse<T> a;
+    a.m = -cm_inf<T>();
+    a.d = T(0);
+    for (long long j = tid; j < head; j += nt) cm_lse_push(a, j == y ? zt : s * x[j]);
+#pragma unroll 4
+    for (long long v = tid; v < nvec; v += nt) {
+        T q[cm_width<T>::value];
+        const long long j0 = head + v * W;
+        cm_load16(x + j0, q);
+        for (int k = 0; k < W; ++k) cm_lse_push(a, j0 + k == y ? zt : s * q[k]);
+    }
+    for (long long j = tail + tid; j < c; j += nt) cm_lse_push(a, j == y ? zt : s * x[j]);
+    a = cm_lse_block(a);
+    const T lse = a.m + cm_log(a.d);
+
+    if (tid == 0) {
+        row_loss[i] = lse - zt;
+        status[i] = CM_ROW_TARGET;
+    }
+
+    // Pass 2: the gradient. Vector stores need g on the same 16-byte phase as x (true for
+    // buffers of one shape from one allocator); otherwise every element goes scalar.
+    const long long nv = *n_valid;
+    const T w = T(1) / (T)(nv > 1 ? nv : 1);
+    const T sw = s * w;
+    const T gt = cm_expm1(zt - lse) * sw * ft;
+    if (cm_head(g, c) == head) {
+        for (long long j = tid; j < head; j += nt)
+            g[j] = j == y ? gt : cm_exp(s * x[j] - lse) * sw;
+#pragma unroll 4
+        for (long long v = tid; v < nvec; v += nt) {
+            T q[cm_width<T>::value];
+            const long long j0 = head + v * W;
+            cm_load16_last(x + j0, q);
+            for (int k = 0; k < W; ++k) q[k] = j0 + k == y ? gt : cm_exp(s * q[k] - lse) * sw;
+            cm_store16(g + j0, q);
+        }
+        for (long long j = tail + tid; j < c; j += nt)
+            g[j] = j == y ? gt : cm_exp(s * x[j] - lse) * sw;
+    } else {
+        for (long long j = tid; j < c; j += nt) g[j] = j == y ? gt : cm_exp(s * x[j] - lse) * sw;
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(CM_FUSED_THREADS)
+    cm_fused_f32(const float* __restrict__ cos, const long long* __restrict__ labels,
+                 const long long* __restrict__ n_valid, float* __restrict__ grad,
+                 float* __restrict__ row_loss, int* __restrict__ status, long long c,
+                 cm_profile pr) {
+    cm_fused<float>(cos, labels, n_valid, grad, row_loss, status, c, pr);
+}
+extern "C" __global__ void __launch_bounds__(CM_FUSED_THREADS)
+    cm_fused_f64(const double* __restrict__ cos, const long long* __restrict__ labels,
+                 const long long* __restrict__ n_valid, double* __restrict__ grad,
+                 double* __restrict__ row_loss, int* __restrict__ status, long long c,
+                 cm_profile pr) {
+    cm_fused<double>(cos, labels, n_valid, grad, row_loss, status, c, pr);
+}
+
+// n_valid = #{i : 0 <= labels[i] < c}. One block of CM_SMALL_THREADS; integer sums are exact.
+extern "C" __global__ void __launch_bounds__(CM_SMALL_THREADS)
+    cm_count_valid(const long long* __restrict__ labels, long long n, long long c,
+                   long long ignore, long long* __restrict__ n_valid) {
+    __shared__ long long part[CM_SMALL_THREADS];
+    long long k = 0;
+    for (long long i = threadIdx.x; i < n; i += blockDim.x)
+        k += cm_row_status(labels[i], c, ignore) == CM_ROW_TARGET ? 1 : 0;
+    part[threadIdx.x] = k;
+    __syncthreads();
+    for (unsigned h = blockDim.x / 2; h > 0; h >>= 1) {
+        if (threadIdx.x < h) part[threadIdx.x] += part[threadIdx.x + h];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) *n_valid = part[0];
+}
+
+// loss = (sum of row_loss over CM_ROW_TARGET rows) / max(n_valid, 1), summed in double in a
+// fixed order (strided per thread, then a tree): the same bits on every run.
+template <typename T>
+__device__ void cm_mean_loss(const T* __restrict__ row_loss, const int* __restrict__ status,
+                             long long n, const long long* __restrict__ n_valid,
+                             double* __restrict__ loss) {
+    __shared__ double part[CM_SMALL_THREADS];
+    double acc = 0.0;
+    for (long long i = threadIdx.x; i < n; i += blockDim.x)
+        if (status[i] == CM_ROW_TARGET) acc += (double)row_loss[i];
+    part[threadIdx.x] = acc;
+    __syncthreads();
+    for (unsigned h = blockDim.x / 2; h > 0; h >>= 1) {
+        if (threadIdx.x < h) part[threadIdx.x] += part[threadIdx.x + h];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+        const long long nv = *n_valid;
+        *loss = part[0] / (double)(nv > 1 ? nv : 1);
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(CM_SMALL_THREADS)
+    cm_mean_loss_f32(const float* __restrict__ row_loss, const int* __restrict__ status,
+                     long long n, const long long* __restrict__ n_valid,
+                     double* __restrict__ loss) {
+    cm_mean_loss<float>(row_loss, status, n, n_valid, loss);
+}
+extern "C" __global__ void __launch_bounds__(CM_SMALL_THREADS)
+    cm_mean_loss_f64(const double* __restrict__ row_loss, const int* __restrict__ status,
+                     long long n, const long long* __restrict__ n_valid,
+                     double* __restrict__ loss) {
+    cm_mean_loss<double>(row_loss, status, n, n_valid, loss);
+}

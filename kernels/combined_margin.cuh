@@ -1,0 +1,252 @@
+// The combined margin of one target entry under a numerics profile, for float and double,
+// as __host__ __device__ inline functions: the CUDA kernels (combined_margin.cu) and the host
+// build that CI checks against the f64 reference (host_shim.cpp) compile this one text.
+//
+// It mirrors src/margin.rs (`eval_with`, `Constants`, `inv_sin_theta`) operation by operation,
+// in the kernel's dtype T instead of f64:
+//
+//   c~  = clamp(c, c_lo, c_hi)              comparisons: NaN passes through
+//   th  = acos(c~)                          rounded to float if theta == CM_THETA_F32
+//   phi = m1*th + m2                        a multiply and an add (the kernels build with
+//                                           --fmad=false, so no FMA contraction here)
+//   out = cos(phi) - m3                     or the th/mm fallback, or the (1, 0) shortcut
+//   g   = m1*sin(phi) * (1 - c~^2)^(-1/2)   under the gradient mode, then the factor clip
+//
+// The comparison constants (clamp bounds, th/mm threshold) are NOT computed here: the host
+// computes them once with `margin::Constants::new` (dtype-rounded) and passes them in the
+// cm_profile struct, so every branch decision agrees with the reference bit for bit.
+//
+// NVRTC defines __CUDACC__ and has no libc headers: on the device side only the CUDA math
+// builtins are used (acos, cos, sin, sqrt, pow and their f-variants need no include there).
+#ifndef COMBINED_MARGIN_CUH
+#define COMBINED_MARGIN_CUH
+
+#ifndef __CUDACC__
+#include <cmath>
+#define __host__
+#define __device__
+#endif
+
+#define CM_HD __host__ __device__ inline
+
+// Policy codes; src/cuda/mod.rs holds the same numbers (a test compares them through the
+// host build).
+#define CM_DOMAIN_RAW 0
+#define CM_DOMAIN_CLAMP 1
+#define CM_THETA_NATIVE 0
+#define CM_THETA_F32 1
+#define CM_ANGLE_RAW 0
+#define CM_ANGLE_CLAMP 1
+#define CM_ANGLE_THRESHOLD 2
+#define CM_GRAD_EXACT 0
+#define CM_GRAD_FORMULA_AT_CLAMPED 1
+#define CM_GRAD_DETACHED 2
+#define CM_POLE_IEEE 0
+#define CM_POLE_LIMIT 1
+
+#define CM_BRANCH_MARGIN 0
+#define CM_BRANCH_FALLBACK 1
+#define CM_BRANCH_SHORTCUT 2
+
+// Row status written by every kernel, one int per row.
+#define CM_ROW_TARGET 0
+#define CM_ROW_IGNORED 1
+#define CM_ROW_BAD_LABEL 2
+
+// A `Profile` (src/profile.rs) with its `Constants` (src/margin.rs) and `Params`, as the host
+// built it for one dtype. Every double is already rounded to the kernel's dtype, so the
+// conversion to T is exact. Mirrored field for field by `KernelProfile` in src/cuda/mod.rs
+// (#[repr(C)]); the layout (144 bytes) is checked on both sides.
+struct cm_profile {
+    double m1, m2, m3, s;   // Params (m2 in radians)
+    double c_lo, c_hi;      // InputDomain::Clamp bounds, used iff domain == CM_DOMAIN_CLAMP
+    double phi_lo, phi_hi;  // AnglePolicy::Clamp bounds (radians), iff angle == CM_ANGLE_CLAMP
+    double threshold;       // th/mm threshold (cos units), iff has_threshold
+    double fallback_mm;     // m2*sin(m2) in f64 from the host: the reference's own value
+    double clip_lo, clip_hi;  // factor clip, iff has_clip
+    long long ignore_label;   // LabelPolicy::ignore (labels are int64)
+    int domain;             // CM_DOMAIN_*
+    int theta;              // CM_THETA_*
+    int angle;              // CM_ANGLE_*
+    int easy_margin;        // AnglePolicy::ThresholdFallback { easy_margin }
+    int has_threshold;      // Constants::threshold is Some
+    int gradient;           // CM_GRAD_*
+    int pole;               // CM_POLE_* (GradientMode::Exact)
+    int rsqrt_f32;          // GradientMode::FormulaAtClamped { rsqrt_f32 }
+    int has_clip;           // factor_clip is Some
+    int shortcut;           // Profile::shortcut
+};
+
+static_assert(sizeof(cm_profile) == 144, "cm_profile layout must match KernelProfile");
+
+// The math library, by dtype. Unqualified names: libm's on the host, the CUDA Math API's on
+// the device.
+CM_HD float cm_acos(float x) { return acosf(x); }
+CM_HD double cm_acos(double x) { return acos(x); }
+CM_HD float cm_cos(float x) { return cosf(x); }
+CM_HD double cm_cos(double x) { return cos(x); }
+CM_HD float cm_sin(float x) { return sinf(x); }
+CM_HD double cm_sin(double x) { return sin(x); }
+CM_HD float cm_sqrt(float x) { return sqrtf(x); }
+CM_HD double cm_sqrt(double x) { return sqrt(x); }
+CM_HD float cm_fabs(float x) { return fabsf(x); }
+CM_HD double cm_fabs(double x) { return fabs(x); }
+
+// +inf without libc on the device (NVRTC has no HUGE_VAL), from <cmath> on the host.
+template <typename T> CM_HD T cm_inf();
+#if defined(__CUDA_ARCH__)
+template <> CM_HD float cm_inf<float>() { return __int_as_float(0x7f800000); }
+template <> CM_HD double cm_inf<double>() { return __longlong_as_double(0x7ff0000000000000LL); }
+#else
+template <> CM_HD float cm_inf<float>() { return HUGE_VALF; }
+template <> CM_HD double cm_inf<double>() { return HUGE_VAL; }
+#endif
+
+template <typename T> CM_HD bool cm_isnan(T x) { return x != x; }
+template <typename T> CM_HD bool cm_isinf(T x) { return x == cm_inf<T>() || x == -cm_inf<T>(); }
+
+// Rust's f64::signum: ±1 by the sign bit (also for ±0 and ±inf), NaN for NaN.
+template <typename T> CM_HD T cm_signum(T x) {
+    if (cm_isnan(x)) return x;
+    if (x > T(0)) return T(1);
+    if (x < T(0)) return T(-1);
+    return (T(1) / x > T(0)) ? T(1) : T(-1);
+}
+
+// f64::max / f64::min as Rust defines them: a NaN operand yields the other operand.
+template <typename T> CM_HD T cm_max(T a, T b) {
+    if (cm_isnan(a)) return b;
+    if (cm_isnan(b)) return a;
+    return a > b ? a : b;
+}
+template <typename T> CM_HD T cm_min(T a, T b) {
+    if (cm_isnan(a)) return b;
+    if (cm_isnan(b)) return a;
+    return a < b ? a : b;
+}
+
+// One evaluated target entry (the part of margin::Entry the kernels and checks need).
+template <typename T> struct cm_entry {
+    T out;     // margin-adjusted, unscaled logit
+    T factor;  // d out / d c after the factor clip
+    int branch;  // CM_BRANCH_*
+    int domain_clamped;
+    int angle_clamped;
+};
+
+// margin::inv_sin_theta: (1 - c^2)^(-1/2). The f32 form is Caffe's
+// powf(1 - powf(c, 2), -0.5): c rounded to float, its square rounded to float (a float product
+// is the exact product rounded once, as the reference's f64 product then f32 cast), 1 - sq,
+// then powf. The native form uses (1 - c)(1 + c), free of cancellation near ±1.
+template <typename T> CM_HD T cm_inv_sin_theta(T c, int rsqrt_f32) {
+    if (rsqrt_f32) {
+        float c32 = (float)c;
+        float sq = c32 * c32;
+        return (T)powf(1.0f - sq, -0.5f);
+    }
+    T one_minus = (T(1) - c) * (T(1) + c);
+    return T(1) / cm_sqrt(one_minus);
+}
+
+// margin::pole_factor: m1*sin(phi)/sqrt(1 - c^2) at c = ±1 under the pole rule. The limit test
+// uses the reference's constant 4*f64::EPSILON whatever T is, so both decide alike.
+template <typename T> CM_HD T cm_pole_factor(T theta, T phi, T m1, int rule) {
+    T s = cm_sin(phi);
+    if (rule == CM_POLE_IEEE) return m1 * s * cm_inf<T>();
+    const T four_eps = (T)(4.0 * 2.220446049250313080847e-16);
+    if (cm_fabs(s) <= four_eps * cm_max(cm_fabs(phi), T(1))) {
+        return m1 * m1 * cm_cos(phi) / cm_cos(theta);
+    }
+    return cm_signum(s) * cm_inf<T>();
+}
+
+template <typename T> CM_HD T cm_clip(T g, const cm_profile& pr) {
+    if (!pr.has_clip) return g;
+    // Comparisons, as Caffe's `d > 2 ? 2 : d; d < 0 ? 0 : d`: NaN stays NaN.
+    const T lo = (T)pr.clip_lo, hi = (T)pr.clip_hi;
+    if (g > hi) return hi;
+    if (g < lo) return lo;
+    return g;
+}
+
+template <typename T>
+CM_HD cm_entry<T> cm_finish(T out, T g, int branch, int domain_clamped, int angle_clamped,
+                            const cm_profile& pr) {
+    cm_entry<T> e;
+    e.out = out;
+    e.factor = cm_clip(g, pr);
+    e.branch = branch;
+    e.domain_clamped = domain_clamped;
+    e.angle_clamped = angle_clamped;
+    return e;
+}
+
+// margin::eval_with in T.
+template <typename T> CM_HD cm_entry<T> cm_eval(T c, const cm_profile& pr) {
+    const T m1 = (T)pr.m1, m2 = (T)pr.m2, m3 = (T)pr.m3;
+
+    // Domain. NaN compares false both ways and passes through as NaN.
+    T c_eff = c;
+    int domain_clamped = 0;
+    if (pr.domain == CM_DOMAIN_CLAMP) {
+        const T c_lo = (T)pr.c_lo, c_hi = (T)pr.c_hi;
+        if (c < c_lo) {
+            c_eff = c_lo;
+            domain_clamped = 1;
+        } else if (c > c_hi) {
+            c_eff = c_hi;
+            domain_clamped = 1;
+        }
+    }
+
+    if (pr.shortcut && m1 == T(1) && m2 == T(0)) {
+        T g = (pr.gradient == CM_GRAD_EXACT && domain_clamped) ? T(0) : T(1);
+        return cm_finish(c_eff - m3, g, CM_BRANCH_SHORTCUT, domain_clamped, 0, pr);
+    }
+
+    T theta = cm_acos(c_eff);
+    if (pr.theta == CM_THETA_F32) theta = (T)(float)theta;
+    T phi_raw = m1 * theta + m2;
+
+    if (pr.has_threshold) {
+        // Margin branch iff c~ > th (strict, as torch.where(cos > th, ...)).
+        if (!(c_eff > (T)pr.threshold) && !cm_isnan(c_eff)) {
+            // The line c~ - m2*sin(m2) - m3 in double with the host's m2*sin(m2): the
+            // reference's operations exactly, then one rounding to T. (In T with the device's
+            // sin, the error reaches 1.2 ulp against a budget of 1; see SPEC.md §9.)
+            T out = pr.easy_margin ? c_eff : (T)(((double)c_eff - pr.fallback_mm) - pr.m3);
+            T g = (pr.gradient == CM_GRAD_EXACT && domain_clamped) ? T(0) : T(1);
+            return cm_finish(out, g, CM_BRANCH_FALLBACK, domain_clamped, 0, pr);
+        }
+    }
+
+    T phi = phi_raw;
+    if (pr.angle == CM_ANGLE_CLAMP) {
+        phi = cm_min(cm_max(phi_raw, (T)pr.phi_lo), (T)pr.phi_hi);
+        if (cm_isnan(phi_raw)) phi = phi_raw;
+    }
+    const int angle_clamped = (phi != phi_raw && !cm_isnan(phi_raw)) ? 1 : 0;
+    const T out = cm_cos(phi) - m3;
+
+    T g;
+    if (pr.gradient == CM_GRAD_DETACHED) {
+        g = T(1);
+    } else if (pr.gradient == CM_GRAD_EXACT && (domain_clamped || angle_clamped)) {
+        g = T(0);
+    } else {
+        const int rsqrt_f32 = pr.gradient == CM_GRAD_FORMULA_AT_CLAMPED && pr.rsqrt_f32;
+        const int rule = pr.gradient == CM_GRAD_EXACT ? pr.pole : CM_POLE_IEEE;
+        const T r = cm_inv_sin_theta(c_eff, rsqrt_f32);
+        g = cm_isinf(r) ? cm_pole_factor(theta, phi, m1, rule) : m1 * cm_sin(phi) * r;
+    }
+    return cm_finish(out, g, CM_BRANCH_MARGIN, domain_clamped, angle_clamped, pr);
+}
+
+// The label of a row, classified. Only a label in [0, C) may index the row.
+CM_HD int cm_row_status(long long label, long long classes, long long ignore) {
+    if (label == ignore) return CM_ROW_IGNORED;
+    if (label >= 0 && label < classes) return CM_ROW_TARGET;
+    return CM_ROW_BAD_LABEL;
+}
+
+#endif  // COMBINED_MARGIN_CUH

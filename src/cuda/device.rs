@@ -1,0 +1,708 @@
+//! The kernels on a GPU: compiled at run time by NVRTC from the text embedded in this binary
+//! (`include_str!`, so a test binary built on one machine runs on another), loaded and launched
+//! with cudarc's driver API.
+//!
+//! cudarc loads libcuda and libnvrtc dynamically; its calls panic when a library is absent, so
+//! every entry point here checks [`driver_present`] / [`nvrtc_present`] first and reports
+//! absence as a value, never a panic.
+
+use super::{code, KernelFloat, KernelProfile};
+use crate::error::Error;
+use crate::layer;
+use crate::params::Params;
+use crate::profile::Profile;
+use cudarc::driver::{
+    CudaContext, CudaModule, CudaSlice, CudaStream, CudaView, CudaViewMut, LaunchConfig,
+    PushKernelArg,
+};
+use cudarc::nvrtc::{CompileOptions, Ptx};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// `kernels/combined_margin.cuh`, embedded.
+pub const HEADER: &str = include_str!("../../kernels/combined_margin.cuh");
+/// `kernels/combined_margin.cu`, embedded.
+pub const SOURCE: &str = include_str!("../../kernels/combined_margin.cu");
+/// The line of [`SOURCE`] that [`program_text`] replaces by [`HEADER`] (NVRTC gets one text
+/// and no include path: nothing is read from disk at run time).
+pub const INCLUDE_LINE: &str = "#include \"combined_margin.cuh\"";
+
+/// Every `extern "C"` kernel of [`SOURCE`].
+pub const KERNELS: [&str; 9] = [
+    "cm_margin_forward_f32",
+    "cm_margin_forward_f64",
+    "cm_margin_backward_f32",
+    "cm_margin_backward_f64",
+    "cm_fused_f32",
+    "cm_fused_f64",
+    "cm_count_valid",
+    "cm_mean_loss_f32",
+    "cm_mean_loss_f64",
+];
+
+/// Threads per block of `cm_fused_*` (`CM_FUSED_THREADS`, its `__launch_bounds__`).
+pub const FUSED_THREADS: u32 = 512;
+/// Threads of the one-block kernels (`CM_SMALL_THREADS`; a power of two for their tree sums).
+pub const SMALL_THREADS: u32 = 1024;
+/// Threads per block of the margin kernels (one thread per row).
+pub const MARGIN_THREADS: u32 = 256;
+
+/// The architecture CI compiles for (H100/H200).
+pub const CI_ARCH: &str = "compute_90";
+
+/// NVRTC options besides the architecture. `--fmad=false`: no FMA contraction, so the device
+/// performs the rounded operations the host build (and SPEC.md §9) lists; the math library
+/// keeps its own internal FMAs either way.
+pub const NVRTC_FLAGS: [&str; 1] = ["--fmad=false"];
+
+/// Errors of the device path.
+#[derive(Debug, thiserror::Error)]
+pub enum CudaError {
+    #[error("libnvrtc not found: install it (pip install --target .cuda nvidia-cuda-nvrtc==13.0.88) and put its lib directory (.cuda/nvidia/cu13/lib) on LD_LIBRARY_PATH")]
+    NvrtcAbsent,
+    #[error("no CUDA device: {0}")]
+    NoDevice(String),
+    #[error("NVRTC compile failed: {0}")]
+    Compile(String),
+    #[error("CUDA driver error in {what}: {err}")]
+    Driver {
+        what: &'static str,
+        err: cudarc::driver::DriverError,
+    },
+    #[error(transparent)]
+    Input(#[from] Error),
+}
+
+fn drv(what: &'static str) -> impl FnOnce(cudarc::driver::DriverError) -> CudaError {
+    move |err| CudaError::Driver { what, err }
+}
+
+/// Whether libnvrtc can be loaded (searched on LD_LIBRARY_PATH by cudarc's name list,
+/// `libnvrtc.so.13` among them).
+pub fn nvrtc_present() -> bool {
+    // SAFETY: only tries to dlopen candidate names; loads nothing else.
+    unsafe { cudarc::nvrtc::sys::is_culib_present() }
+}
+
+/// Whether libcuda (the driver) can be loaded. Without it `CudaContext::new` panics.
+pub fn driver_present() -> bool {
+    // SAFETY: as above.
+    unsafe { cudarc::driver::sys::is_culib_present() }
+}
+
+/// The program NVRTC compiles: [`SOURCE`] with its one include line replaced by [`HEADER`].
+pub fn program_text() -> String {
+    debug_assert_eq!(SOURCE.matches(INCLUDE_LINE).count(), 1);
+    SOURCE.replacen(INCLUDE_LINE, HEADER, 1)
+}
+
+/// Compiles every kernel to PTX for `arch` (e.g. `compute_90`); returns the PTX and the
+/// NVRTC compile time.
+pub fn compile(arch: &str) -> Result<(Ptx, Duration), CudaError> {
+    compile_text(&program_text(), arch)
+}
+
+/// Compiles a program text with the kernels' NVRTC options (tests feed it broken text).
+pub fn compile_text(text: &str, arch: &str) -> Result<(Ptx, Duration), CudaError> {
+    if !nvrtc_present() {
+        return Err(CudaError::NvrtcAbsent);
+    }
+    let mut options: Vec<String> = NVRTC_FLAGS.iter().map(|s| s.to_string()).collect();
+    options.push(format!("--gpu-architecture={arch}"));
+    let opts = CompileOptions {
+        options,
+        name: Some("combined_margin.cu".into()),
+        ..Default::default()
+    };
+    let t0 = Instant::now();
+    let ptx = cudarc::nvrtc::compile_ptx_with_opts(text, opts).map_err(|e| match e {
+        cudarc::nvrtc::CompileError::CompileError { log, .. } => {
+            CudaError::Compile(log.to_string_lossy().into_owned())
+        }
+        other => CudaError::Compile(format!("{other:?}")),
+    })?;
+    Ok((ptx, t0.elapsed()))
+}
+
+/// Register use per kernel as ptxas reports it: the program compiled by NVRTC for a real
+/// architecture (`sm_90`) with `--ptxas-options=-v`. Returns (kernel, registers, spill/stack
+/// note) per entry, from NVRTC's log. No GPU needed.
+pub fn ptxas_registers(sm: &str) -> Result<Vec<(String, u32, String)>, CudaError> {
+    use cudarc::nvrtc::result;
+    use std::ffi::{CStr, CString};
+    if !nvrtc_present() {
+        return Err(CudaError::NvrtcAbsent);
+    }
+    let src = CString::new(program_text()).expect("no NUL in the kernel text");
+    let name = CString::new("combined_margin.cu").expect("no NUL");
+    let mut options: Vec<String> = NVRTC_FLAGS.iter().map(|s| s.to_string()).collect();
+    options.push(format!("--gpu-architecture={sm}"));
+    options.push("--ptxas-options=-v".into());
+    let prog = result::create_program(&src, Some(&name))
+        .map_err(|e| CudaError::Compile(format!("nvrtcCreateProgram: {e:?}")))?;
+    // SAFETY: `prog` is a live program; it is destroyed once, below, on every path.
+    let compiled = unsafe { result::compile_program(prog, &options) };
+    let log = unsafe { result::get_program_log(prog) };
+    let _ = unsafe { result::destroy_program(prog) };
+    let log = log.map_err(|e| CudaError::Compile(format!("nvrtcGetProgramLog: {e:?}")))?;
+    // SAFETY: NVRTC's log is NUL-terminated.
+    let log = unsafe { CStr::from_ptr(log.as_ptr()) }
+        .to_string_lossy()
+        .into_owned();
+    compiled.map_err(|_| CudaError::Compile(log.clone()))?;
+    Ok(parse_ptxas_log(&log))
+}
+
+/// (kernel, registers, the rest of ptxas's "Used …" line) per "Compiling entry function".
+pub fn parse_ptxas_log(log: &str) -> Vec<(String, u32, String)> {
+    let mut out = Vec::new();
+    let mut current: Option<String> = None;
+    for line in log.lines() {
+        if let Some(rest) = line.split("Compiling entry function '").nth(1) {
+            current = rest.split('\'').next().map(str::to_string);
+        } else if let Some(rest) = line.split("Used ").nth(1) {
+            let regs = rest.split(' ').next().and_then(|r| r.parse().ok());
+            if let (Some(k), Some(regs)) = (current.take(), regs) {
+                let note = rest.split_once(", ").map_or("", |x| x.1).trim().to_string();
+                out.push((k, regs, note));
+            }
+        }
+    }
+    out
+}
+
+/// The newest PTX ISA the CUDA 13.0 driver (580) loads: NVRTC 13.0 emits 9.0; NVRTC 13.5
+/// emits 9.5, which that driver rejects — hence the pinned nvidia-cuda-nvrtc==13.0.88.
+pub const MAX_PTX_ISA: (u32, u32) = (9, 0);
+
+/// The `.version major.minor` line of a PTX text.
+pub fn ptx_isa(ptx: &str) -> Option<(u32, u32)> {
+    let v = ptx
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(".version "))?;
+    let (major, minor) = v.trim().split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+/// The names of the `.entry` functions of a PTX text, in order.
+pub fn ptx_entries(ptx: &str) -> Vec<String> {
+    ptx.lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix(".visible .entry ")?;
+            Some(rest.split('(').next()?.trim().to_string())
+        })
+        .collect()
+}
+
+/// The PTX text of one `.entry` function (from its header to the next entry).
+pub fn ptx_entry_body<'a>(ptx: &'a str, name: &str) -> Option<&'a str> {
+    let start = ptx.find(&format!(".visible .entry {name}("))?;
+    let rest = &ptx[start + 1..];
+    let end = rest
+        .find(".visible .entry ")
+        .map_or(ptx.len(), |e| start + 1 + e);
+    Some(&ptx[start..end])
+}
+
+/// The `extern "C"` kernel names declared in a CUDA source text, in order.
+pub fn source_kernels(src: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = src;
+    while let Some(i) = rest.find("extern \"C\" __global__ void") {
+        rest = &rest[i + "extern \"C\" __global__ void".len()..];
+        let decl = rest.split('(').next().unwrap_or("");
+        // `__launch_bounds__(...)` precedes the name: skip past its parentheses.
+        let decl = if decl.trim() == "__launch_bounds__" {
+            let close = rest.find(')').map_or(rest.len(), |c| c + 1);
+            rest[close..].split('(').next().unwrap_or("")
+        } else {
+            decl
+        };
+        names.push(decl.trim().to_string());
+    }
+    names
+}
+
+/// A device with the kernels loaded.
+pub struct Gpu {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    module: Arc<CudaModule>,
+    /// Device name as the driver reports it.
+    pub name: String,
+    /// Compute capability (major, minor).
+    pub capability: (i32, i32),
+    /// The architecture the kernels were compiled for.
+    pub arch: String,
+    /// NVRTC compile time of [`SOURCE`].
+    pub compile_time: Duration,
+}
+
+/// Why no GPU is usable, when none is (for the one line a skipped test prints).
+pub fn unavailable_reason() -> Option<String> {
+    if !driver_present() {
+        return Some("libcuda not found (no NVIDIA driver)".into());
+    }
+    match CudaContext::device_count() {
+        Ok(n) if n > 0 => {}
+        Ok(_) => return Some("the driver reports 0 devices".into()),
+        Err(e) => return Some(format!("the driver reports no device ({e})")),
+    }
+    if !nvrtc_present() {
+        return Some(CudaError::NvrtcAbsent.to_string());
+    }
+    None
+}
+
+impl Gpu {
+    /// Opens device 0 and compiles the kernels for its architecture.
+    pub fn open() -> Result<Gpu, CudaError> {
+        if let Some(why) = unavailable_reason() {
+            return Err(if nvrtc_present() {
+                CudaError::NoDevice(why)
+            } else if driver_present() {
+                CudaError::NvrtcAbsent
+            } else {
+                CudaError::NoDevice(why)
+            });
+        }
+        let ctx = CudaContext::new(0).map_err(drv("cuCtx (device 0)"))?;
+        let name = ctx.name().map_err(drv("cuDeviceGetName"))?;
+        let capability = ctx
+            .compute_capability()
+            .map_err(drv("compute capability"))?;
+        let arch = format!("compute_{}{}", capability.0, capability.1);
+        let (ptx, compile_time) = compile(&arch)?;
+        let module = ctx.load_module(ptx).map_err(drv("cuModuleLoadData"))?;
+        let stream = ctx.default_stream();
+        Ok(Gpu {
+            ctx,
+            stream,
+            module,
+            name,
+            capability,
+            arch,
+            compile_time,
+        })
+    }
+
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    fn function(&self, name: &str) -> Result<cudarc::driver::CudaFunction, CudaError> {
+        self.module
+            .load_function(name)
+            .map_err(drv("cuModuleGetFunction"))
+    }
+
+    /// Launches `cm_margin_forward_*`: `logits` ([n, c], cos on entry) has each valid row's
+    /// target replaced by the margin; `status` ([n]) gets every row's status.
+    pub fn launch_margin_forward<T: KernelFloat>(
+        &self,
+        logits: &mut CudaViewMut<T>,
+        labels: &CudaView<i64>,
+        status: &mut CudaViewMut<i32>,
+        n: usize,
+        c: usize,
+        kp: &KernelProfile,
+    ) -> Result<(), CudaError> {
+        check_device_shapes(n, c, logits.len(), labels.len(), status.len())?;
+        if n == 0 {
+            return Ok(());
+        }
+        let f = self.function(&format!("cm_margin_forward{}", T::SUFFIX))?;
+        let (n64, c64) = (n as i64, c as i64);
+        let mut b = self.stream.launch_builder(&f);
+        b.arg(logits)
+            .arg(labels)
+            .arg(status)
+            .arg(&n64)
+            .arg(&c64)
+            .arg(kp);
+        // SAFETY: argument types and order are the kernel's; the kernel indexes only
+        // [0, n·c) of logits (labels checked in it) and [0, n) of labels and status, and the
+        // views hold at least that many elements (checked above).
+        unsafe { b.launch(rows_config(n)?) }.map_err(drv("cm_margin_forward"))?;
+        Ok(())
+    }
+
+    /// Launches `cm_margin_backward_*`: `grad` ([n, c], top_diff on entry) has each valid row's
+    /// target multiplied by the factor at `cos`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn launch_margin_backward<T: KernelFloat>(
+        &self,
+        cos: &CudaView<T>,
+        grad: &mut CudaViewMut<T>,
+        labels: &CudaView<i64>,
+        status: &mut CudaViewMut<i32>,
+        n: usize,
+        c: usize,
+        kp: &KernelProfile,
+    ) -> Result<(), CudaError> {
+        check_device_shapes(n, c, grad.len(), labels.len(), status.len())?;
+        check_len("cos", n * c, cos.len())?;
+        if n == 0 {
+            return Ok(());
+        }
+        let f = self.function(&format!("cm_margin_backward{}", T::SUFFIX))?;
+        let (n64, c64) = (n as i64, c as i64);
+        let mut b = self.stream.launch_builder(&f);
+        b.arg(cos)
+            .arg(grad)
+            .arg(labels)
+            .arg(status)
+            .arg(&n64)
+            .arg(&c64)
+            .arg(kp);
+        // SAFETY: as launch_margin_forward.
+        unsafe { b.launch(rows_config(n)?) }.map_err(drv("cm_margin_backward"))?;
+        Ok(())
+    }
+
+    /// Launches the fused loss: `cm_count_valid`, `cm_fused_*` (one block per row), then
+    /// `cm_mean_loss_*`. Writes `n_valid` ([1]), `grad` and `row_loss` (every element),
+    /// `status` ([n]) and `loss` ([1], the VALID-normalized mean, f64).
+    #[allow(clippy::too_many_arguments)]
+    pub fn launch_fused<T: KernelFloat>(
+        &self,
+        cos: &CudaView<T>,
+        labels: &CudaView<i64>,
+        bufs: &mut FusedBuffers<'_, T>,
+        n: usize,
+        c: usize,
+        kp: &KernelProfile,
+    ) -> Result<(), CudaError> {
+        check_device_shapes(n, c, bufs.grad.len(), labels.len(), bufs.status.len())?;
+        check_len("cos", n * c, cos.len())?;
+        check_len("row_loss", n, bufs.row_loss.len())?;
+        check_len("n_valid", 1, bufs.n_valid.len())?;
+        check_len("loss", 1, bufs.loss.len())?;
+        if c == 0 {
+            return Err(
+                Error::Invalid("the fused loss needs at least one class (C = 0)".into()).into(),
+            );
+        }
+        let (n64, c64) = (n as i64, c as i64);
+        let one_block = |threads: u32| LaunchConfig {
+            grid_dim: (1, 1, 1),
+            block_dim: (threads, 1, 1),
+            shared_mem_bytes: 0,
+        };
+
+        let f = self.function("cm_count_valid")?;
+        let mut b = self.stream.launch_builder(&f);
+        b.arg(labels)
+            .arg(&n64)
+            .arg(&c64)
+            .arg(&kp.ignore_label)
+            .arg(&mut bufs.n_valid);
+        // SAFETY: reads labels[0, n), writes n_valid[0].
+        unsafe { b.launch(one_block(SMALL_THREADS)) }.map_err(drv("cm_count_valid"))?;
+
+        if n > 0 {
+            let grid = u32::try_from(n)
+                .ok()
+                .filter(|&g| g <= i32::MAX as u32)
+                .ok_or_else(|| Error::Invalid(format!("N = {n} rows exceed the grid limit")))?;
+            let f = self.function(&format!("cm_fused{}", T::SUFFIX))?;
+            let n_valid = bufs.n_valid.as_view();
+            let mut b = self.stream.launch_builder(&f);
+            b.arg(cos)
+                .arg(labels)
+                .arg(&n_valid)
+                .arg(&mut bufs.grad)
+                .arg(&mut bufs.row_loss)
+                .arg(&mut bufs.status)
+                .arg(&c64)
+                .arg(kp);
+            let cfg = LaunchConfig {
+                grid_dim: (grid, 1, 1),
+                block_dim: (FUSED_THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            // SAFETY: block i reads cos and writes grad in row i only ([i·c, (i+1)·c)), reads
+            // cos[i, y] only for y in [0, c), writes row_loss[i] and status[i].
+            unsafe { b.launch(cfg) }.map_err(drv("cm_fused"))?;
+        }
+
+        let f = self.function(&format!("cm_mean_loss{}", T::SUFFIX))?;
+        let (row_loss, status, n_valid) = (
+            bufs.row_loss.as_view(),
+            bufs.status.as_view(),
+            bufs.n_valid.as_view(),
+        );
+        let mut b = self.stream.launch_builder(&f);
+        b.arg(&row_loss)
+            .arg(&status)
+            .arg(&n64)
+            .arg(&n_valid)
+            .arg(&mut bufs.loss);
+        // SAFETY: reads row_loss and status [0, n) and n_valid[0]; writes loss[0].
+        unsafe { b.launch(one_block(SMALL_THREADS)) }.map_err(drv("cm_mean_loss"))?;
+        Ok(())
+    }
+
+    /// The margin layer's forward on host data: a copy of `cos` ([n, c]) with each valid row's
+    /// target replaced. A label outside [0, C) that is not the ignore value is an error
+    /// naming the first such row (the kernel leaves that row untouched).
+    pub fn margin_forward<T: KernelFloat>(
+        &self,
+        cos: &[T],
+        labels: &[i64],
+        classes: usize,
+        profile: &Profile,
+        p: &Params,
+    ) -> Result<Vec<T>, CudaError> {
+        p.validate()?;
+        let n = labels.len();
+        check_len("cos", n * classes, cos.len())?;
+        let kp = KernelProfile::new(profile, p, T::DTYPE);
+        let mut d_logits = self.upload(cos)?;
+        let d_labels = self.upload(labels)?;
+        let mut d_status = self.upload(&vec![-1i32; n])?;
+        self.launch_margin_forward(
+            &mut d_logits.as_view_mut(),
+            &d_labels.as_view(),
+            &mut d_status.as_view_mut(),
+            n,
+            classes,
+            &kp,
+        )?;
+        let status = self.download(&d_status)?;
+        check_status(&status, labels, classes, profile)?;
+        self.download(&d_logits)
+    }
+
+    /// The margin layer's backward on host data: `top_diff` with each valid row's target
+    /// multiplied by the factor at `cos`.
+    pub fn margin_backward<T: KernelFloat>(
+        &self,
+        cos: &[T],
+        labels: &[i64],
+        top_diff: &[T],
+        classes: usize,
+        profile: &Profile,
+        p: &Params,
+    ) -> Result<Vec<T>, CudaError> {
+        p.validate()?;
+        let n = labels.len();
+        check_len("cos", n * classes, cos.len())?;
+        check_len("top_diff", n * classes, top_diff.len())?;
+        let kp = KernelProfile::new(profile, p, T::DTYPE);
+        let d_cos = self.upload(cos)?;
+        let mut d_grad = self.upload(top_diff)?;
+        let d_labels = self.upload(labels)?;
+        let mut d_status = self.upload(&vec![-1i32; n])?;
+        self.launch_margin_backward(
+            &d_cos.as_view(),
+            &mut d_grad.as_view_mut(),
+            &d_labels.as_view(),
+            &mut d_status.as_view_mut(),
+            n,
+            classes,
+            &kp,
+        )?;
+        let status = self.download(&d_status)?;
+        check_status(&status, labels, classes, profile)?;
+        self.download(&d_grad)
+    }
+
+    /// The fused loss on host data: the VALID-normalized mean loss, the per-row losses and
+    /// d loss / d cos ([n, c]).
+    pub fn fused<T: KernelFloat>(
+        &self,
+        cos: &[T],
+        labels: &[i64],
+        classes: usize,
+        profile: &Profile,
+        p: &Params,
+    ) -> Result<FusedOutput<T>, CudaError> {
+        p.validate()?;
+        let n = labels.len();
+        check_len("cos", n * classes, cos.len())?;
+        let kp = KernelProfile::new(profile, p, T::DTYPE);
+        let d_cos = self.upload(cos)?;
+        let d_labels = self.upload(labels)?;
+        let mut owned = FusedOwned::<T>::new(self, n, classes)?;
+        self.launch_fused(
+            &d_cos.as_view(),
+            &d_labels.as_view(),
+            &mut owned.buffers(),
+            n,
+            classes,
+            &kp,
+        )?;
+        let status = self.download(&owned.status)?;
+        check_status(&status, labels, classes, profile)?;
+        Ok(FusedOutput {
+            loss: self.download(&owned.loss)?[0],
+            n_valid: self.download(&owned.n_valid)?[0],
+            row_loss: self.download(&owned.row_loss)?,
+            grad: self.download(&owned.grad)?,
+        })
+    }
+
+    /// Copies host data to a new device buffer.
+    pub fn upload<T: cudarc::driver::DeviceRepr>(
+        &self,
+        host: &[T],
+    ) -> Result<CudaSlice<T>, CudaError> {
+        if host.is_empty() {
+            return self.stream.null().map_err(drv("cuMemAlloc (empty)"));
+        }
+        self.stream.clone_htod(host).map_err(drv("cuMemcpyHtoD"))
+    }
+
+    /// Copies a device buffer to the host (synchronizes the stream).
+    pub fn download<T: cudarc::driver::DeviceRepr>(
+        &self,
+        dev: &CudaSlice<T>,
+    ) -> Result<Vec<T>, CudaError> {
+        if dev.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.stream.clone_dtoh(dev).map_err(drv("cuMemcpyDtoH"))
+    }
+}
+
+/// Device outputs of the fused loss, as views (the canary tests pass views into guarded
+/// buffers).
+pub struct FusedBuffers<'a, T> {
+    pub n_valid: CudaViewMut<'a, i64>,
+    pub grad: CudaViewMut<'a, T>,
+    pub row_loss: CudaViewMut<'a, T>,
+    pub status: CudaViewMut<'a, i32>,
+    pub loss: CudaViewMut<'a, f64>,
+}
+
+/// Owned device outputs of the fused loss, poisoned (NaN with a payload; −1 status) so that
+/// an element the kernels fail to write is visible.
+pub struct FusedOwned<T> {
+    n: usize,
+    c: usize,
+    pub n_valid: CudaSlice<i64>,
+    pub grad: CudaSlice<T>,
+    pub row_loss: CudaSlice<T>,
+    pub status: CudaSlice<i32>,
+    pub loss: CudaSlice<f64>,
+}
+
+impl<T: KernelFloat> FusedOwned<T> {
+    pub fn new(gpu: &Gpu, n: usize, c: usize) -> Result<Self, CudaError> {
+        let alloc_poisoned = |len: usize| gpu.upload(&vec![T::poison(); len.max(1)]);
+        Ok(FusedOwned {
+            n,
+            c,
+            n_valid: gpu.upload(&[-1i64])?,
+            grad: alloc_poisoned(n * c)?,
+            row_loss: alloc_poisoned(n)?,
+            status: gpu.upload(&vec![-1i32; n.max(1)])?,
+            loss: gpu.upload(&[f64::poison()])?,
+        })
+    }
+
+    pub fn buffers(&mut self) -> FusedBuffers<'_, T> {
+        // The allocations hold at least one element; the views are exactly [n, c] and [n].
+        let (n, nc) = (self.n, self.n * self.c);
+        FusedBuffers {
+            n_valid: self.n_valid.as_view_mut(),
+            grad: self.grad.slice_mut(0..nc),
+            row_loss: self.row_loss.slice_mut(0..n),
+            status: self.status.slice_mut(0..n),
+            loss: self.loss.as_view_mut(),
+        }
+    }
+}
+
+/// What the fused loss returns to the host.
+#[derive(Clone, Debug)]
+pub struct FusedOutput<T> {
+    /// Σ row_loss over valid rows / max(n_valid, 1), summed in f64 on the device.
+    pub loss: f64,
+    pub n_valid: i64,
+    /// `lse − z_y` per row; 0 for ignored rows.
+    pub row_loss: Vec<T>,
+    /// d loss / d cos, [n, c].
+    pub grad: Vec<T>,
+}
+
+fn check_len(what: &str, expected: usize, got: usize) -> Result<(), Error> {
+    if expected != got {
+        return Err(Error::ShapeMismatch {
+            what: what.into(),
+            expected,
+            got,
+        });
+    }
+    Ok(())
+}
+
+/// The device views must hold exactly [n, c], [n] and [n] elements, and n·c must not overflow.
+fn check_device_shapes(
+    n: usize,
+    c: usize,
+    nc_len: usize,
+    labels_len: usize,
+    status_len: usize,
+) -> Result<(), Error> {
+    let nc = n
+        .checked_mul(c)
+        .filter(|&v| v <= i64::MAX as usize)
+        .ok_or_else(|| Error::Invalid(format!("N·C = {n}·{c} overflows")))?;
+    check_len("logits/grad", nc, nc_len)?;
+    check_len("labels", n, labels_len)?;
+    check_len("status", n, status_len)
+}
+
+fn rows_config(n: usize) -> Result<LaunchConfig, Error> {
+    let blocks = n.div_ceil(MARGIN_THREADS as usize);
+    let blocks = u32::try_from(blocks)
+        .ok()
+        .filter(|&b| b <= i32::MAX as u32)
+        .ok_or_else(|| Error::Invalid(format!("N = {n} rows exceed the grid limit")))?;
+    Ok(LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (MARGIN_THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    })
+}
+
+/// Turns the kernels' row statuses into the reference's typed error for the first bad label.
+/// A status that is none of the three codes means the kernel did not write it: an error too.
+pub fn check_status(
+    status: &[i32],
+    labels: &[i64],
+    classes: usize,
+    profile: &Profile,
+) -> Result<(), Error> {
+    for (row, (&st, &label)) in status.iter().zip(labels).enumerate() {
+        match st {
+            code::ROW_TARGET | code::ROW_IGNORED => {}
+            code::ROW_BAD_LABEL => {
+                return Err(Error::LabelOutOfRange {
+                    row,
+                    label,
+                    classes,
+                    ignore: profile.labels.ignore,
+                })
+            }
+            other => {
+                return Err(Error::Invalid(format!(
+                    "row {row}: the kernel left status {other} (not written)"
+                )))
+            }
+        }
+    }
+    // The kernels and the reference classify labels alike; a disagreement is a kernel bug.
+    if let Err(e) = layer::targets(labels.len(), classes, labels, profile) {
+        return Err(Error::Invalid(format!(
+            "the kernel accepted every label but the reference did not: {e}"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! The per-entry math of the kernels (`kernels/combined_margin.cuh`) compiled for the host by
+//! build.rs (`kernels/host_shim.cpp`): the same text the device compiles, callable without a GPU.
+//! Differences from the device are confined to the math library (glibc here, the CUDA Math
+//! API there); the tolerance model budgets the larger of the two documented errors.
+
+use super::{KernelFloat, KernelProfile, KERNEL_PROFILE_SIZE};
+use crate::margin::Branch;
+
+mod ffi {
+    use super::KernelProfile;
+    use std::os::raw::{c_int, c_longlong};
+
+    extern "C" {
+        pub fn cm_host_eval_f32(
+            c: f32,
+            pr: *const KernelProfile,
+            out: *mut f32,
+            factor: *mut f32,
+            branch: *mut c_int,
+        );
+        pub fn cm_host_eval_f64(
+            c: f64,
+            pr: *const KernelProfile,
+            out: *mut f64,
+            factor: *mut f64,
+            branch: *mut c_int,
+        );
+        pub fn cm_host_row_status(
+            label: c_longlong,
+            classes: c_longlong,
+            ignore: c_longlong,
+        ) -> c_int;
+        pub fn cm_host_profile_layout(offsets: *mut usize, capacity: usize) -> usize;
+    }
+}
+
+/// One target entry as the kernel math computes it in T.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HostEntry<T> {
+    pub out: T,
+    pub factor: T,
+    pub branch: Branch,
+}
+
+fn branch(code: i32) -> Branch {
+    match code {
+        super::code::BRANCH_FALLBACK => Branch::Fallback,
+        super::code::BRANCH_SHORTCUT => Branch::Shortcut,
+        _ => Branch::Margin,
+    }
+}
+
+/// The kernels' per-entry math in T, on the host.
+pub trait HostEval: KernelFloat {
+    fn host_eval(c: Self, pr: &KernelProfile) -> HostEntry<Self>;
+}
+
+impl HostEval for f32 {
+    fn host_eval(c: f32, pr: &KernelProfile) -> HostEntry<f32> {
+        let (mut out, mut factor, mut b) = (0.0f32, 0.0f32, 0i32);
+        // SAFETY: pr points to a live KernelProfile with the C layout (checked by
+        // `profile_layout`); the out-pointers are valid locals.
+        unsafe { ffi::cm_host_eval_f32(c, pr, &mut out, &mut factor, &mut b) };
+        HostEntry {
+            out,
+            factor,
+            branch: branch(b),
+        }
+    }
+}
+
+impl HostEval for f64 {
+    fn host_eval(c: f64, pr: &KernelProfile) -> HostEntry<f64> {
+        let (mut out, mut factor, mut b) = (0.0f64, 0.0f64, 0i32);
+        // SAFETY: as for f32.
+        unsafe { ffi::cm_host_eval_f64(c, pr, &mut out, &mut factor, &mut b) };
+        HostEntry {
+            out,
+            factor,
+            branch: branch(b),
+        }
+    }
+}
+
+/// `cm_row_status` of the header: how a kernel classifies a row's label
+/// ([`super::code::ROW_TARGET`], `ROW_IGNORED` or `ROW_BAD_LABEL`).
+pub fn row_status(label: i64, classes: i64, ignore: i64) -> i32 {
+    // SAFETY: a pure function of three integers.
+    unsafe { ffi::cm_host_row_status(label, classes, ignore) }
+}
+
+/// The size of `cm_profile` and its field offsets as the C++ compiler laid it out.
+pub fn profile_layout() -> (usize, Vec<usize>) {
+    let mut offsets = vec![0usize; 23];
+    // SAFETY: the buffer holds `capacity` elements.
+    let size = unsafe { ffi::cm_host_profile_layout(offsets.as_mut_ptr(), offsets.len()) };
+    (size, offsets)
+}
+
+/// Whether a C layout (size, field offsets) is `KernelProfile`'s.
+pub fn layout_equal(size: usize, offsets: &[usize]) -> bool {
+    size == KERNEL_PROFILE_SIZE && offsets == KernelProfile::field_offsets()
+}
+
+/// Whether the C++ compiler's layout of `cm_profile` is `KernelProfile`'s.
+pub fn layout_matches() -> bool {
+    let (size, offsets) = profile_layout();
+    layout_equal(size, &offsets)
+}

@@ -1,0 +1,298 @@
+//! The kernels' per-entry math (kernels/combined_margin.cuh), compiled for the host by build.rs,
+//! against the f64 reference (`margin::eval`) under the tolerance model: every preset, float
+//! and double. No GPU needed: this is the text the device compiles.
+
+use crate::common::{cos_for, params};
+use combined_margin::catalogue::{edge_cases, next_float};
+use combined_margin::cuda::host::{self, HostEval};
+use combined_margin::cuda::{code, params_as, KernelProfile};
+use combined_margin::layer;
+use combined_margin::margin;
+use combined_margin::params::PAPER_CONFIGS;
+use combined_margin::profile::LabelPolicy;
+use combined_margin::tolerance::{error_fraction, target_budget};
+use combined_margin::{Dtype, Params, Profile};
+use proptest::prelude::*;
+use proptest::test_runner::{TestCaseError, TestRunner};
+use std::cell::RefCell;
+use std::io::Write;
+
+/// Property cases per preset and dtype.
+const CASES: u32 = 3000;
+
+/// How the host kernel math compares with the reference at one input.
+#[derive(Clone, Copy, Debug)]
+struct Cmp {
+    c: f64,
+    p: Params,
+    fwd: f64,
+    bwd: f64,
+    branch_ok: bool,
+    /// Output and factor bit-identical to the reference's (any NaN equals any NaN).
+    exact: bool,
+}
+
+impl Cmp {
+    fn passes(&self) -> bool {
+        self.fwd <= 1.0 && self.bwd <= 1.0 && self.branch_ok
+    }
+}
+
+/// Equal values, counting any two NaNs as equal (their sign and payload bits are not
+/// specified by IEEE 754 arithmetic).
+fn same_value(a: f64, b: f64) -> bool {
+    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+}
+
+/// Kernel math in T at `c` (already a T value) with the argument `kp`, against the reference at
+/// `p` (already rounded to T). The backward is the factor (top_diff = 1, s = 1).
+fn compare<T: HostEval>(profile: &Profile, p: Params, kp: &KernelProfile, c: f64) -> Cmp {
+    let reference = margin::eval(c, &p, profile, T::DTYPE);
+    let budget = target_budget(c, 1.0, &p, profile, T::DTYPE);
+    let got = T::host_eval(T::from_f64(c), kp);
+    Cmp {
+        c,
+        p,
+        fwd: error_fraction(got.out.to_f64(), reference.out, budget.forward),
+        bwd: error_fraction(got.factor.to_f64(), reference.factor, budget.backward),
+        branch_ok: got.branch == reference.branch,
+        exact: same_value(got.out.to_f64(), reference.out)
+            && same_value(got.factor.to_f64(), reference.factor),
+    }
+}
+
+/// Cases run and the worst forward and backward fractions with their inputs.
+struct Stats {
+    cases: u64,
+    exact: u64,
+    worst_fwd: Option<Cmp>,
+    worst_bwd: Option<Cmp>,
+}
+
+impl Stats {
+    fn add(&mut self, m: Cmp) {
+        self.cases += 1;
+        self.exact += m.exact as u64;
+        if self.worst_fwd.map_or(true, |w| m.fwd > w.fwd) {
+            self.worst_fwd = Some(m);
+        }
+        if self.worst_bwd.map_or(true, |w| m.bwd > w.bwd) {
+            self.worst_bwd = Some(m);
+        }
+    }
+}
+
+/// Runs the property for one preset in T; Err names the (shrunk) failing case.
+fn property<T: HostEval>(profile: &Profile) -> Result<Stats, String> {
+    let dt = T::DTYPE;
+    let stats = RefCell::new(Stats {
+        cases: 0,
+        exact: 0,
+        worst_fwd: None,
+        worst_bwd: None,
+    });
+    // The suite's configuration: fixed seed (PROPTEST_RNG_SEED explores others).
+    let mut runner = TestRunner::new(crate::common::config(CASES));
+    let prof = profile.clone();
+    let strategy = params().prop_flat_map(move |p| {
+        let pt = params_as(&p, dt);
+        (Just(pt), cos_for(&prof, &pt, dt))
+    });
+    let result = runner.run(&strategy, |(p, c)| {
+        let kp = KernelProfile::new(profile, &p, dt);
+        let m = compare::<T>(profile, p, &kp, c);
+        stats.borrow_mut().add(m);
+        if m.passes() {
+            Ok(())
+        } else {
+            Err(TestCaseError::fail(format!(
+                "c = {c:e}, {p}: forward {:.3} x budget, backward {:.3} x budget, branch agrees: {}",
+                m.fwd, m.bwd, m.branch_ok
+            )))
+        }
+    });
+    match result {
+        Ok(()) => Ok(stats.into_inner()),
+        Err(e) => Err(format!("{profile} {dt}: {e}")),
+    }
+}
+
+fn report(dt: Dtype, rows: &[(String, Stats)]) {
+    let mut out = std::io::stderr().lock();
+    let _ = writeln!(
+        out,
+        "\nhost kernel math vs reference ({dt}): cases, cases bit-identical (out and factor; NaN = NaN), worst fraction of the tolerance budget (≤ 1 passes)"
+    );
+    let _ = writeln!(
+        out,
+        "{:<18} {:>6} {:>6}  {:>9} {:>14} {:>26}  {:>9} {:>14} {:>26}",
+        "preset",
+        "cases",
+        "exact",
+        "worst fwd",
+        "at c",
+        "(m1, m2, m3)",
+        "worst bwd",
+        "at c",
+        "(m1, m2, m3)"
+    );
+    for (name, s) in rows {
+        let f = s.worst_fwd.expect("cases ran");
+        let b = s.worst_bwd.expect("cases ran");
+        let pm = |p: Params| format!("({:.6}, {:.6}, {:.6})", p.m1, p.m2, p.m3);
+        // Small fractions in e-notation, so that "0.0000" never hides a nonzero error.
+        let fr = |x: f64| {
+            if x == 0.0 || x >= 1e-3 {
+                format!("{x:.4}")
+            } else {
+                format!("{x:.2e}")
+            }
+        };
+        let _ = writeln!(
+            out,
+            "{:<18} {:>6} {:>6}  {:>9} {:>14.7e} {:>26}  {:>9} {:>14.7e} {:>26}",
+            name,
+            s.cases,
+            s.exact,
+            fr(f.fwd),
+            f.c,
+            pm(f.p),
+            fr(b.bwd),
+            b.c,
+            pm(b.p)
+        );
+    }
+}
+
+fn every_preset<T: HostEval>() {
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    for profile in Profile::presets() {
+        match property::<T>(&profile) {
+            Ok(s) => rows.push((profile.name.clone(), s)),
+            Err(e) => failures.push(e),
+        }
+    }
+    report(T::DTYPE, &rows);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn host_math_f32_matches_reference_every_preset() {
+    every_preset::<f32>();
+}
+
+#[test]
+fn host_math_f64_matches_reference_every_preset() {
+    every_preset::<f64>();
+}
+
+/// A fixed, deterministic input set: the edge catalogue and a uniform grid, at four paper
+/// configurations.
+fn fixed_inputs(profile: &Profile, dt: Dtype) -> Vec<(Params, f64)> {
+    let mut v = Vec::new();
+    for &(a, b, c) in &[
+        PAPER_CONFIGS[0],
+        PAPER_CONFIGS[3],
+        PAPER_CONFIGS[6],
+        PAPER_CONFIGS[7],
+    ] {
+        let p = params_as(&Params::new(a, b, c), dt);
+        for x in edge_cases(profile, &p, dt) {
+            v.push((p, x));
+        }
+        for k in 0..=400 {
+            v.push((p, dt.round(-1.0 + k as f64 / 200.0)));
+        }
+    }
+    v
+}
+
+/// Whether every fixed input passes with the argument `mutate` makes of the true one.
+fn all_pass<T: HostEval>(profile: &Profile, mutate: impl Fn(&mut KernelProfile)) -> bool {
+    fixed_inputs(profile, T::DTYPE).into_iter().all(|(p, c)| {
+        let mut kp = KernelProfile::new(profile, &p, T::DTYPE);
+        mutate(&mut kp);
+        compare::<T>(profile, p, &kp, c).passes()
+    })
+}
+
+/// The check has teeth: a kernel argument that deviates from the profile in one policy or one
+/// value is rejected on the fixed inputs, while the true argument passes them.
+#[test]
+fn host_check_rejects_wrong_math() {
+    let p = |name: &str| Profile::preset(name).unwrap();
+    // θ rounded to f32 where the profile keeps it native (the reverse, skipping Caffe's
+    // rounding, stays within the one f32 ulp of θ the model grants for it).
+    assert!(!all_pass::<f64>(&p("analytic"), |k| k.theta = code::THETA_F32));
+
+    assert!(all_pass::<f32>(&p("caffe-gpu"), |_| {}));
+    assert!(!all_pass::<f32>(&p("caffe-gpu"), |k| k.gradient = code::GRAD_EXACT));
+    // (Dropping Caffe's f32 powf is not a mutation the budget can see: the model grants the
+    // f32 powf error, and the native form is more accurate than that.)
+    assert!(all_pass::<f64>(&p("caffe-gpu"), |_| {}));
+    assert!(!all_pass::<f64>(&p("caffe-gpu"), |k| k.has_clip = 0));
+    assert!(!all_pass::<f64>(&p("caffe-gpu"), |k| k.clip_hi = 1.5));
+    assert!(!all_pass::<f32>(&p("caffe-gpu"), |k| k.domain = code::DOMAIN_RAW));
+
+    assert!(all_pass::<f64>(&p("recommended"), |_| {}));
+    assert!(!all_pass::<f64>(&p("recommended"), |k| k.has_clip = 0));
+    assert!(!all_pass::<f64>(&p("recommended"), |k| k.pole = code::POLE_IEEE));
+    assert!(!all_pass::<f64>(&p("recommended"), |k| k.angle = code::ANGLE_RAW));
+
+    assert!(all_pass::<f32>(&p("arcface-thmm"), |_| {}));
+    // The threshold one float off: the catalogue's kink neighbours land on the wrong branch.
+    assert!(!all_pass::<f32>(&p("arcface-thmm"), |k| {
+        k.threshold = next_float(k.threshold, Dtype::F32, 1)
+    }));
+    assert!(!all_pass::<f32>(&p("arcface-thmm-easy"), |k| k
+        .easy_margin =
+        0));
+    assert!(!all_pass::<f64>(&p("arcface-thmm"), |k| k.fallback_mm *= 1.0 + 1e-12));
+
+    assert!(all_pass::<f64>(&p("analytic"), |_| {}));
+    assert!(!all_pass::<f64>(&p("analytic"), |k| k.m3 += 1e-12));
+    assert!(!all_pass::<f64>(&p("analytic"), |k| k.gradient = code::GRAD_DETACHED));
+    assert!(!all_pass::<f64>(&p("detached"), |k| k.gradient = code::GRAD_EXACT));
+}
+
+/// `cm_profile` as the C++ compiler lays it out is `KernelProfile`, and the comparison notices
+/// a swapped field or a wrong size.
+#[test]
+fn profile_struct_layout_matches_c() {
+    let (size, offsets) = host::profile_layout();
+    assert!(
+        host::layout_matches(),
+        "C: size {size}, offsets {offsets:?}"
+    );
+    let mut swapped = offsets.clone();
+    swapped.swap(13, 14);
+    assert!(!host::layout_equal(size, &swapped));
+    assert!(!host::layout_equal(size + 8, &offsets));
+}
+
+/// The kernels classify labels as the reference does: ignore value, [0, C), anything else bad.
+#[test]
+fn row_status_matches_reference_labels() {
+    let mut custom = Profile::recommended();
+    custom.labels = LabelPolicy { ignore: -100 };
+    for profile in [Profile::analytic(), custom] {
+        let ignore = profile.labels.ignore;
+        for classes in [1usize, 5, 360_000] {
+            let c = classes as i64;
+            for label in [i64::MIN, -100, -2, -1, 0, 1, c - 1, c, c + 1, i64::MAX] {
+                let reference = layer::targets(1, classes, &[label], &profile);
+                let want = match reference {
+                    Ok(ref t) if t[0].is_none() => code::ROW_IGNORED,
+                    Ok(_) => code::ROW_TARGET,
+                    Err(_) => code::ROW_BAD_LABEL,
+                };
+                assert_eq!(
+                    host::row_status(label, c, ignore),
+                    want,
+                    "label {label}, C = {classes}, ignore {ignore}"
+                );
+            }
+        }
+    }
+}
