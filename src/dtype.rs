@@ -96,7 +96,15 @@ mod tests {
 
     #[test]
     fn ulp_matches_next_float() {
-        for &x in &[1.0f32, 0.5, 0.999_9, 3.141_592_7, 1e-3, 64.0, 1.5e30] {
+        for &x in &[
+            1.0f32,
+            0.5,
+            0.999_9,
+            std::f32::consts::PI,
+            1e-3,
+            64.0,
+            1.5e30,
+        ] {
             let next = f32::from_bits(x.to_bits() + 1);
             assert_eq!(Dtype::F32.ulp(x as f64), (next - x) as f64, "x = {x}");
         }

@@ -202,7 +202,7 @@ pub fn eval_with(c: f64, p: &Params, profile: &Profile, k: &Constants) -> Entry 
 
     if let Some(th) = k.threshold {
         // Margin branch iff c̃ > th (strict, as `torch.where(cos > th, ...)` and MXNet's relu).
-        if !(c_eff > th) && !c_eff.is_nan() {
+        if c_eff <= th {
             let easy = matches!(
                 profile.angle,
                 AnglePolicy::ThresholdFallback { easy_margin: true }

@@ -9,7 +9,7 @@
 use crate::dtype::Dtype;
 use crate::margin::{self, Branch, Constants, Entry};
 use crate::params::Params;
-use crate::profile::{GradientMode, Profile, ThetaPrecision};
+use crate::profile::{AnglePolicy, GradientMode, Profile, ThetaPrecision};
 
 /// Every constant of the model, in one place. "ulp" is the spacing of T at the value.
 pub mod consts {
@@ -86,10 +86,22 @@ pub fn target_budget_for(
     let u = t.unit_roundoff();
     let (fwd, g_err) = match e.branch {
         // c̃ − m3 (− m2 sin m2): one or two subtractions, exact factor.
-        Branch::Shortcut | Branch::Fallback => (
-            2.0 * ROUNDING_ULP * t.ulp(e.out.abs().max(e.c_eff.abs())),
-            0.0,
-        ),
+        // c̃ − m3, or c̃ − mm − m3 with mm = m2·sin m2 computed in T (sin, then a multiply):
+        // each subtraction rounds once (½ ulp of its result) and mm carries its own error.
+        Branch::Shortcut | Branch::Fallback => {
+            let easy = matches!(
+                profile.angle,
+                AnglePolicy::ThresholdFallback { easy_margin: true }
+            );
+            let mm = if e.branch == Branch::Fallback && !easy {
+                p.m2 * p.m2.sin()
+            } else {
+                0.0
+            };
+            let mm_err = (SIN_ULP + ROUNDING_ULP) * t.ulp(mm);
+            let subs = ROUNDING_ULP * (t.ulp(e.c_eff - mm) + t.ulp(e.out));
+            (subs + mm_err, 0.0)
+        }
         Branch::Margin => {
             let dtheta = theta_error(e, profile, t);
             let dphi = p.m1 * dtheta + PHI_ROUNDINGS * ROUNDING_ULP * t.ulp(e.phi_raw);

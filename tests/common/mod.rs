@@ -29,7 +29,7 @@ pub fn profiles() -> impl Strategy<Value = Profile> {
 
 /// The presets satisfying `pred` (so properties about a subset need no rejection sampling).
 pub fn profiles_where(pred: fn(&Profile) -> bool) -> impl Strategy<Value = Profile> {
-    let v: Vec<Profile> = Profile::presets().into_iter().filter(|p| pred(p)).collect();
+    let v: Vec<Profile> = Profile::presets().into_iter().filter(pred).collect();
     assert!(!v.is_empty(), "no preset satisfies the predicate");
     prop::sample::select(v)
 }
