@@ -16,6 +16,7 @@ pub mod gradcheck;
 pub mod kinks;
 pub mod layer;
 pub mod margin;
+pub mod pipeline;
 pub mod params;
 pub mod profile;
 pub mod tolerance;
