@@ -1,3 +1,4 @@
 //! The integration tests: one binary, shared strategies (tests/common).
 
 mod common;
+mod pipeline_golden;
