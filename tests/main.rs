@@ -2,3 +2,4 @@
 
 mod common;
 mod pipeline_golden;
+mod pipeline;

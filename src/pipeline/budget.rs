@@ -77,6 +77,7 @@ pub fn head(
 ) -> HeadBudget {
     let (n, c) = h.cos.dim();
     let u = t.unit_roundoff();
+    let stored = |d: f64| (u * d.abs()).max(t.ulp(d) * if d == 0.0 { 0.0 } else { 1.0 });
     let s = cfg.params.s;
     let unscaled = Params { s: 1.0, ..cfg.params };
     let k = Constants::new(&cfg.profile, &unscaled, t);
@@ -112,20 +113,14 @@ pub fn head(
         let e = |j: usize| bz[[i, j]] + half_ulp(t, z[j] - zmax);
         let mean_e: f64 = (0..c).map(|j| h.probs[[i, j]] * e(j)).sum();
         let fixed = (4.0 * EXP_ULP + 2.0 * SOFTMAX_ROUNDINGS) * u + gamma(c, t);
-        let rel = |j: usize| {
-            let p = h.probs[[i, j]];
-            let floor_rel = if p > 0.0 {
-                (EXP_ULP + 1.0) * t.ulp(p) / p
-            } else {
-                0.0
-            };
-            e(j) + mean_e + fixed + floor_rel
-        };
+        // Relative error of p_j; the absolute spacing term below covers p_j that are
+        // subnormal (or 0) in T, where a relative bound means nothing.
+        let rel = |j: usize| e(j) + mean_e + fixed;
         for j in 0..c {
             let p = h.probs[[i, j]];
-            let r = rel(j);
-            // Exact for the multiplicative error model even when r is not small (s = 1e4).
-            bp[[i, j]] = p * r.exp_m1() + if p == 0.0 { t.ulp(0.0) } else { 0.0 };
+            // p·(e^r − 1) is exact for the multiplicative error model even when r is not
+            // small (s = 1e4).
+            bp[[i, j]] = p * rel(j).exp_m1() + (EXP_ULP + 1.0) * t.ulp(p);
         }
         if let Some(y) = h.targets[i] {
             let l = h.row_loss[i].unwrap_or(0.0);
@@ -143,7 +138,7 @@ pub fn head(
                 } else {
                     0.0
                 };
-                bd_s[[i, j]] = (bp[[i, j]] + sub) / nv + u * d.abs();
+                bd_s[[i, j]] = (bp[[i, j]] + sub) / nv + stored(d);
             }
         }
     }
@@ -151,8 +146,10 @@ pub fn head(
 
     let bd_m = Zip::from(&bd_s)
         .and(&hb.d_margin_logits)
-        .map_collect(|&b, &d| s * b + u * d.abs());
+        .map_collect(|&b, &d| s * b + stored(d));
 
+    // A stored result is rounded once: u·|d| for normal results, one spacing for subnormal ones
+    // (½ spacing of the smallest subnormal would itself round to 0 in the budget's f64).
     let mut bd_c = bd_m.clone();
     for i in 0..n {
         if let Some(y) = h.targets[i] {
@@ -160,8 +157,10 @@ pub fn head(
             let dm = hb.d_margin_logits[[i, y]];
             let g = factor_at(cy);
             let layer = tolerance::target_budget(cy, dm, &unscaled, &cfg.profile, t).backward;
-            bd_c[[i, y]] =
-                g.abs() * bd_m[[i, y]] + layer + dm.abs() * spread(factor_at, cy, cos_err[[i, y]]);
+            bd_c[[i, y]] = g.abs() * bd_m[[i, y]]
+                + layer
+                + dm.abs() * spread(factor_at, cy, cos_err[[i, y]])
+                + stored(hb.d_cos[[i, y]]);
         }
     }
     HeadBudget {
