@@ -41,6 +41,15 @@ impl SplitMix64 {
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     }
 
+    /// Two independent standard normals from one Box–Muller draw (r·cos, r·sin).
+    pub fn normal_pair(&mut self) -> (f64, f64) {
+        let u1 = 1.0 - self.uniform();
+        let u2 = self.uniform();
+        let r = (-2.0 * u1.ln()).sqrt();
+        let (sn, cs) = (std::f64::consts::TAU * u2).sin_cos();
+        (r * cs, r * sn)
+    }
+
     /// Uniform integer in [0, n) (modulo; the bias is below n / 2^64).
     pub fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n
@@ -66,7 +75,13 @@ pub fn unit_rows(seed: u64, what: u64, first: usize, rows: usize, d: usize) -> A
         .enumerate()
         .for_each(|(i, row)| {
             let mut rng = stream(seed, what, (first + i) as u64);
-            let v: Vec<f64> = (0..d).map(|_| rng.normal()).collect();
+            let mut v = Vec::with_capacity(d + 1);
+            while v.len() < d {
+                let (a, b) = rng.normal_pair();
+                v.push(a);
+                v.push(b);
+            }
+            v.truncate(d);
             let n = v.iter().map(|x| x * x).sum::<f64>().sqrt();
             for (o, x) in row.iter_mut().zip(v) {
                 *o = (x / n) as f32;
@@ -87,6 +102,10 @@ pub struct Synthetic {
     pub features: Array2<f32>,
     pub cos: Array2<f32>,
     pub labels: Vec<i64>,
+    /// Thread-seconds spent drawing and normalizing the weights, and in the cos matmul
+    /// (summed over the blocks; wall time is lower by up to the thread count).
+    pub draw_thread_s: f64,
+    pub matmul_thread_s: f64,
 }
 
 /// Class rows per matmul block: 4096·512·4 bytes = 8 MiB of weights in flight per thread.
@@ -118,10 +137,19 @@ pub fn generate(n: usize, c: usize, d: usize, seed: u64) -> Result<Synthetic> {
         .axis_chunks_iter_mut(Axis(0), CLASS_BLOCK)
         .zip(blocks.iter())
         .collect();
-    slabs.into_par_iter().for_each(|(mut slab, &(a, b))| {
-        let w = unit_rows(seed, 1, a, b - a, d);
-        slab.assign(&w.dot(&features.t()));
-    });
+    let times: Vec<(f64, f64)> = slabs
+        .into_par_iter()
+        .map(|(mut slab, &(a, b))| {
+            let t0 = std::time::Instant::now();
+            let w = unit_rows(seed, 1, a, b - a, d);
+            let t1 = std::time::Instant::now();
+            slab.assign(&w.dot(&features.t()));
+            (
+                (t1 - t0).as_secs_f64(),
+                (std::time::Instant::now() - t1).as_secs_f64(),
+            )
+        })
+        .collect();
     let mut cos = Array2::<f32>::zeros((n, c));
     cos.as_slice_mut()
         .expect("fresh arrays are contiguous")
@@ -136,5 +164,7 @@ pub fn generate(n: usize, c: usize, d: usize, seed: u64) -> Result<Synthetic> {
         features,
         cos,
         labels: labels(seed, n, c),
+        draw_thread_s: times.iter().map(|t| t.0).sum(),
+        matmul_thread_s: times.iter().map(|t| t.1).sum(),
     })
 }

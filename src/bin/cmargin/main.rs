@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod kinks;
+mod loss;
 
 #[derive(Parser)]
 #[command(
@@ -22,12 +23,15 @@ struct Cli {
 enum Command {
     /// Print where each profile's forward or backward is not smooth (SPEC.md §4).
     Kinks(kinks::Args),
+    /// The loss and its breakdown for given or synthetic random-initialization inputs (SPEC.md §8).
+    Loss(loss::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Kinks(a) => kinks::run(a),
+        Command::Loss(a) => loss::run(a),
     };
     match result {
         Ok(code) => code,
