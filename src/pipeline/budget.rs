@@ -99,8 +99,11 @@ pub fn head(
         .and(&h.scaled_logits)
         .for_each(|b, &m, &z| *b = s * m + if s != 1.0 { half_ulp(t, z) } else { 0.0 });
 
-    // Softmax: δ ln p_j ≤ e_j + Σ_k p_k e_k + (4·EXP_ULP + γ_C/u + 2·SOFTMAX_ROUNDINGS)·u,
-    // with e_j = δz_j + ½ulp(z_j − max) (the shift's rounding).
+    // Softmax: δ ln p_j ≤ e_j + Σ_k p_k e_k + (6·EXP_ULP + γ_C/u + 2·SOFTMAX_ROUNDINGS)·u,
+    // with e_j = δz_j + ½ulp(z_j − max) + ½ulp(z_j − lse) (the shifts' roundings). Six exp
+    // errors: the numerator may be a product of two exps, e^{z − m_b}·e^{m_b − lse}, as in the
+    // fused path and other online-softmax kernels (m_b a block max, |m_b − lse| ≤ |z_j − lse|),
+    // and the denominator's terms carry two on average.
     let mut bp = Array2::zeros((n, c));
     let mut b_row = vec![0.0; n];
     let mut total_b = 0.0;
@@ -110,9 +113,9 @@ pub fn head(
     for i in 0..n {
         let z = h.scaled_logits.row(i);
         let zmax = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let e = |j: usize| bz[[i, j]] + half_ulp(t, z[j] - zmax);
+        let e = |j: usize| bz[[i, j]] + half_ulp(t, z[j] - zmax) + half_ulp(t, z[j] - h.lse[i]);
         let mean_e: f64 = (0..c).map(|j| h.probs[[i, j]] * e(j)).sum();
-        let fixed = (4.0 * EXP_ULP + 2.0 * SOFTMAX_ROUNDINGS) * u + gamma(c, t);
+        let fixed = (6.0 * EXP_ULP + 2.0 * SOFTMAX_ROUNDINGS) * u + gamma(c, t);
         // Relative error of p_j; the absolute spacing term below covers p_j that are
         // subnormal (or 0) in T, where a relative bound means nothing.
         let rel = |j: usize| e(j) + mean_e + fixed;

@@ -1,17 +1,18 @@
 //! The fused head over cos [N, C]: margin + scale + softmax cross-entropy, forward and
 //! backward, streaming, generic over f32/f64, parallel across rows (SPEC.md §8.5).
 //!
-//! Passes over each row of C logits:
-//! 1. stream max and Σexp online, block by block (a block is max-reduced, the running sum is
-//!    rescaled by exp(m_old − m_new) if the max grew, then the block's exp terms are added);
-//!    the target column is left out of the stream and enters as its margin logit;
-//! 2. (backward only) read the row again and write d loss / d cos = s·(p − onehot)/N_valid,
-//!    times the margin factor at the target.
+//! Passes over each row of C logits (blocks of 512 columns):
+//! 1. read cos once; per block, the max m_b of z = s·c and Σ exp(z − m_b), merged online into
+//!    the row's (max, Σ); each e_j = exp(z_j − m_b) is stored in the gradient buffer. The target
+//!    column is left out of the stream and enters as its margin logit;
+//! 2. rescale the stored row in place: d loss / d cos_j = e_j · (s/N_valid)·exp(m_b − lse), one
+//!    exp per block; the target entry is s·(p_y − 1)/N_valid times the margin factor.
 //!
-//! Bytes moved per element: forward 1 read; forward+backward 2 reads + 1 write. When a row
-//! (4·C bytes in f32: 723 KB at C = 180,855) stays in cache between the passes, the second
-//! read hits cache and the DRAM traffic is one read plus one write, the traffic of a memcpy of
-//! the cos matrix: the floor the benchmark compares with.
+//! One exp per element. Bytes per element: pass 1 reads 4 (f32) and writes 4; pass 2 reads and
+//! writes the same 4, which are still in cache when a row (4·C bytes: 723 KB at C = 180,855)
+//! fits there. So the memory traffic is one read of cos and one write of the gradient,
+//! 2·4·N·C bytes: that of a memcpy of the cos matrix, the floor the benchmark compares with.
+//! The forward alone ([`forward`]) reads cos once (4·N·C bytes) and writes nothing.
 //!
 //! The margin of each row's target is [`crate::margin::eval_with`] (once per row, in f64, the
 //! result rounded to T); nothing here restates the formula.
@@ -65,7 +66,11 @@ impl Real for f32 {
         } else {
             x
         };
-        let k = (xc * LOG2E + ROUND) - ROUND;
+        let kr = xc * LOG2E + ROUND;
+        let k = kr - ROUND;
+        // k sits in the low mantissa bits of kr: no float-to-int conversion (whose saturating
+        // semantics keep the loop from vectorizing).
+        let ki = kr.to_bits() as i32 - ROUND.to_bits() as i32;
         let r = (xc - k * LN2_HI) - k * LN2_LO;
         // Taylor to degree 7: truncation (ln2/2)^8/8! = 5e-9, below u = 6e-8.
         let q = 1.0 / 5040.0;
@@ -76,7 +81,6 @@ impl Real for f32 {
         let q = q * r + 0.5;
         let q = q * r + 1.0;
         let p = q * r + 1.0;
-        let ki = k as i32;
         let k1 = ki >> 1;
         let k2 = ki - k1;
         let two1 = f32::from_bits(((k1 + 127) as u32) << 23);
@@ -115,7 +119,9 @@ impl Real for f64 {
         } else {
             x
         };
-        let k = (xc * LOG2E + ROUND) - ROUND;
+        let kr = xc * LOG2E + ROUND;
+        let k = kr - ROUND;
+        let ki = kr.to_bits() as i64 - ROUND.to_bits() as i64;
         let r = (xc - k * LN2_HI) - k * LN2_LO;
         // Taylor to degree 13: truncation (ln2/2)^14/14! = 4e-18, below u = 1.1e-16.
         let mut q = 1.0 / 6_227_020_800.0;
@@ -136,7 +142,6 @@ impl Real for f64 {
             q = q * r + c;
         }
         let p = q * r + 1.0;
-        let ki = k as i64;
         let k1 = ki >> 1;
         let k2 = ki - k1;
         let two1 = f64::from_bits(((k1 + 1023) as u64) << 52);
@@ -207,71 +212,244 @@ impl<T: Real> Stream<T> {
     }
 }
 
-/// Streams s·c over `cos` in blocks (vectorizable inner loops) into `acc`.
-#[inline]
-pub fn stream_scaled<T: Real>(cos: &[T], s: T, acc: &mut Stream<T>) {
-    for block in cos.chunks(BLOCK) {
-        let mut mx = [T::neg_infinity(); LANES];
-        let mut nan = false;
-        let chunks = block.chunks_exact(LANES);
-        let rest = chunks.remainder();
-        for ch in chunks {
-            for l in 0..LANES {
-                let z = s * ch[l];
-                mx[l] = if z > mx[l] { z } else { mx[l] };
-                nan |= ch[l] != ch[l];
+/// One block: its max of s·c, Σ exp(s·c − max), and whether it held a NaN. With `store`,
+/// also writes e_j = exp(s·c_j − max) there (0 for an all −inf block, NaN for a NaN block).
+#[inline(always)]
+fn block_stream<T: Real>(block: &[T], s: T, store: Option<&mut [T]>) -> Stream<T> {
+    let mut mx = [T::neg_infinity(); LANES];
+    let mut nan = false;
+    let chunks = block.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for ch in chunks {
+        for l in 0..LANES {
+            let z = s * ch[l];
+            mx[l] = if z > mx[l] { z } else { mx[l] };
+            nan |= ch[l] != ch[l];
+        }
+    }
+    let mut bm = T::neg_infinity();
+    for &c in rest {
+        let z = s * c;
+        bm = if z > bm { z } else { bm };
+        nan |= c != c;
+    }
+    for v in mx {
+        bm = if v > bm { v } else { bm };
+    }
+    if nan || bm == T::neg_infinity() {
+        if let Some(out) = store {
+            let fill = if nan { T::nan() } else { T::zero() };
+            out.iter_mut().for_each(|o| *o = fill);
+        }
+        return Stream {
+            max: T::neg_infinity(),
+            sum: T::zero(),
+            nan,
+        };
+    }
+    let mut sm = [T::zero(); LANES];
+    let mut bs = T::zero();
+    match store {
+        None => {
+            let chunks = block.chunks_exact(LANES);
+            let rest = chunks.remainder();
+            for ch in chunks {
+                for l in 0..LANES {
+                    sm[l] = sm[l] + (s * ch[l] - bm).exp_fast();
+                }
+            }
+            for &c in rest {
+                bs = bs + (s * c - bm).exp_fast();
             }
         }
-        let mut bm = T::neg_infinity();
-        for &c in rest {
-            let z = s * c;
-            bm = if z > bm { z } else { bm };
-            nan |= c != c;
-        }
-        for v in mx {
-            bm = if v > bm { v } else { bm };
-        }
-        if nan {
-            acc.nan = true;
-            continue;
-        }
-        if bm == T::neg_infinity() {
-            continue;
-        }
-        let mut sm = [T::zero(); LANES];
-        let chunks = block.chunks_exact(LANES);
-        let rest = chunks.remainder();
-        for ch in chunks {
-            for l in 0..LANES {
-                sm[l] = sm[l] + (s * ch[l] - bm).exp_fast();
+        Some(out) => {
+            let chunks = block.chunks_exact(LANES);
+            let rest = chunks.remainder();
+            let (oc, orest) = out.split_at_mut(block.len() - rest.len());
+            for (ch, o) in chunks.zip(oc.chunks_exact_mut(LANES)) {
+                for l in 0..LANES {
+                    let e = (s * ch[l] - bm).exp_fast();
+                    o[l] = e;
+                    sm[l] = sm[l] + e;
+                }
+            }
+            for (&c, o) in rest.iter().zip(orest) {
+                let e = (s * c - bm).exp_fast();
+                *o = e;
+                bs = bs + e;
             }
         }
-        let mut bs = T::zero();
-        for &c in rest {
-            bs = bs + (s * c - bm).exp_fast();
+    }
+    // Pairwise over the lanes.
+    let mut w = LANES;
+    while w > 1 {
+        w /= 2;
+        for l in 0..w {
+            sm[l] = sm[l] + sm[l + w];
         }
-        // Pairwise over the lanes.
-        let mut w = LANES;
-        while w > 1 {
-            w /= 2;
-            for l in 0..w {
-                sm[l] = sm[l] + sm[l + w];
-            }
-        }
-        acc.merge(Stream {
-            max: bm,
-            sum: sm[0] + bs,
-            nan: false,
-        });
+    }
+    Stream {
+        max: bm,
+        sum: sm[0] + bs,
+        nan: false,
     }
 }
 
-/// Writes out[j] = scale·exp(s·cos[j] − lse) (vectorizable).
+#[inline(always)]
+fn stream_scaled_body<T: Real>(cos: &[T], s: T, acc: &mut Stream<T>) {
+    for block in cos.chunks(BLOCK) {
+        acc.merge(block_stream(block, s, None));
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn stream_scaled_avx2<T: Real>(cos: &[T], s: T, acc: &mut Stream<T>) {
+    stream_scaled_body(cos, s, acc)
+}
+
+/// Whether the AVX2 builds of the kernels may run. Rust never contracts a·b + c into an FMA,
+/// so both builds round identically: the choice changes speed, not results.
 #[inline]
-pub fn write_probs_scaled<T: Real>(cos: &[T], s: T, lse: T, scale: T, out: &mut [T]) {
+fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Streams s·c over `cos` in blocks into `acc` (pass 1 without storing, as a shard does).
+pub fn stream_scaled<T: Real>(cos: &[T], s: T, acc: &mut Stream<T>) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        return unsafe { stream_scaled_avx2(cos, s, acc) };
+    }
+    stream_scaled_body(cos, s, acc)
+}
+
+#[inline(always)]
+fn write_probs_body<T: Real>(cos: &[T], s: T, lse: T, scale: T, out: &mut [T]) {
     for (o, &c) in out.iter_mut().zip(cos) {
         *o = scale * (s * c - lse).exp_fast();
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn write_probs_avx2<T: Real>(cos: &[T], s: T, lse: T, scale: T, out: &mut [T]) {
+    write_probs_body(cos, s, lse, scale, out)
+}
+
+/// Writes out[j] = scale·exp(s·cos[j] − lse) (a shard's backward: one exp per element).
+pub fn write_probs_scaled<T: Real>(cos: &[T], s: T, lse: T, scale: T, out: &mut [T]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        return unsafe { write_probs_avx2(cos, s, lse, scale, out) };
+    }
+    write_probs_body(cos, s, lse, scale, out)
+}
+
+/// Pass 1 of the fused row: the stream over every column but the target (which enters as its
+/// margin logit), storing e_j = exp(s·c_j − m_b) in `out` and each block's max m_b in `maxes`.
+#[inline(always)]
+fn row_pass1_body<T: Real>(
+    row: &[T],
+    s: T,
+    t: &TargetLogit<T>,
+    mut out: Option<&mut [T]>,
+    mut maxes: Option<&mut Vec<T>>,
+) -> Stream<T> {
+    let mut acc = Stream::empty();
+    let tb = t.column / BLOCK;
+    for (b, block) in row.chunks(BLOCK).enumerate() {
+        let o = out
+            .as_deref_mut()
+            .map(|o| &mut o[b * BLOCK..b * BLOCK + block.len()]);
+        let st = if b == tb {
+            // The target's own s·c_y must not enter the sum (subtracting it later would
+            // cancel catastrophically when it dominates): −inf stands in for it.
+            let mut buf = [T::zero(); BLOCK];
+            buf[..block.len()].copy_from_slice(block);
+            buf[t.column % BLOCK] = T::neg_infinity();
+            block_stream(&buf[..block.len()], s, o)
+        } else {
+            block_stream(block, s, o)
+        };
+        if let Some(m) = maxes.as_deref_mut() {
+            m.push(st.max);
+        }
+        acc.merge(st);
+    }
+    acc.push(t.logit);
+    acc
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn row_pass1_avx2<T: Real>(
+    row: &[T],
+    s: T,
+    t: &TargetLogit<T>,
+    out: Option<&mut [T]>,
+    maxes: Option<&mut Vec<T>>,
+) -> Stream<T> {
+    row_pass1_body(row, s, t, out, maxes)
+}
+
+fn row_pass1<T: Real>(
+    row: &[T],
+    s: T,
+    t: &TargetLogit<T>,
+    out: &mut [T],
+    maxes: &mut Vec<T>,
+) -> Stream<T> {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        return unsafe { row_pass1_avx2(row, s, t, Some(out), Some(maxes)) };
+    }
+    row_pass1_body(row, s, t, Some(out), Some(maxes))
+}
+
+/// Pass 2 of the fused row: out_j ← e_j · scale·exp(m_b − lse), one exp per block; then the
+/// target's entry scale·(exp(z_y − lse) − 1)·factor.
+#[inline(always)]
+fn row_pass2_body<T: Real>(out: &mut [T], maxes: &[T], lse: T, scale: T, t: &TargetLogit<T>) {
+    for (o, &m) in out.chunks_mut(BLOCK).zip(maxes) {
+        let f = scale * (m - lse).exp_fast();
+        for v in o.iter_mut() {
+            *v = *v * f;
+        }
+    }
+    let p = (t.logit - lse).exp_fast();
+    out[t.column] = scale * (p - T::one()) * T::of(t.factor);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn row_pass2_avx2<T: Real>(
+    out: &mut [T],
+    maxes: &[T],
+    lse: T,
+    scale: T,
+    t: &TargetLogit<T>,
+) {
+    row_pass2_body(out, maxes, lse, scale, t)
+}
+
+fn row_pass2<T: Real>(out: &mut [T], maxes: &[T], lse: T, scale: T, t: &TargetLogit<T>) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        return unsafe { row_pass2_avx2(out, maxes, lse, scale, t) };
+    }
+    row_pass2_body(out, maxes, lse, scale, t)
 }
 
 /// What each row's target contributes: its margin logit z_y = s·margin(c_y) in T and the
@@ -340,13 +518,15 @@ pub(crate) fn row_loss<T: Real>(lse: T, z_y: T, cfg: &LossConfig) -> T {
     }
 }
 
-/// One row, pass 1: the stream over every column but the target, then the target logit.
+/// One row, pass 1 without storing (the forward alone, and a shard holding the target): the
+/// same blocks as the fused forward+backward, so both give bit-identical losses.
 pub(crate) fn row_stream<T: Real>(row: &[T], s: T, t: &TargetLogit<T>) -> Stream<T> {
-    let mut acc = Stream::empty();
-    stream_scaled(&row[..t.column], s, &mut acc);
-    stream_scaled(&row[t.column + 1..], s, &mut acc);
-    acc.push(t.logit);
-    acc
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        return unsafe { row_pass1_avx2(row, s, t, None, None) };
+    }
+    row_pass1_body(row, s, t, None, None)
 }
 
 /// One row, pass 2: d loss / d cos with `scale` = s / N_valid.
@@ -450,8 +630,9 @@ pub fn forward_backward<T: Real>(
                 None
             }
             Some(t) => {
-                let lse = row_stream(row, s, t).lse();
-                row_grad(row, s, lse, scale, Some(t), g);
+                let mut maxes = Vec::with_capacity(c.div_ceil(BLOCK));
+                let lse = row_pass1(row, s, t, g, &mut maxes).lse();
+                row_pass2(g, &maxes, lse, scale, t);
                 Some((lse, row_loss(lse, t.logit, cfg)))
             }
         })
