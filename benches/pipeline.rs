@@ -15,7 +15,10 @@ use ndarray::Array2;
 use rayon::prelude::*;
 use std::time::{Duration, Instant};
 
-const SHAPES: [(&str, usize, usize); 2] = [("seed_128x180855", 128, 180_855), ("small_64x1000", 64, 1000)];
+const SHAPES: [(&str, usize, usize); 2] = [
+    ("seed_128x180855", 128, 180_855),
+    ("small_64x1000", 64, 1000),
+];
 
 fn inputs(n: usize, c: usize) -> (Array2<f32>, Vec<i64>, LossConfig) {
     let mut r = SplitMix64::new(1);
@@ -54,11 +57,29 @@ fn bench(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("unfused_fwd_bwd", "f32"), |b| {
             b.iter(|| unfused::forward_backward(cos.view(), &labels, &cfg).unwrap())
         });
+        let mut ws = unfused::Workspace::new(n, cl);
+        let mut grad_u = Array2::<f32>::zeros((n, cl));
+        g.bench_function(BenchmarkId::new("unfused_reused_buffers", "f32"), |b| {
+            b.iter(|| {
+                unfused::forward_backward_with(
+                    cos.view(),
+                    &labels,
+                    &cfg,
+                    &mut ws,
+                    grad_u.view_mut(),
+                )
+                .unwrap()
+            })
+        });
         g.bench_function(BenchmarkId::new("memcpy_par", "f32"), |b| {
             b.iter(|| memcpy_par(cos.as_slice().unwrap(), grad.as_slice_mut().unwrap()))
         });
         g.bench_function(BenchmarkId::new("memcpy_1thread", "f32"), |b| {
-            b.iter(|| grad.as_slice_mut().unwrap().copy_from_slice(cos.as_slice().unwrap()))
+            b.iter(|| {
+                grad.as_slice_mut()
+                    .unwrap()
+                    .copy_from_slice(cos.as_slice().unwrap())
+            })
         });
         g.finish();
     }
@@ -85,49 +106,107 @@ fn interleaved(reps: usize, fs: &mut [&mut dyn FnMut()]) -> Vec<f64> {
 
 fn summary() {
     println!();
-    println!("summary (median of interleaved runs, {} rayon threads)", rayon::current_num_threads());
     println!(
-        "{:<18} {:>11} {:>11} {:>11} {:>11} {:>13} {:>14}",
-        "shape", "fused ms", "unfused ms", "memcpy ms", "memcpy1 ms", "unfused/fused", "memcpy/fused"
+        "summary (median of interleaved runs, {} rayon threads)",
+        rayon::current_num_threads()
+    );
+    println!(
+        "{:<18} {:>9} {:>11} {:>11} {:>10} {:>11} {:>14} {:>14} {:>13}",
+        "shape",
+        "fused ms",
+        "unfused ms",
+        "unf.ws ms",
+        "memcpy ms",
+        "memcpy1 ms",
+        "unfused/fused",
+        "unf.ws/fused",
+        "memcpy/fused"
     );
     for (name, n, cl) in SHAPES {
         let (cos, labels, cfg) = inputs(n, cl);
         let mut grad = Array2::<f32>::zeros((n, cl));
         let mut grad2 = Array2::<f32>::zeros((n, cl));
         let mut grad3 = Array2::<f32>::zeros((n, cl));
+        let mut grad4 = Array2::<f32>::zeros((n, cl));
+        let mut ws = unfused::Workspace::new(n, cl);
+        let mut grad5 = Array2::<f32>::zeros((n, cl));
+        // The unfused baseline is serial; the fused path on one thread separates fusion from
+        // parallelism.
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
         let reps = if n * cl > 1_000_000 { 15 } else { 201 };
         let t = interleaved(
             reps,
             &mut [
                 &mut || {
-                    black_box(fused::forward_backward(cos.view(), &labels, &cfg, grad.view_mut()).unwrap());
+                    black_box(
+                        fused::forward_backward(cos.view(), &labels, &cfg, grad.view_mut())
+                            .unwrap(),
+                    );
                 },
                 &mut || {
                     black_box(unfused::forward_backward(cos.view(), &labels, &cfg).unwrap());
                 },
+                &mut || {
+                    black_box(
+                        unfused::forward_backward_with(
+                            cos.view(),
+                            &labels,
+                            &cfg,
+                            &mut ws,
+                            grad4.view_mut(),
+                        )
+                        .unwrap(),
+                    );
+                },
                 &mut || memcpy_par(cos.as_slice().unwrap(), grad2.as_slice_mut().unwrap()),
-                &mut || grad3.as_slice_mut().unwrap().copy_from_slice(cos.as_slice().unwrap()),
+                &mut || {
+                    grad3
+                        .as_slice_mut()
+                        .unwrap()
+                        .copy_from_slice(cos.as_slice().unwrap())
+                },
+                &mut || {
+                    one.install(|| {
+                        black_box(
+                            fused::forward_backward(cos.view(), &labels, &cfg, grad5.view_mut())
+                                .unwrap(),
+                        );
+                    })
+                },
             ],
         );
         let gbs = |s: f64| (2 * 4 * n * cl) as f64 / s / 1e9;
         println!(
-            "{:<18} {:>11.3} {:>11.3} {:>11.3} {:>11.3} {:>13.2} {:>13.0}%",
+            "{:<18} {:>9.3} {:>11.3} {:>11.3} {:>10.3} {:>11.3} {:>14.2} {:>14.2} {:>12.0}%",
             name,
             t[0] * 1e3,
             t[1] * 1e3,
             t[2] * 1e3,
             t[3] * 1e3,
+            t[4] * 1e3,
             t[1] / t[0],
-            100.0 * t[2] / t[0]
+            t[2] / t[0],
+            100.0 * t[3] / t[0]
         );
         println!(
-            "{:<18} {:>8.2} GB/s {:>6.2} GB/s {:>6.2} GB/s {:>6.2} GB/s  (bytes = 2*4*N*C = {:.1} MB)",
+            "{:<18} {:>9} {:>11} {:>11} {:>10}  GB/s at 2*4*N*C = {:.1} MB",
             "",
-            gbs(t[0]),
-            gbs(t[1]),
-            gbs(t[2]),
-            gbs(t[3]),
+            format!("{:.2}", gbs(t[0])),
+            format!("{:.2}", gbs(t[1])),
+            format!("{:.2}", gbs(t[2])),
+            format!("{:.2}", gbs(t[3])),
             (2 * 4 * n * cl) as f64 / 1e6
+        );
+        println!(
+            "{:<18} fused on 1 thread {:.3} ms: unfused/fused(1 thread) {:.2}, unf.ws/fused(1 thread) {:.2}, memcpy1/fused(1 thread) {:.0}%",
+            "",
+            t[5] * 1e3,
+            t[1] / t[5],
+            t[2] / t[5],
+            100.0 * t[4] / t[5]
         );
     }
 }

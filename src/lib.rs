@@ -16,8 +16,8 @@ pub mod gradcheck;
 pub mod kinks;
 pub mod layer;
 pub mod margin;
-pub mod pipeline;
 pub mod params;
+pub mod pipeline;
 pub mod profile;
 pub mod tolerance;
 

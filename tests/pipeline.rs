@@ -37,7 +37,11 @@ fn exp_fast_f32_is_within_budget_everywhere() {
         let e = (x as f64).exp();
         let got = x.exp_fast();
         let u = if e > f32::MAX as f64 {
-            if got == f32::INFINITY { 0.0 } else { f64::INFINITY }
+            if got == f32::INFINITY {
+                0.0
+            } else {
+                f64::INFINITY
+            }
         } else {
             ulps32(got, e)
         };
@@ -45,12 +49,19 @@ fn exp_fast_f32_is_within_budget_everywhere() {
             worst = (u, x);
         }
         bits = if x <= 0.0 && bits >= 0x8000_0000 {
-            if bits - 0x8000_0000 < 97 { 0 } else { bits - 97 }
+            if bits - 0x8000_0000 < 97 {
+                0
+            } else {
+                bits - 97
+            }
         } else {
             bits + 97
         };
     }
-    println!("exp_fast f32: worst {:.3} ulp at x = {:e}", worst.0, worst.1);
+    println!(
+        "exp_fast f32: worst {:.3} ulp at x = {:e}",
+        worst.0, worst.1
+    );
     assert!(worst.0 <= EXP_ULP, "worst {} ulp at {}", worst.0, worst.1);
     assert!(f32::NAN.exp_fast().is_nan());
     assert_eq!((-200.0f32).exp_fast(), 0.0);
@@ -66,7 +77,11 @@ fn exp_fast_f64_agrees_with_libm() {
     let mut rng = SplitMix64::new(7);
     let mut worst: f64 = 0.0;
     for i in 0..400_000 {
-        let x = if i % 2 == 0 { -745.0 + 1454.0 * rng.uniform() } else { -2.0 + 4.0 * rng.uniform() };
+        let x = if i % 2 == 0 {
+            -745.0 + 1454.0 * rng.uniform()
+        } else {
+            -2.0 + 4.0 * rng.uniform()
+        };
         let e = x.exp();
         if e == 0.0 || !e.is_finite() {
             continue;
@@ -102,7 +117,10 @@ fn check_head<T: Real>(
     // The fast paths sum the T row losses in f64; the budget's batch term covers T too.
     let lf = error_fraction(loss, h.loss, b.loss);
     if !(lf <= 1.0) {
-        return Err(format!("loss {loss:e} vs reference {:e}: {lf:.3e} of budget {:.3e}", h.loss, b.loss));
+        return Err(format!(
+            "loss {loss:e} vs reference {:e}: {lf:.3e} of budget {:.3e}",
+            h.loss, b.loss
+        ));
     }
     let mut gworst: f64 = 0.0;
     for ((idx, &r), &bu) in hb.d_cos.indexed_iter().zip(b.d_cos.iter()) {
@@ -130,38 +148,75 @@ fn run_fused<T: Real>(cos: &Array2<T>, labels: &[i64], cfg: &LossConfig) -> (f64
     let mut g = Array2::from_elem(cos.dim(), T::nan());
     let out = fused::forward_backward(cos.view(), labels, cfg, g.view_mut()).unwrap();
     let fwd = fused::forward(cos.view(), labels, cfg).unwrap();
-    assert_eq!(out.loss.to_bits(), fwd.loss.to_bits(), "forward alone and forward+backward agree");
+    assert_eq!(
+        out.loss.to_bits(),
+        fwd.loss.to_bits(),
+        "forward alone and forward+backward agree"
+    );
     (out.loss, g)
 }
 
 fn random_cos(n: usize, c: usize, seed: u64) -> (Array2<f64>, Vec<i64>) {
     let mut r = SplitMix64::new(seed);
     let cos = Array2::from_shape_fn((n, c), |_| 2.0 * r.uniform() - 1.0);
-    let labels = (0..n).map(|i| if i % 5 == 3 { -1 } else { r.below(c as u64) as i64 }).collect();
+    let labels = (0..n)
+        .map(|i| {
+            if i % 5 == 3 {
+                -1
+            } else {
+                r.below(c as u64) as i64
+            }
+        })
+        .collect();
     (cos, labels)
 }
 
 fn seed_cfg(s: f64) -> LossConfig {
-    LossConfig::exact(Params::new(1.0, 0.3, 0.2).with_scale(s), Profile::recommended(), Dtype::F32, 0.0)
+    LossConfig::exact(
+        Params::new(1.0, 0.3, 0.2).with_scale(s),
+        Profile::recommended(),
+        Dtype::F32,
+        0.0,
+    )
 }
 
 #[test]
 fn fused_and_unfused_match_the_reference_on_random_inputs() {
-    for &(n, c, s) in &[(7usize, 1usize, 64.0), (5, 3, 1.0), (16, 1000, 64.0), (9, 4099, 30.0)] {
+    for &(n, c, s) in &[
+        (7usize, 1usize, 64.0),
+        (5, 3, 1.0),
+        (16, 1000, 64.0),
+        (9, 4099, 30.0),
+    ] {
         let (cos, labels) = random_cos(n, c, 11 + c as u64);
         for profile in Profile::presets() {
-            let cfg = LossConfig { profile: profile.clone(), ..seed_cfg(s) };
+            let cfg = LossConfig {
+                profile: profile.clone(),
+                ..seed_cfg(s)
+            };
             let c32 = cos.mapv(|v| v as f32);
-            let cfg32 = LossConfig { dtype: Dtype::F32, ..cfg.clone() };
+            let cfg32 = LossConfig {
+                dtype: Dtype::F32,
+                ..cfg.clone()
+            };
             let (l, g) = run_fused(&c32, &labels, &cfg32);
-            let f = check_head(&c32, &labels, &cfg32, l, g.view()).unwrap_or_else(|e| panic!("fused f32 {profile} {n}x{c}: {e}"));
+            let f = check_head(&c32, &labels, &cfg32, l, g.view())
+                .unwrap_or_else(|e| panic!("fused f32 {profile} {n}x{c}: {e}"));
             let (l, g) = unfused::forward_backward(c32.view(), &labels, &cfg32).unwrap();
-            check_head(&c32, &labels, &cfg32, l, g.view()).unwrap_or_else(|e| panic!("unfused f32 {profile} {n}x{c}: {e}"));
-            let cfg64 = LossConfig { dtype: Dtype::F64, ..cfg };
+            check_head(&c32, &labels, &cfg32, l, g.view())
+                .unwrap_or_else(|e| panic!("unfused f32 {profile} {n}x{c}: {e}"));
+            let cfg64 = LossConfig {
+                dtype: Dtype::F64,
+                ..cfg
+            };
             let (l, g) = run_fused(&cos, &labels, &cfg64);
-            let f64w = check_head(&cos, &labels, &cfg64, l, g.view()).unwrap_or_else(|e| panic!("fused f64 {profile} {n}x{c}: {e}"));
+            let f64w = check_head(&cos, &labels, &cfg64, l, g.view())
+                .unwrap_or_else(|e| panic!("fused f64 {profile} {n}x{c}: {e}"));
             if profile.name == "recommended" {
-                println!("{n}x{c} s={s}: fused f32 loss {:.2e} grad {:.2e} of budget; f64 {:.2e} {:.2e}", f.0, f.1, f64w.0, f64w.1);
+                println!(
+                    "{n}x{c} s={s}: fused f32 loss {:.2e} grad {:.2e} of budget; f64 {:.2e} {:.2e}",
+                    f.0, f.1, f64w.0, f64w.1
+                );
             }
         }
     }
@@ -172,7 +227,10 @@ fn a_wrong_fused_gradient_is_rejected() {
     // Teeth: the comparison rejects a gradient missing the margin factor, and a loss off by
     // a hair more than its budget.
     let (cos, labels) = random_cos(6, 50, 3);
-    let cfg = LossConfig { profile: Profile::analytic(), ..seed_cfg(64.0) };
+    let cfg = LossConfig {
+        profile: Profile::analytic(),
+        ..seed_cfg(64.0)
+    };
     let c32 = cos.mapv(|v| v as f32);
     let (l, mut g) = run_fused(&c32, &labels, &cfg);
     let y = labels[0] as usize;
@@ -204,7 +262,11 @@ fn edge_inputs() {
     assert!(out.row_loss[0].unwrap().is_nan() && out.row_loss[1].unwrap().is_finite());
     // Target at ±1 and at the catalogue's edges, every preset, both dtypes.
     for profile in Profile::presets() {
-        for p in [Params::new(1.0, 0.5, 0.0), Params::new(1.0, 0.0, 0.35), Params::new(4.0, 0.5, 0.35)] {
+        for p in [
+            Params::new(1.0, 0.5, 0.0),
+            Params::new(1.0, 0.0, 0.35),
+            Params::new(4.0, 0.5, 0.35),
+        ] {
             let cfg = LossConfig::exact(p.with_scale(30.0), profile.clone(), Dtype::F32, 0.0);
             let edges = combined_margin::catalogue::edge_cases(&profile, &p, Dtype::F32);
             let n = edges.len();
@@ -215,7 +277,8 @@ fn edge_inputs() {
                 cos[[i, i % 7]] = e as f32;
             }
             let (l, g) = run_fused(&cos, &labels, &cfg);
-            check_head(&cos, &labels, &cfg, l, g.view()).unwrap_or_else(|e| panic!("{profile} {p}: {e}"));
+            check_head(&cos, &labels, &cfg, l, g.view())
+                .unwrap_or_else(|e| panic!("{profile} {p}: {e}"));
         }
     }
     // Bad input is a typed error.
@@ -231,7 +294,10 @@ fn huge_scale_stays_finite() {
     // s = 1e4: logits up to 1e4 in magnitude; exp(1e4) overflows any float, the streaming
     // max-shift must not.
     let (cos, labels) = random_cos(8, 300, 21);
-    for (profile, dt) in [(Profile::recommended(), Dtype::F32), (Profile::caffe_gpu(), Dtype::F64)] {
+    for (profile, dt) in [
+        (Profile::recommended(), Dtype::F32),
+        (Profile::caffe_gpu(), Dtype::F64),
+    ] {
         let cfg = LossConfig::exact(Params::new(1.0, 0.3, 0.2).with_scale(1e4), profile, dt, 0.0);
         let c32 = cos.mapv(|v| v as f32);
         let (l, g) = run_fused(&c32, &labels, &cfg);
@@ -294,13 +360,20 @@ proptest! {
     }
 }
 
-fn shard_and_check<T: Real>(cos: &Array2<T>, labels: &[i64], bounds: &[usize], cfg: &LossConfig) -> Result<(), String> {
+fn shard_and_check<T: Real>(
+    cos: &Array2<T>,
+    labels: &[i64],
+    bounds: &[usize],
+    cfg: &LossConfig,
+) -> Result<(), String> {
     let c = cos.ncols();
     let mut parts = Vec::new();
     let mut slabs = Vec::new();
     for w in bounds.windows(2) {
         let slab = cos.slice(ndarray::s![.., w[0]..w[1]]).to_owned();
-        parts.push(sharded::shard_forward(slab.view(), w[0], c, labels, cfg).map_err(|e| e.to_string())?);
+        parts.push(
+            sharded::shard_forward(slab.view(), w[0], c, labels, cfg).map_err(|e| e.to_string())?,
+        );
         slabs.push((w[0], slab));
     }
     // Any order combines the same way up to rounding.
@@ -309,8 +382,10 @@ fn shard_and_check<T: Real>(cos: &Array2<T>, labels: &[i64], bounds: &[usize], c
     let mut grad = Array2::from_elem(cos.dim(), T::nan());
     for (start, slab) in &slabs {
         let mut g = Array2::from_elem(slab.dim(), T::nan());
-        sharded::shard_backward(slab.view(), *start, cfg, &comb, g.view_mut()).map_err(|e| e.to_string())?;
-        grad.slice_mut(ndarray::s![.., *start..*start + slab.ncols()]).assign(&g);
+        sharded::shard_backward(slab.view(), *start, cfg, &comb, g.view_mut())
+            .map_err(|e| e.to_string())?;
+        grad.slice_mut(ndarray::s![.., *start..*start + slab.ncols()])
+            .assign(&g);
     }
     check_head(cos, labels, cfg, comb.loss, grad.view())?;
     let (lu, gu) = run_fused(cos, labels, cfg);
@@ -322,8 +397,22 @@ fn shard_and_check<T: Real>(cos: &Array2<T>, labels: &[i64], bounds: &[usize], c
 fn shards_that_do_not_tile_are_rejected() {
     let (cos, labels) = random_cos(3, 10, 1);
     let cfg = seed_cfg(64.0);
-    let a = sharded::shard_forward(cos.slice(ndarray::s![.., 0..4]).to_owned().view(), 0, 10, &labels, &cfg).unwrap();
-    let b = sharded::shard_forward(cos.slice(ndarray::s![.., 5..10]).to_owned().view(), 5, 10, &labels, &cfg).unwrap();
+    let a = sharded::shard_forward(
+        cos.slice(ndarray::s![.., 0..4]).to_owned().view(),
+        0,
+        10,
+        &labels,
+        &cfg,
+    )
+    .unwrap();
+    let b = sharded::shard_forward(
+        cos.slice(ndarray::s![.., 5..10]).to_owned().view(),
+        5,
+        10,
+        &labels,
+        &cfg,
+    )
+    .unwrap();
     assert!(sharded::combine(&[a.clone(), b], 10, &labels, &cfg).is_err());
     assert!(sharded::combine(&[a.clone(), a], 10, &labels, &cfg).is_err());
     assert!(sharded::shard_forward(cos.view(), 3, 10, &labels, &cfg).is_err());
@@ -338,13 +427,28 @@ fn normal_matrix(rows: usize, d: usize, rng: &mut SplitMix64) -> Vec<f64> {
 
 /// Draws (features, weights, labels) whose target cos are outside every kink window that a
 /// step of h in any input coordinate could reach (|∂cos/∂x_k| ≤ 2/|x|), resampling otherwise.
-fn fd_inputs(n: usize, c: usize, d: usize, cfg: &LossConfig, h: f64, seed: u64) -> (Vec<f64>, Vec<f64>, Vec<i64>, usize) {
+fn fd_inputs(
+    n: usize,
+    c: usize,
+    d: usize,
+    cfg: &LossConfig,
+    h: f64,
+    seed: u64,
+) -> (Vec<f64>, Vec<f64>, Vec<i64>, usize) {
     let ks = kinks::kinks(&cfg.profile, &cfg.params, Dtype::F64);
     let mut rng = SplitMix64::new(seed);
     for attempt in 0..100 {
         let x = normal_matrix(n, d, &mut rng);
         let w = normal_matrix(c, d, &mut rng);
-        let labels: Vec<i64> = (0..n).map(|i| if i == 1 { -1 } else { rng.below(c as u64) as i64 }).collect();
+        let labels: Vec<i64> = (0..n)
+            .map(|i| {
+                if i == 1 {
+                    -1
+                } else {
+                    rng.below(c as u64) as i64
+                }
+            })
+            .collect();
         let f = reference::forward(
             ArrayView2::from_shape((n, d), &x).unwrap(),
             ArrayView2::from_shape((c, d), &w).unwrap(),
@@ -352,11 +456,18 @@ fn fd_inputs(n: usize, c: usize, d: usize, cfg: &LossConfig, h: f64, seed: u64) 
             cfg,
         )
         .unwrap();
-        let min_norm = f.feature_norms.iter().chain(&f.weight_norms).copied().fold(f64::INFINITY, f64::min);
+        let min_norm = f
+            .feature_norms
+            .iter()
+            .chain(&f.weight_norms)
+            .copied()
+            .fold(f64::INFINITY, f64::min);
         let hc = 2.0 * h / min_norm;
         let clear = f.head.targets.iter().enumerate().all(|(i, t)| match t {
             None => true,
-            Some(y) => gradcheck::excluded_by(f.head.cos[[i, *y]], &ks, hc, Scheme::Richardson).is_none(),
+            Some(y) => {
+                gradcheck::excluded_by(f.head.cos[[i, *y]], &ks, hc, Scheme::Richardson).is_none()
+            }
         });
         if clear {
             return (x, w, labels, attempt);
@@ -367,13 +478,22 @@ fn fd_inputs(n: usize, c: usize, d: usize, cfg: &LossConfig, h: f64, seed: u64) 
 
 #[test]
 fn whole_pipeline_gradient_matches_finite_differences() {
-    let opts = FdOptions { step: 1e-4, scheme: Scheme::Richardson, rel_tol: 1e-6, abs_tol: 1e-9 };
+    let opts = FdOptions {
+        step: 1e-4,
+        scheme: Scheme::Richardson,
+        rel_tol: 1e-6,
+        abs_tol: 1e-9,
+    };
     let (n, c, d) = (4, 5, 3);
     let mut checked = 0;
     for (k, (profile, p, s)) in [
         (Profile::analytic(), Params::new(1.0, 0.3, 0.2), 8.0),
         (Profile::recommended(), Params::new(1.0, 0.5, 0.0), 4.0),
-        (Profile::arcface_thmm(false), Params::new(1.0, 0.5, 0.0), 8.0),
+        (
+            Profile::arcface_thmm(false),
+            Params::new(1.0, 0.5, 0.0),
+            8.0,
+        ),
         (Profile::recommended(), Params::new(1.35, 0.0, 0.0), 2.0),
         (Profile::analytic(), Params::new(1.0, 0.0, 0.35), 16.0),
     ]
@@ -391,9 +511,15 @@ fn whole_pipeline_gradient_matches_finite_differences() {
             )
             .unwrap();
             let b = reference::backward(&f, &labels, &cfg).unwrap();
-            let grad: Vec<f64> = b.d_features.iter().chain(b.d_weights.iter()).copied().collect();
+            let grad: Vec<f64> = b
+                .d_features
+                .iter()
+                .chain(b.d_weights.iter())
+                .copied()
+                .collect();
             let all: Vec<f64> = x.iter().chain(&w).copied().collect();
-            let loss = |v: &[f64]| reference::loss_of(&v[..n * d], &v[n * d..], d, &labels, &cfg).unwrap();
+            let loss =
+                |v: &[f64]| reference::loss_of(&v[..n * d], &v[n * d..], d, &labels, &cfg).unwrap();
             // f64 evaluation noise of a loss of O(10): a few hundred ulps is generous.
             let rep = gradcheck::check_gradient(&loss, &all, &grad, 1e-12, &opts, &|_| false);
             println!(
@@ -404,20 +530,44 @@ fn whole_pipeline_gradient_matches_finite_differences() {
             checked += rep.checked;
 
             // Teeth: the Caffe weight gradient (d/dŵ) fails the same check on the weights.
-            let wrong = LossConfig { weight_grad: WeightGrad::WrtNormalized, ..cfg.clone() };
+            let wrong = LossConfig {
+                weight_grad: WeightGrad::WrtNormalized,
+                ..cfg.clone()
+            };
             let bw = reference::backward(&f, &labels, &wrong).unwrap();
-            let gw: Vec<f64> = bw.d_features.iter().chain(bw.d_weights.iter()).copied().collect();
+            let gw: Vec<f64> = bw
+                .d_features
+                .iter()
+                .chain(bw.d_weights.iter())
+                .copied()
+                .collect();
             let rep = gradcheck::check_gradient(&loss, &all, &gw, 1e-12, &opts, &|i| i < n * d);
             assert!(!rep.passed(), "d/dŵ passed as d/dw");
         }
     }
     println!("FD: {checked} coordinates checked in total");
     // Teeth: a detached margin's gradient is not the derivative of its forward.
-    let cfg = LossConfig::exact(Params::new(1.0, 0.5, 0.0).with_scale(8.0), Profile::detached(), Dtype::F64, 0.0);
+    let cfg = LossConfig::exact(
+        Params::new(1.0, 0.5, 0.0).with_scale(8.0),
+        Profile::detached(),
+        Dtype::F64,
+        0.0,
+    );
     let (x, w, labels, _) = fd_inputs(n, c, d, &cfg, opts.step, 7);
-    let f = reference::forward(ArrayView2::from_shape((n, d), &x).unwrap(), ArrayView2::from_shape((c, d), &w).unwrap(), &labels, &cfg).unwrap();
+    let f = reference::forward(
+        ArrayView2::from_shape((n, d), &x).unwrap(),
+        ArrayView2::from_shape((c, d), &w).unwrap(),
+        &labels,
+        &cfg,
+    )
+    .unwrap();
     let b = reference::backward(&f, &labels, &cfg).unwrap();
-    let grad: Vec<f64> = b.d_features.iter().chain(b.d_weights.iter()).copied().collect();
+    let grad: Vec<f64> = b
+        .d_features
+        .iter()
+        .chain(b.d_weights.iter())
+        .copied()
+        .collect();
     let all: Vec<f64> = x.iter().chain(&w).copied().collect();
     let loss = |v: &[f64]| reference::loss_of(&v[..n * d], &v[n * d..], d, &labels, &cfg).unwrap();
     assert!(!gradcheck::check_gradient(&loss, &all, &grad, 1e-12, &opts, &|_| false).passed());
@@ -433,7 +583,11 @@ fn closed_form_estimate_matches_synthetic_loss() {
     // bounded by |sphere_correction| + |curvature_correction| + 0.05 (Jensen and the
     // variance of the softmax sum, SPEC.md §8.6). Tolerance: 4 standard errors plus that bias.
     let (n, c, d) = (256, 4096, 128);
-    for &(p, s) in &[(Params::new(1.0, 0.3, 0.2), 16.0), (Params::new(1.0, 0.5, 0.0), 24.0), (Params::new(1.0, 0.0, 0.35), 8.0)] {
+    for &(p, s) in &[
+        (Params::new(1.0, 0.3, 0.2), 16.0),
+        (Params::new(1.0, 0.5, 0.0), 24.0),
+        (Params::new(1.0, 0.0, 0.35), 8.0),
+    ] {
         let profile = Profile::recommended();
         let cfg = LossConfig::exact(p.with_scale(s), profile.clone(), Dtype::F32, 0.0);
         let syn = synthetic::generate(n, c, d, 42).unwrap();
@@ -442,12 +596,19 @@ fn closed_form_estimate_matches_synthetic_loss() {
         let mean = rows.iter().sum::<f64>() / n as f64;
         let sd = (rows.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
         let est = estimate::random_init(c, d, &p.with_scale(s), &profile);
-        let tol = 4.0 * sd / (n as f64).sqrt() + est.sphere_correction.abs() + est.curvature_correction.abs() + 0.05;
+        let tol = 4.0 * sd / (n as f64).sqrt()
+            + est.sphere_correction.abs()
+            + est.curvature_correction.abs()
+            + 0.05;
         println!("{p} s={s}: measured {mean:.4} nats (sd of rows {sd:.3}), estimate {:.4}, |diff| {:.4} <= tol {tol:.4}", est.loss, (mean - est.loss).abs());
         assert!((mean - est.loss).abs() <= tol);
         // Teeth: the estimate without the s²/(2D) term is rejected.
         let without = est.loss - est.spread;
-        assert!((mean - without).abs() > tol, "the s^2/2D term ({}) is below the tolerance", est.spread);
+        assert!(
+            (mean - without).abs() > tol,
+            "the s^2/2D term ({}) is below the tolerance",
+            est.spread
+        );
     }
 }
 
@@ -467,4 +628,3 @@ fn synthetic_inputs_are_deterministic_and_isotropic() {
     assert!(a.cos.iter().all(|x| x.abs() <= 1.0 + 1e-6));
     assert!(synthetic::generate(0, 5, 5, 1).is_err());
 }
-

@@ -26,7 +26,9 @@ struct Case {
 }
 
 fn cases(file: &str) -> Vec<Case> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/golden/caffe").join(file);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/golden/caffe")
+        .join(file);
     let dump = read_dump(&path, Limits::default()).expect("dump reads");
     dump.cases
         .into_iter()
@@ -37,8 +39,10 @@ fn cases(file: &str) -> Vec<Case> {
             let c = raw.dim("dims", "C").unwrap();
             let (pe, has_s) = raw.params("params_effective").unwrap();
             assert!(has_s, "pipeline params carry s");
-            let features = Array2::from_shape_vec((n, d), raw.f64s_as("features", n * d, t).unwrap()).unwrap();
-            let weights = Array2::from_shape_vec((c, d), raw.f64s_as("weights", c * d, t).unwrap()).unwrap();
+            let features =
+                Array2::from_shape_vec((n, d), raw.f64s_as("features", n * d, t).unwrap()).unwrap();
+            let weights =
+                Array2::from_shape_vec((c, d), raw.f64s_as("weights", c * d, t).unwrap()).unwrap();
             let labels = raw.labels("labels", n).unwrap();
             Case {
                 name: raw.name.clone(),
@@ -59,9 +63,19 @@ fn cases(file: &str) -> Vec<Case> {
 /// (field, worst fraction of budget, worst element index, actual, reference, budget).
 type Row = (&'static str, f64, usize, f64, f64, f64);
 
-fn worst(field: &'static str, actual: &[f64], reference: ArrayView2<f64>, budget: ArrayView2<f64>) -> Row {
+fn worst(
+    field: &'static str,
+    actual: &[f64],
+    reference: ArrayView2<f64>,
+    budget: ArrayView2<f64>,
+) -> Row {
     let mut w: Row = (field, 0.0, 0, 0.0, 0.0, 0.0);
-    for (i, ((&a, &r), &b)) in actual.iter().zip(reference.iter()).zip(budget.iter()).enumerate() {
+    for (i, ((&a, &r), &b)) in actual
+        .iter()
+        .zip(reference.iter())
+        .zip(budget.iter())
+        .enumerate()
+    {
         let f = error_fraction(a, r, b);
         if f > w.1 || (i == 0 && w.1 == 0.0) {
             w = (field, f, i, a, r, b);
@@ -71,30 +85,81 @@ fn worst(field: &'static str, actual: &[f64], reference: ArrayView2<f64>, budget
 }
 
 fn compare(case: &Case, cfg: &LossConfig) -> (Vec<Row>, Forward, Backward, Budget) {
-    let f = reference::forward(case.features.view(), case.weights.view(), &case.labels, cfg).unwrap();
+    let f =
+        reference::forward(case.features.view(), case.weights.view(), &case.labels, cfg).unwrap();
     let b = reference::backward(&f, &case.labels, cfg).unwrap();
     let bud = budget::pipeline(&f, &b, cfg, case.dtype);
     let (n, d, c, t) = (case.n, case.d, case.c, case.dtype);
     let arr = |field: &str, len: usize| case.raw.f64s_as(field, len, t).unwrap();
     let loss = case.raw.number("loss").unwrap();
     let rows = vec![
-        worst("features_normalized", &arr("features_normalized", n * d), f.features_normalized.view(), bud.features_normalized.view()),
-        worst("weights_normalized", &arr("weights_normalized", c * d), f.weights_normalized.view(), bud.weights_normalized.view()),
+        worst(
+            "features_normalized",
+            &arr("features_normalized", n * d),
+            f.features_normalized.view(),
+            bud.features_normalized.view(),
+        ),
+        worst(
+            "weights_normalized",
+            &arr("weights_normalized", c * d),
+            f.weights_normalized.view(),
+            bud.weights_normalized.view(),
+        ),
         worst("cos", &arr("cos", n * c), f.head.cos.view(), bud.cos.view()),
-        worst("margin_logits", &arr("margin_logits", n * c), f.head.margin_logits.view(), bud.head.margin_logits.view()),
-        worst("scaled_logits", &arr("scaled_logits", n * c), f.head.scaled_logits.view(), bud.head.scaled_logits.view()),
-        ("loss", error_fraction(t.round(loss), f.head.loss, bud.head.loss), 0, t.round(loss), f.head.loss, bud.head.loss),
-        worst("d_scaled_logits", &arr("d_scaled_logits", n * c), b.head.d_scaled_logits.view(), bud.head.d_scaled_logits.view()),
-        worst("d_cos", &arr("d_cos", n * c), b.head.d_cos.view(), bud.head.d_cos.view()),
-        worst("d_features", &arr("d_features", n * d), b.d_features.view(), bud.d_features.view()),
-        worst("d_weights", &arr("d_weights", c * d), b.d_weights.view(), bud.d_weights.view()),
+        worst(
+            "margin_logits",
+            &arr("margin_logits", n * c),
+            f.head.margin_logits.view(),
+            bud.head.margin_logits.view(),
+        ),
+        worst(
+            "scaled_logits",
+            &arr("scaled_logits", n * c),
+            f.head.scaled_logits.view(),
+            bud.head.scaled_logits.view(),
+        ),
+        (
+            "loss",
+            error_fraction(t.round(loss), f.head.loss, bud.head.loss),
+            0,
+            t.round(loss),
+            f.head.loss,
+            bud.head.loss,
+        ),
+        worst(
+            "d_scaled_logits",
+            &arr("d_scaled_logits", n * c),
+            b.head.d_scaled_logits.view(),
+            bud.head.d_scaled_logits.view(),
+        ),
+        worst(
+            "d_cos",
+            &arr("d_cos", n * c),
+            b.head.d_cos.view(),
+            bud.head.d_cos.view(),
+        ),
+        worst(
+            "d_features",
+            &arr("d_features", n * d),
+            b.d_features.view(),
+            bud.d_features.view(),
+        ),
+        worst(
+            "d_weights",
+            &arr("d_weights", c * d),
+            b.d_weights.view(),
+            bud.d_weights.view(),
+        ),
     ];
     (rows, f, b, bud)
 }
 
 fn print(case: &Case, rows: &[Row]) {
     println!("{} ({}):", case.name, case.dtype);
-    println!("  {:<20} {:>10} {:>6} {:>24} {:>24} {:>10}", "quantity", "of budget", "elem", "caffe", "reference", "budget");
+    println!(
+        "  {:<20} {:>10} {:>6} {:>24} {:>24} {:>10}",
+        "quantity", "of budget", "elem", "caffe", "reference", "budget"
+    );
     for (field, frac, i, a, r, b) in rows {
         println!("  {field:<20} {frac:>10.3e} {i:>6} {a:>24.16e} {r:>24.16e} {b:>10.3e}");
     }
@@ -109,7 +174,10 @@ fn caffe_pipeline_dumps_agree_within_budget() {
             print(&case, &rows);
             for r in &rows {
                 if !(r.1 <= 1.0) {
-                    failures.push(format!("{file} {}: {} at element {} is {:.3e} of budget", case.name, r.0, r.2, r.1));
+                    failures.push(format!(
+                        "{file} {}: {} at element {} is {:.3e} of budget",
+                        case.name, r.0, r.2, r.1
+                    ));
                 }
             }
         }
@@ -122,12 +190,27 @@ fn caffe_weight_gradient_is_detected_as_wrt_normalized() {
     for file in ["pipeline_cpu_f32.json", "pipeline_cpu_f64.json"] {
         for case in cases(file) {
             let (_, f, b, _) = compare(&case, &case.cfg);
-            let dw = Array2::from_shape_vec((case.c, case.d), case.raw.f64s_as("d_weights", case.c * case.d, case.dtype).unwrap()).unwrap();
+            let dw = Array2::from_shape_vec(
+                (case.c, case.d),
+                case.raw
+                    .f64s_as("d_weights", case.c * case.d, case.dtype)
+                    .unwrap(),
+            )
+            .unwrap();
             let finding = classify_weight_gradient(dw.view(), &f, &b, &case.cfg, case.dtype);
-            println!("{file} {}: d_weights vs true gradient {:.3e} of budget, vs d/d(w-hat) {:.3e}", case.name, finding.vs_true, finding.vs_wrt_normalized);
-            assert_eq!(finding.deviation(), Some(PipelineDeviation::WeightGradientWrtNormalized), "{file} {}", case.name);
+            println!(
+                "{file} {}: d_weights vs true gradient {:.3e} of budget, vs d/d(w-hat) {:.3e}",
+                case.name, finding.vs_true, finding.vs_wrt_normalized
+            );
+            assert_eq!(
+                finding.deviation(),
+                Some(PipelineDeviation::WeightGradientWrtNormalized),
+                "{file} {}",
+                case.name
+            );
             // Teeth: the true gradient itself is not classified as the deviation.
-            let t = classify_weight_gradient(b.d_weights_true.view(), &f, &b, &case.cfg, case.dtype);
+            let t =
+                classify_weight_gradient(b.d_weights_true.view(), &f, &b, &case.cfg, case.dtype);
             assert_eq!(t.deviation(), None);
         }
     }
@@ -150,26 +233,62 @@ fn no_golden_row_reaches_the_caffe_probability_floor() {
 fn wrong_models_are_rejected() {
     let f64_cases = cases("pipeline_cpu_f64.json");
     let f32_cases = cases("pipeline_cpu_f32.json");
-    let rejected = |cases: &[Case], what: &str, change: &dyn Fn(&Case) -> LossConfig, field: &str| {
-        let mut worst_seen: f64 = 0.0;
-        for case in cases {
-            let (rows, ..) = compare(case, &change(case));
-            let r = rows.iter().find(|r| r.0 == field).unwrap();
-            worst_seen = worst_seen.max(r.1);
-        }
-        assert!(worst_seen > 1.0, "{what}: {field} stayed within budget ({worst_seen:.3e})");
-        println!("{what}: {field} at {worst_seen:.3e} of budget (rejected)");
-    };
+    let rejected =
+        |cases: &[Case], what: &str, change: &dyn Fn(&Case) -> LossConfig, field: &str| {
+            let mut worst_seen: f64 = 0.0;
+            for case in cases {
+                let (rows, ..) = compare(case, &change(case));
+                let r = rows.iter().find(|r| r.0 == field).unwrap();
+                worst_seen = worst_seen.max(r.1);
+            }
+            assert!(
+                worst_seen > 1.0,
+                "{what}: {field} stayed within budget ({worst_seen:.3e})"
+            );
+            println!("{what}: {field} at {worst_seen:.3e} of budget (rejected)");
+        };
     // Native θ instead of Caffe's float θ.
-    rejected(&f64_cases, "analytic profile (f64)", &|c| LossConfig { profile: Profile::analytic(), ..c.cfg.clone() }, "margin_logits");
+    rejected(
+        &f64_cases,
+        "analytic profile (f64)",
+        &|c| LossConfig {
+            profile: Profile::analytic(),
+            ..c.cfg.clone()
+        },
+        "margin_logits",
+    );
     // Normalization without Caffe's eps.
-    rejected(&f64_cases, "eps = 0 (f64)", &|c| LossConfig { norm_eps: 0.0, ..c.cfg.clone() }, "features_normalized");
+    rejected(
+        &f64_cases,
+        "eps = 0 (f64)",
+        &|c| LossConfig {
+            norm_eps: 0.0,
+            ..c.cfg.clone()
+        },
+        "features_normalized",
+    );
     // The true weight gradient where Caffe returns d/d(ŵ).
-    rejected(&f32_cases, "true weight gradient (f32)", &|c| LossConfig { weight_grad: combined_margin::pipeline::WeightGrad::ThroughNormalization, ..c.cfg.clone() }, "d_weights");
+    rejected(
+        &f32_cases,
+        "true weight gradient (f32)",
+        &|c| LossConfig {
+            weight_grad: combined_margin::pipeline::WeightGrad::ThroughNormalization,
+            ..c.cfg.clone()
+        },
+        "d_weights",
+    );
     // A scale off by 1e-3 (relative 1.6e-5) moves the f32 logits by more than their budget.
-    rejected(&f32_cases, "s + 1e-3 (f32)", &|c| {
-        let mut p = c.cfg.params;
-        p.s += 1e-3;
-        LossConfig { params: p, ..c.cfg.clone() }
-    }, "scaled_logits");
+    rejected(
+        &f32_cases,
+        "s + 1e-3 (f32)",
+        &|c| {
+            let mut p = c.cfg.params;
+            p.s += 1e-3;
+            LossConfig {
+                params: p,
+                ..c.cfg.clone()
+            }
+        },
+        "scaled_logits",
+    );
 }

@@ -79,7 +79,10 @@ pub fn head(
     let u = t.unit_roundoff();
     let stored = |d: f64| (u * d.abs()).max(t.ulp(d) * if d == 0.0 { 0.0 } else { 1.0 });
     let s = cfg.params.s;
-    let unscaled = Params { s: 1.0, ..cfg.params };
+    let unscaled = Params {
+        s: 1.0,
+        ..cfg.params
+    };
     let k = Constants::new(&cfg.profile, &unscaled, t);
     let out_at = |x: f64| margin::eval_with(x, &unscaled, &cfg.profile, &k).out;
     let factor_at = |x: f64| margin::eval_with(x, &unscaled, &cfg.profile, &k).factor;
@@ -195,15 +198,15 @@ fn normalize_backward_budget(
         let abs_dot: f64 = yi.iter().zip(dyi).map(|(p, q)| (p * q).abs()).sum();
         let ba: f64 = yi.iter().zip(bi).map(|(p, q)| p.abs() * q).sum::<f64>()
             + (rho + gamma(d, t)) * abs_dot;
-        // n = |x| up to eps; the reference's n is not needed, only the ratio dx = q / n, whose
-        // relative error is that of q plus ρ for n.
+        // dx = q / n: the error of q, plus ρ for n and one rounding for the divide (the
+        // caller divides by the reference's n).
         for k in 0..d {
             let q = dyi[k] - yi[k] * a;
             let bq = bi[k]
                 + rho * (yi[k] * a).abs()
                 + yi[k].abs() * ba
                 + 2.0 * u * (dyi[k].abs() + (yi[k] * a).abs());
-            out[[i, k]] = (bq + q.abs() * (rho + u)) * 1.0;
+            out[[i, k]] = bq + q.abs() * (rho + u);
         }
     }
     out

@@ -74,7 +74,9 @@ pub struct HeadBackward {
 
 fn check_cos(cos: &ArrayView2<f64>) -> Result<()> {
     if cos.ncols() == 0 {
-        return Err(Error::Invalid("cos has no columns: need at least one class".into()));
+        return Err(Error::Invalid(
+            "cos has no columns: need at least one class".into(),
+        ));
     }
     Ok(())
 }
@@ -88,7 +90,7 @@ pub fn logsumexp(row: impl Iterator<Item = f64> + Clone) -> f64 {
         }
         m = m.max(v);
     }
-    if m == f64::NEG_INFINITY || m == f64::INFINITY {
+    if m.is_infinite() {
         return m;
     }
     m + row.map(|v| (v - m).exp()).sum::<f64>().ln()

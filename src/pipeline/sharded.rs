@@ -48,13 +48,20 @@ pub struct Combined<T> {
     pub loss: f64,
 }
 
-fn check_labels(labels: &[i64], n: usize, classes: usize, cfg: &LossConfig) -> Result<Vec<Option<usize>>> {
+fn check_labels(
+    labels: &[i64],
+    n: usize,
+    classes: usize,
+    cfg: &LossConfig,
+) -> Result<Vec<Option<usize>>> {
     layer::targets(n, classes, labels, &cfg.profile)
 }
 
 fn check_shard<T>(cos: &ArrayView2<T>, col_start: usize, classes: usize) -> Result<()> {
     if !cos.is_standard_layout() {
-        return Err(Error::Invalid("shard cos must be row-major contiguous".into()));
+        return Err(Error::Invalid(
+            "shard cos must be row-major contiguous".into(),
+        ));
     }
     if col_start + cos.ncols() > classes {
         return Err(Error::Invalid(format!(
@@ -78,7 +85,10 @@ pub fn shard_forward<T: Real>(
     check_shard(&cos, col_start, classes)?;
     let (n, cols) = cos.dim();
     let targets = check_labels(labels, n, classes, cfg)?;
-    let unscaled = Params { s: 1.0, ..cfg.params };
+    let unscaled = Params {
+        s: 1.0,
+        ..cfg.params
+    };
     let k = Constants::new(&cfg.profile, &unscaled, cfg.dtype);
     let s = T::of(cfg.params.s);
     let data = cos.as_slice().expect("standard layout checked");
@@ -86,7 +96,11 @@ pub fn shard_forward<T: Real>(
     let rows: Vec<RowPartial<T>> = (0..n)
         .into_par_iter()
         .map(|i| {
-            let row = if cols == 0 { &data[0..0] } else { &data[i * chunk..(i + 1) * chunk] };
+            let row = if cols == 0 {
+                &data[0..0]
+            } else {
+                &data[i * chunk..(i + 1) * chunk]
+            };
             let local = targets[i]
                 .filter(|&y| y >= col_start && y < col_start + cols)
                 .map(|y| y - col_start);
@@ -160,7 +174,7 @@ pub fn combine<T: Real>(
     let mut row_losses = Vec::with_capacity(n);
     let mut tl = Vec::with_capacity(n);
     let mut total = 0.0;
-    for i in 0..n {
+    for (i, row_target) in targets.iter().enumerate() {
         let mut acc = Stream::empty();
         let mut target = None;
         for p in parts {
@@ -169,7 +183,7 @@ pub fn combine<T: Real>(
                 target = Some(t);
             }
         }
-        match targets[i] {
+        match *row_target {
             None => {
                 lse.push(T::nan());
                 row_losses.push(None);
@@ -234,12 +248,11 @@ pub fn shard_backward<T: Real>(
         .for_each(|(i, (row, g))| match &combined.targets[i] {
             None => g.iter_mut().for_each(|v| *v = T::zero()),
             Some(t) => {
-                let local = (t.column >= col_start && t.column < col_start + cols).then(|| {
-                    TargetLogit {
+                let local =
+                    (t.column >= col_start && t.column < col_start + cols).then(|| TargetLogit {
                         column: t.column - col_start,
                         ..*t
-                    }
-                });
+                    });
                 row_grad(row, s, combined.lse[i], scale, local.as_ref(), g);
             }
         });
