@@ -476,6 +476,31 @@ fn fd_inputs(
     panic!("no kink-free draw in 100 attempts");
 }
 
+/// Checks the gradient of `grad_cfg`'s backward against differences of `cfg`'s loss, over
+/// features then weights (flattened), skipping coordinates where `skip` says so.
+fn fd_report(
+    (x, w, labels): (&[f64], &[f64], &[i64]),
+    (n, c, d): (usize, usize, usize),
+    cfg: &LossConfig,
+    grad_cfg: &LossConfig,
+    opts: &FdOptions,
+    skip: &dyn Fn(usize) -> bool,
+) -> gradcheck::GradReport {
+    let f = reference::forward(
+        ArrayView2::from_shape((n, d), x).unwrap(),
+        ArrayView2::from_shape((c, d), w).unwrap(),
+        labels,
+        cfg,
+    )
+    .unwrap();
+    let b = reference::backward(&f, labels, grad_cfg).unwrap();
+    let grad: Vec<f64> = b.d_features.iter().chain(&b.d_weights).copied().collect();
+    let all: Vec<f64> = x.iter().chain(w).copied().collect();
+    let loss = |v: &[f64]| reference::loss_of(&v[..n * d], &v[n * d..], d, labels, cfg).unwrap();
+    // f64 evaluation noise of a loss of O(10): a few hundred ulps is generous.
+    gradcheck::check_gradient(&loss, &all, &grad, 1e-12, opts, skip)
+}
+
 #[test]
 fn whole_pipeline_gradient_matches_finite_differences() {
     let opts = FdOptions {
@@ -484,7 +509,8 @@ fn whole_pipeline_gradient_matches_finite_differences() {
         rel_tol: 1e-6,
         abs_tol: 1e-9,
     };
-    let (n, c, d) = (4, 5, 3);
+    let dims = (4, 5, 3);
+    let (n, c, d) = dims;
     let mut checked = 0;
     for (k, (profile, p, s)) in [
         (Profile::analytic(), Params::new(1.0, 0.3, 0.2), 8.0),
@@ -503,25 +529,8 @@ fn whole_pipeline_gradient_matches_finite_differences() {
         for eps in [0.0, 1e-6, 0.5] {
             let cfg = LossConfig::exact(p.with_scale(s), profile.clone(), Dtype::F64, eps);
             let (x, w, labels, resampled) = fd_inputs(n, c, d, &cfg, opts.step, 100 + k as u64);
-            let f = reference::forward(
-                ArrayView2::from_shape((n, d), &x).unwrap(),
-                ArrayView2::from_shape((c, d), &w).unwrap(),
-                &labels,
-                &cfg,
-            )
-            .unwrap();
-            let b = reference::backward(&f, &labels, &cfg).unwrap();
-            let grad: Vec<f64> = b
-                .d_features
-                .iter()
-                .chain(b.d_weights.iter())
-                .copied()
-                .collect();
-            let all: Vec<f64> = x.iter().chain(&w).copied().collect();
-            let loss =
-                |v: &[f64]| reference::loss_of(&v[..n * d], &v[n * d..], d, &labels, &cfg).unwrap();
-            // f64 evaluation noise of a loss of O(10): a few hundred ulps is generous.
-            let rep = gradcheck::check_gradient(&loss, &all, &grad, 1e-12, &opts, &|_| false);
+            let inputs = (&x[..], &w[..], &labels[..]);
+            let rep = fd_report(inputs, dims, &cfg, &cfg, &opts, &|_| false);
             println!(
                 "FD {profile} {p} s={s} eps={eps}: {} checked, {} excluded, {} resampled draws, {} failures",
                 rep.checked, rep.excluded, resampled, rep.failures.len()
@@ -534,14 +543,7 @@ fn whole_pipeline_gradient_matches_finite_differences() {
                 weight_grad: WeightGrad::WrtNormalized,
                 ..cfg.clone()
             };
-            let bw = reference::backward(&f, &labels, &wrong).unwrap();
-            let gw: Vec<f64> = bw
-                .d_features
-                .iter()
-                .chain(bw.d_weights.iter())
-                .copied()
-                .collect();
-            let rep = gradcheck::check_gradient(&loss, &all, &gw, 1e-12, &opts, &|i| i < n * d);
+            let rep = fd_report(inputs, dims, &cfg, &wrong, &opts, &|i| i < n * d);
             assert!(!rep.passed(), "d/dŵ passed as d/dw");
         }
     }
@@ -554,23 +556,8 @@ fn whole_pipeline_gradient_matches_finite_differences() {
         0.0,
     );
     let (x, w, labels, _) = fd_inputs(n, c, d, &cfg, opts.step, 7);
-    let f = reference::forward(
-        ArrayView2::from_shape((n, d), &x).unwrap(),
-        ArrayView2::from_shape((c, d), &w).unwrap(),
-        &labels,
-        &cfg,
-    )
-    .unwrap();
-    let b = reference::backward(&f, &labels, &cfg).unwrap();
-    let grad: Vec<f64> = b
-        .d_features
-        .iter()
-        .chain(b.d_weights.iter())
-        .copied()
-        .collect();
-    let all: Vec<f64> = x.iter().chain(&w).copied().collect();
-    let loss = |v: &[f64]| reference::loss_of(&v[..n * d], &v[n * d..], d, &labels, &cfg).unwrap();
-    assert!(!gradcheck::check_gradient(&loss, &all, &grad, 1e-12, &opts, &|_| false).passed());
+    let rep = fd_report((&x, &w, &labels), dims, &cfg, &cfg, &opts, &|_| false);
+    assert!(!rep.passed());
 }
 
 // ---------------------------------------------------------------------------------------

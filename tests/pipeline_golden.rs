@@ -92,65 +92,53 @@ fn compare(case: &Case, cfg: &LossConfig) -> (Vec<Row>, Forward, Backward, Budge
     let (n, d, c, t) = (case.n, case.d, case.c, case.dtype);
     let arr = |field: &str, len: usize| case.raw.f64s_as(field, len, t).unwrap();
     let loss = case.raw.number("loss").unwrap();
-    let rows = vec![
-        worst(
+    let arrays: [(&'static str, usize, ArrayView2<f64>, ArrayView2<f64>); 9] = [
+        (
             "features_normalized",
-            &arr("features_normalized", n * d),
+            n * d,
             f.features_normalized.view(),
             bud.features_normalized.view(),
         ),
-        worst(
+        (
             "weights_normalized",
-            &arr("weights_normalized", c * d),
+            c * d,
             f.weights_normalized.view(),
             bud.weights_normalized.view(),
         ),
-        worst("cos", &arr("cos", n * c), f.head.cos.view(), bud.cos.view()),
-        worst(
+        ("cos", n * c, f.head.cos.view(), bud.cos.view()),
+        (
             "margin_logits",
-            &arr("margin_logits", n * c),
+            n * c,
             f.head.margin_logits.view(),
             bud.head.margin_logits.view(),
         ),
-        worst(
+        (
             "scaled_logits",
-            &arr("scaled_logits", n * c),
+            n * c,
             f.head.scaled_logits.view(),
             bud.head.scaled_logits.view(),
         ),
         (
-            "loss",
-            error_fraction(t.round(loss), f.head.loss, bud.head.loss),
-            0,
-            t.round(loss),
-            f.head.loss,
-            bud.head.loss,
-        ),
-        worst(
             "d_scaled_logits",
-            &arr("d_scaled_logits", n * c),
+            n * c,
             b.head.d_scaled_logits.view(),
             bud.head.d_scaled_logits.view(),
         ),
-        worst(
-            "d_cos",
-            &arr("d_cos", n * c),
-            b.head.d_cos.view(),
-            bud.head.d_cos.view(),
-        ),
-        worst(
+        ("d_cos", n * c, b.head.d_cos.view(), bud.head.d_cos.view()),
+        (
             "d_features",
-            &arr("d_features", n * d),
+            n * d,
             b.d_features.view(),
             bud.d_features.view(),
         ),
-        worst(
-            "d_weights",
-            &arr("d_weights", c * d),
-            b.d_weights.view(),
-            bud.d_weights.view(),
-        ),
+        ("d_weights", c * d, b.d_weights.view(), bud.d_weights.view()),
     ];
+    let mut rows: Vec<Row> = arrays
+        .into_iter()
+        .map(|(field, len, r, bu)| worst(field, &arr(field, len), r, bu))
+        .collect();
+    let (lc, lr, lb) = (t.round(loss), f.head.loss, bud.head.loss);
+    rows.insert(5, ("loss", error_fraction(lc, lr, lb), 0, lc, lr, lb));
     (rows, f, b, bud)
 }
 
