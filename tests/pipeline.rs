@@ -615,3 +615,127 @@ fn synthetic_inputs_are_deterministic_and_isotropic() {
     assert!(a.cos.iter().all(|x| x.abs() <= 1.0 + 1e-6));
     assert!(synthetic::generate(0, 5, 5, 1).is_err());
 }
+
+// ---------------------------------------------------------------------------------------
+// `cmargin loss`
+
+fn cmargin(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cmargin"))
+        .args(args)
+        .output()
+        .expect("cmargin runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn printed(stdout: &str, label: &str) -> f64 {
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with(label))
+        .unwrap_or_else(|| panic!("no line {label:?} in:\n{stdout}"));
+    line[label.len() + line.find(label).unwrap()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn cli_loss_of_an_npz_matches_the_reference() {
+    let dir = std::env::temp_dir().join(format!("cmargin-loss-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("head.npz");
+    let mut rng = SplitMix64::new(77);
+    let (n, c, d) = (6, 40, 8);
+    let x = Array2::from_shape_fn((n, d), |_| rng.normal());
+    let w = Array2::from_shape_fn((c, d), |_| rng.normal());
+    let labels = ndarray::Array1::from_iter((0..n).map(|i| {
+        if i == 2 {
+            -1i64
+        } else {
+            (7 * i as i64) % c as i64
+        }
+    }));
+    {
+        let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(&path).unwrap());
+        npz.add_array("features", &x).unwrap();
+        npz.add_array("weights", &w).unwrap();
+        npz.add_array("labels", &labels).unwrap();
+        npz.finish().unwrap();
+    }
+    let p = path.to_str().unwrap();
+    let (rc, out, err) = cmargin(&[
+        "loss",
+        "--input",
+        p,
+        "--scale",
+        "30",
+        "--params",
+        "1,0.5,0",
+        "--profile",
+        "recommended",
+    ]);
+    assert_eq!(rc, 0, "{err}");
+    let cfg = LossConfig::exact(
+        Params::new(1.0, 0.5, 0.0).with_scale(30.0),
+        Profile::recommended(),
+        Dtype::F64,
+        0.0,
+    );
+    let f = reference::forward(x.view(), w.view(), labels.as_slice().unwrap(), &cfg).unwrap();
+    // Printed with 4 decimals.
+    let shown = printed(&out, "loss (mean over valid rows)");
+    assert!(
+        (shown - f.head.loss).abs() <= 5e-5,
+        "{shown} vs {}",
+        f.head.loss
+    );
+    // A label out of range is bad input (exit 2) with the file and row named.
+    let bad = dir.join("bad.npz");
+    {
+        let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(&bad).unwrap());
+        npz.add_array("cos", &Array2::<f64>::zeros((2, 3))).unwrap();
+        npz.add_array("labels", &ndarray::arr1(&[0i64, 3])).unwrap();
+        npz.finish().unwrap();
+    }
+    let (rc, _, err) = cmargin(&["loss", "--input", bad.to_str().unwrap()]);
+    assert_eq!(rc, 2);
+    assert!(err.contains("bad.npz") && err.contains("row 1"), "{err}");
+    let (rc, _, _) = cmargin(&["loss"]);
+    assert_eq!(rc, 2);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn cli_synthetic_loss_prints_the_breakdown() {
+    let (rc, out, err) = cmargin(&[
+        "loss",
+        "--synthetic",
+        "--n",
+        "32",
+        "--c",
+        "2000",
+        "--d",
+        "64",
+        "--scale",
+        "8",
+    ]);
+    assert_eq!(rc, 0, "{err}");
+    let loss = printed(&out, "loss (mean over valid rows)");
+    let lse = printed(&out, "mean log-sum-exp over the C logits");
+    let after = printed(&out, "mean target logit after the margin, s*m(cos)");
+    // loss = mean lse − mean target logit (4-decimal printing).
+    assert!((loss - (lse - after)).abs() < 3e-4, "{loss} {lse} {after}");
+    let est = printed(&out, "estimate = ln(C e^{s^2/2D}) - s*t(pi/2)");
+    let e = estimate::random_init(
+        2000,
+        64,
+        &Params::new(1.0, 0.3, 0.2).with_scale(8.0),
+        &Profile::recommended(),
+    );
+    assert!((est - e.loss).abs() < 1e-4);
+}

@@ -31,8 +31,8 @@ pub struct Args {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Margin "m1,m2,m3".
-    #[arg(long, value_delimiter = ',', num_args = 3, default_values_t = [1.0, 0.3, 0.2])]
-    params: Vec<f64>,
+    #[arg(long, default_value = "1,0.3,0.2")]
+    params: String,
     /// Logit scale s.
     #[arg(long, default_value_t = 64.0)]
     scale: f64,
@@ -121,7 +121,19 @@ fn read_npz(path: &PathBuf, eps: f64, cfg: &LossConfig) -> Result<Inputs, String
 
 pub fn run(a: Args) -> Result<ExitCode, String> {
     let profile = Profile::preset(&a.profile).map_err(|e| format!("--profile: {e}"))?;
-    let p = Params::new(a.params[0], a.params[1], a.params[2]).with_scale(a.scale);
+    let m: Vec<f64> = a
+        .params
+        .split(',')
+        .map(|v| v.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("--params {:?}: {e}", a.params))?;
+    if m.len() != 3 {
+        return Err(format!(
+            "--params {:?}: expected three numbers m1,m2,m3",
+            a.params
+        ));
+    }
+    let p = Params::new(m[0], m[1], m[2]).with_scale(a.scale);
     p.validate().map_err(|e| format!("--params/--scale: {e}"))?;
     let cfg = LossConfig::exact(p, profile.clone(), Dtype::F64, a.norm_eps);
     let mut timings = Vec::new();
