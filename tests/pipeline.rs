@@ -260,6 +260,18 @@ fn edge_inputs() {
     cos[[0, 3]] = f32::NAN;
     let out = fused::forward(cos.view(), &[1, 1], &cfg).unwrap();
     assert!(out.row_loss[0].unwrap().is_nan() && out.row_loss[1].unwrap().is_finite());
+    // A row whose non-target columns are all NaN (a block with no finite max) is NaN too, and
+    // its gradient row is NaN; the other row is untouched.
+    let mut cos = Array2::from_elem((2, 600), 0.1f32);
+    for j in 0..600 {
+        if j != 5 {
+            cos[[0, j]] = f32::NAN;
+        }
+    }
+    let mut g = Array2::zeros(cos.dim());
+    let out = fused::forward_backward(cos.view(), &[5, 5], &cfg, g.view_mut()).unwrap();
+    assert!(out.row_loss[0].unwrap().is_nan() && out.row_loss[1].unwrap().is_finite());
+    assert!(g.row(0).iter().all(|v| v.is_nan()) && g.row(1).iter().all(|v| v.is_finite()));
     // Target at ±1 and at the catalogue's edges, every preset, both dtypes.
     for profile in Profile::presets() {
         for p in [

@@ -217,29 +217,31 @@ impl<T: Real> Stream<T> {
 
 /// One block: its max of s·c, Σ exp(s·c − max), and whether it held a NaN. With `store`,
 /// also writes e_j = exp(s·c_j − max) there (0 for an all −inf block, NaN for a NaN block).
+///
+/// NaN is not tested element by element: the max comparisons skip it, exp_fast returns it,
+/// and it then poisons the block's sum, which is checked once.
 #[inline(always)]
 fn block_stream<T: Real>(block: &[T], s: T, store: Option<&mut [T]>) -> Stream<T> {
     let mut mx = [T::neg_infinity(); LANES];
-    let mut nan = false;
     let chunks = block.chunks_exact(LANES);
     let rest = chunks.remainder();
     for ch in chunks {
         for l in 0..LANES {
             let z = s * ch[l];
             mx[l] = if z > mx[l] { z } else { mx[l] };
-            nan |= ch[l].is_nan();
         }
     }
     let mut bm = T::neg_infinity();
     for &c in rest {
         let z = s * c;
         bm = if z > bm { z } else { bm };
-        nan |= c.is_nan();
     }
     for v in mx {
         bm = if v > bm { v } else { bm };
     }
-    if nan || bm == T::neg_infinity() {
+    if bm == T::neg_infinity() {
+        // Every element is −inf or NaN (rare): look.
+        let nan = block.iter().any(|c| c.is_nan());
         if let Some(out) = store {
             let fill = if nan { T::nan() } else { T::zero() };
             out.iter_mut().for_each(|o| *o = fill);
@@ -291,9 +293,17 @@ fn block_stream<T: Real>(block: &[T], s: T, store: Option<&mut [T]>) -> Stream<T
             sm[l] = sm[l] + sm[l + w];
         }
     }
+    let sum = sm[0] + bs;
+    if sum.is_nan() {
+        return Stream {
+            max: T::neg_infinity(),
+            sum: T::zero(),
+            nan: true,
+        };
+    }
     Stream {
         max: bm,
-        sum: sm[0] + bs,
+        sum,
         nan: false,
     }
 }
