@@ -751,3 +751,40 @@ fn cli_synthetic_loss_prints_the_breakdown() {
     );
     assert!((est - e.loss).abs() < 1e-4);
 }
+
+#[test]
+fn probability_floor_is_detected_only_where_a_row_reaches_it() {
+    use combined_margin::pipeline::deviation::{detect_prob_floor, PipelineDeviation};
+    use combined_margin::pipeline::CAFFE_PROB_FLOOR;
+    // Row 0: target cos −0.9 against a competitor at 0.9: ℓ ≈ 64·1.9 ≫ 87.34 nats.
+    let cos = ndarray::arr2(&[[-0.9f64, 0.9, 0.0], [0.2, 0.1, 0.0]]);
+    let labels = [0i64, 0];
+    let plain = seed_cfg(64.0);
+    let floored = LossConfig {
+        prob_floor: Some(CAFFE_PROB_FLOOR),
+        ..plain.clone()
+    };
+    let with = fused::forward(cos.view(), &labels, &floored).unwrap().loss;
+    let without = fused::forward(cos.view(), &labels, &plain).unwrap().loss;
+    assert!(without - with > 10.0, "{with} {without}");
+    let found = |loss: f64| {
+        detect_prob_floor(
+            loss,
+            cos.view(),
+            &labels,
+            &plain,
+            CAFFE_PROB_FLOOR,
+            Dtype::F32,
+        )
+        .unwrap()
+    };
+    assert_eq!(found(with), Some(PipelineDeviation::LossProbabilityFloor));
+    assert_eq!(found(without), None);
+    // Inputs where no row reaches the floor cannot tell.
+    let easy = ndarray::arr2(&[[0.2f64, 0.1, 0.0]]);
+    let l = fused::forward(easy.view(), &[0], &floored).unwrap().loss;
+    assert_eq!(
+        detect_prob_floor(l, easy.view(), &[0], &plain, CAFFE_PROB_FLOOR, Dtype::F32).unwrap(),
+        None
+    );
+}
