@@ -20,6 +20,7 @@ pub mod kinks;
 pub mod layer;
 pub mod margin;
 pub mod params;
+pub mod pipeline;
 pub mod plot;
 pub mod profile;
 pub mod tolerance;

@@ -230,3 +230,40 @@ pub fn error_fraction(actual: f64, reference: f64, budget: f64) -> f64 {
 pub fn within(actual: f64, reference: f64, budget: f64) -> bool {
     error_fraction(actual, reference, budget) <= 1.0
 }
+
+/// The pipeline budget (SPEC.md §8.3): features → normalization → cos → margin → scale →
+/// softmax cross-entropy, forward and backward, for an implementation in T compared with the
+/// f64 reference run on the same (T-rounded) inputs. The constants live here; the composition
+/// over arrays is `crate::pipeline::budget`.
+///
+/// Notation: u = unit roundoff of T; γ_n = n·u / (1 − n·u) ≈ n·u, the classical bound on the
+/// relative error of a length-n dot product or sum of like-signed terms (Higham, *Accuracy and
+/// Stability of Numerical Algorithms*, 2nd ed., §3.1), which covers recursive, blocked (BLAS)
+/// and pairwise orders alike because each of those is a recursive sum of at most n terms.
+pub mod pipeline {
+    /// exp/expf: glibc documents ≤ 1 ulp, CUDA's expf ≤ 2 ulp, this crate's vectorizable exp
+    /// is tested at ≤ 2 ulp (`pipeline::fused::tests`). The budget takes the worst.
+    pub const EXP_ULP: f64 = 2.0;
+    /// log/logf: glibc ≤ 1 ulp, CUDA logf ≤ 1 ulp, log ≤ 1 ulp; 2 leaves room for log1p/log2
+    /// formulations (log2·ln 2 adds one rounding).
+    pub const LOG_ULP: f64 = 2.0;
+    /// Coefficient of n·u in the γ_n bound of a length-n dot product or positive sum. 1 is the
+    /// worst case of any summation order; BLAS blocking only lowers it.
+    pub const DOT_GAMMA: f64 = 1.0;
+    /// Roundings in y = x / sqrt(Σx² + eps) after the sum of squares: the add of eps, the
+    /// sqrt, and the divide (or a reciprocal then a multiply: one more, covered by the fourth).
+    /// Each ½ ulp, counted as units of u on a relative error.
+    pub const NORM_ROUNDINGS: f64 = 4.0;
+    /// Roundings of one softmax element p = exp(z − max) / Σ: the subtractions are charged to
+    /// the logit error, the exps to [`EXP_ULP`], and this counts the divide (or a reciprocal and
+    /// a multiply) and the product of the two exps of an online-softmax rescale
+    /// e^{z − m_b}·e^{m_b − lse}. In units of u, relative.
+    pub const SOFTMAX_ROUNDINGS: f64 = 3.0;
+    /// Roundings between p and the returned gradient: p − 1 at the target, the multiply by
+    /// loss_weight / N_valid, the multiply by s, the multiply by the margin factor. ½ ulp each,
+    /// in units of u relative to the gradient element (absolute ½ ulp for p − 1, see budget.rs).
+    pub const GRAD_ROUNDINGS: f64 = 4.0;
+    /// Roundings of one row's loss −log p_y (or lse − z_y): the log's own error is
+    /// [`LOG_ULP`]; this counts the final subtraction/negation and the add into the batch sum.
+    pub const LOSS_ROUNDINGS: f64 = 2.0;
+}

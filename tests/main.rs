@@ -11,6 +11,8 @@ mod gradcheck;
 mod layer;
 mod mutants;
 mod npz;
+mod pipeline;
+mod pipeline_golden;
 mod plot;
 mod properties;
 mod spec;

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 mod check;
 mod generate;
 mod kinks;
+mod loss;
 mod plot;
 
 #[derive(Parser)]
@@ -31,6 +32,8 @@ enum Command {
     Generate(generate::Args),
     /// Draw the target logit and the backward factor of chosen profiles, kinks marked (SVG).
     Plot(plot::Args),
+    /// The loss and its breakdown for given or synthetic random-initialization inputs (SPEC.md §8).
+    Loss(loss::Args),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Kinks(a) => kinks::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Plot(a) => plot::run(a),
+        Command::Loss(a) => loss::run(a),
     };
     match result {
         Ok(code) => code,

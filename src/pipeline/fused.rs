@@ -1,0 +1,696 @@
+//! The fused head over cos [N, C]: margin + scale + softmax cross-entropy, forward and
+//! backward, streaming, generic over f32/f64, parallel across rows (SPEC.md §8.5).
+//!
+//! Passes over each row of C logits (blocks of 512 columns):
+//! 1. read cos once; per block, the max m_b of z = s·c and Σ exp(z − m_b), merged online into
+//!    the row's (max, Σ); each e_j = exp(z_j − m_b) is stored in the gradient buffer. The target
+//!    column is left out of the stream and enters as its margin logit;
+//! 2. rescale the stored row in place: d loss / d cos_j = e_j · (s/N_valid)·exp(m_b − lse), one
+//!    exp per block; the target entry is s·(p_y − 1)/N_valid times the margin factor.
+//!
+//! One exp per element. Bytes per element: pass 1 reads 4 (f32) and writes 4; pass 2 reads and
+//! writes the same 4, which are still in cache when a row (4·C bytes: 723 KB at C = 180,855)
+//! fits there. So the memory traffic is one read of cos and one write of the gradient,
+//! 2·4·N·C bytes: that of a memcpy of the cos matrix, the floor the benchmark compares with.
+//! The forward alone ([`forward`]) reads cos once (4·N·C bytes) and writes nothing.
+//!
+//! The margin of each row's target is [`crate::margin::eval_with`] (once per row, in f64, the
+//! result rounded to T); nothing here restates the formula.
+
+use super::LossConfig;
+use crate::dtype::Dtype;
+use crate::error::{Error, Result};
+use crate::layer;
+use crate::margin::{self, Constants};
+use crate::params::Params;
+use ndarray::{ArrayView2, ArrayViewMut2};
+use num_traits::Float;
+use rayon::prelude::*;
+
+/// A floating-point type the fast path runs in.
+pub trait Real: Float + Send + Sync + Default + std::fmt::Debug + 'static {
+    const DTYPE: Dtype;
+    fn of(x: f64) -> Self;
+    fn f64(self) -> f64;
+    /// e^x with ≤ 2 ulp error on the whole range (tested), NaN in NaN out, written so that
+    /// the compiler can vectorize it: Cody–Waite reduction x = k·ln2 + r, |r| ≤ ln2/2, a
+    /// Taylor polynomial for e^r, and 2^k applied in two halves so that results in the
+    /// subnormal range are rounded once.
+    fn exp_fast(self) -> Self;
+}
+
+impl Real for f32 {
+    const DTYPE: Dtype = Dtype::F32;
+    #[inline(always)]
+    fn of(x: f64) -> f32 {
+        x as f32
+    }
+    #[inline(always)]
+    fn f64(self) -> f64 {
+        self as f64
+    }
+    #[inline(always)]
+    fn exp_fast(self) -> f32 {
+        // ln2 split so that k·LN2_HI is exact for |k| < 2^15.
+        const LN2_HI: f32 = 0.693_359_4;
+        const LN2_LO: f32 = -2.121_944_4e-4;
+        const LOG2E: f32 = std::f32::consts::LOG2_E;
+        // 1.5·2^23: adding and subtracting it rounds to the nearest integer (ties to even).
+        const ROUND: f32 = 12_582_912.0;
+        let x = self;
+        // Below −104 the result rounds to 0; above 89 it overflows to inf (2^128 step).
+        // Comparisons rather than clamp(): the same selects, and NaN is handled at the end.
+        #[allow(clippy::manual_clamp)]
+        let xc = if x < -104.0 {
+            -104.0
+        } else if x > 89.0 {
+            89.0
+        } else {
+            x
+        };
+        let kr = xc * LOG2E + ROUND;
+        let k = kr - ROUND;
+        // k sits in the low mantissa bits of kr: no float-to-int conversion (whose saturating
+        // semantics keep the loop from vectorizing).
+        let ki = kr.to_bits() as i32 - ROUND.to_bits() as i32;
+        let r = (xc - k * LN2_HI) - k * LN2_LO;
+        // Taylor to degree 7: truncation (ln2/2)^8/8! = 5e-9, below u = 6e-8.
+        let q = 1.0 / 5040.0;
+        let q = q * r + 1.0 / 720.0;
+        let q = q * r + 1.0 / 120.0;
+        let q = q * r + 1.0 / 24.0;
+        let q = q * r + 1.0 / 6.0;
+        let q = q * r + 0.5;
+        let q = q * r + 1.0;
+        let p = q * r + 1.0;
+        let k1 = ki >> 1;
+        let k2 = ki - k1;
+        let two1 = f32::from_bits(((k1 + 127) as u32) << 23);
+        let two2 = f32::from_bits(((k2 + 127) as u32) << 23);
+        let y = p * two1 * two2;
+        if x.is_nan() {
+            x
+        } else {
+            y
+        }
+    }
+}
+
+impl Real for f64 {
+    const DTYPE: Dtype = Dtype::F64;
+    #[inline(always)]
+    fn of(x: f64) -> f64 {
+        x
+    }
+    #[inline(always)]
+    fn f64(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn exp_fast(self) -> f64 {
+        // fdlibm's split of ln2: the high part has 32 significant bits.
+        const LN2_HI: f64 = 6.931_471_803_691_238e-1;
+        const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+        const LOG2E: f64 = std::f64::consts::LOG2_E;
+        const ROUND: f64 = 6_755_399_441_055_744.0;
+        let x = self;
+        #[allow(clippy::manual_clamp)]
+        let xc = if x < -746.0 {
+            -746.0
+        } else if x > 710.0 {
+            710.0
+        } else {
+            x
+        };
+        let kr = xc * LOG2E + ROUND;
+        let k = kr - ROUND;
+        let ki = kr.to_bits() as i64 - ROUND.to_bits() as i64;
+        let r = (xc - k * LN2_HI) - k * LN2_LO;
+        // Taylor to degree 13: truncation (ln2/2)^14/14! = 4e-18, below u = 1.1e-16.
+        let mut q = 1.0 / 6_227_020_800.0;
+        for c in [
+            1.0 / 479_001_600.0,
+            1.0 / 39_916_800.0,
+            1.0 / 3_628_800.0,
+            1.0 / 362_880.0,
+            1.0 / 40_320.0,
+            1.0 / 5_040.0,
+            1.0 / 720.0,
+            1.0 / 120.0,
+            1.0 / 24.0,
+            1.0 / 6.0,
+            0.5,
+            1.0,
+        ] {
+            q = q * r + c;
+        }
+        let p = q * r + 1.0;
+        let k1 = ki >> 1;
+        let k2 = ki - k1;
+        let two1 = f64::from_bits(((k1 + 1023) as u64) << 52);
+        let two2 = f64::from_bits(((k2 + 1023) as u64) << 52);
+        let y = p * two1 * two2;
+        if x.is_nan() {
+            x
+        } else {
+            y
+        }
+    }
+}
+
+const LANES: usize = 8;
+const BLOCK: usize = 512;
+
+/// Running (max, Σ exp(z − max)) of a stream of logits z = s·c. `nan` records a NaN input
+/// (max comparisons skip NaN, so it is carried separately and poisons the result).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stream<T> {
+    pub max: T,
+    pub sum: T,
+    pub nan: bool,
+}
+
+impl<T: Real> Stream<T> {
+    pub fn empty() -> Self {
+        Stream {
+            max: T::neg_infinity(),
+            sum: T::zero(),
+            nan: false,
+        }
+    }
+
+    /// One logit.
+    pub fn push(&mut self, z: T) {
+        self.merge(Stream {
+            max: if z.is_nan() { T::neg_infinity() } else { z },
+            sum: if z.is_nan() { T::zero() } else { T::one() },
+            nan: z.is_nan(),
+        });
+    }
+
+    /// Combines two partial streams: the smaller max is rescaled to the larger.
+    pub fn merge(&mut self, o: Stream<T>) {
+        self.nan |= o.nan;
+        if o.max == T::neg_infinity() {
+            return;
+        }
+        if self.max == T::neg_infinity() {
+            self.max = o.max;
+            self.sum = o.sum;
+        } else if o.max > self.max {
+            self.sum = self.sum * (self.max - o.max).exp_fast() + o.sum;
+            self.max = o.max;
+        } else {
+            self.sum = self.sum + o.sum * (o.max - self.max).exp_fast();
+        }
+    }
+
+    /// ln Σ exp(z) = max + ln(sum); NaN if any input was NaN.
+    pub fn lse(&self) -> T {
+        if self.nan {
+            T::nan()
+        } else {
+            self.max + self.sum.ln()
+        }
+    }
+}
+
+/// One block: its max of s·c, Σ exp(s·c − max), and whether it held a NaN. With `store`,
+/// also writes e_j = exp(s·c_j − max) there (0 for an all −inf block, NaN for a NaN block).
+///
+/// NaN is not tested element by element: the max comparisons skip it, exp_fast returns it,
+/// and it then poisons the block's sum, which is checked once.
+#[inline(always)]
+fn block_stream<T: Real>(block: &[T], s: T, store: Option<&mut [T]>) -> Stream<T> {
+    let mut mx = [T::neg_infinity(); LANES];
+    let chunks = block.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for ch in chunks {
+        for l in 0..LANES {
+            let z = s * ch[l];
+            mx[l] = if z > mx[l] { z } else { mx[l] };
+        }
+    }
+    let mut bm = T::neg_infinity();
+    for &c in rest {
+        let z = s * c;
+        bm = if z > bm { z } else { bm };
+    }
+    for v in mx {
+        bm = if v > bm { v } else { bm };
+    }
+    if bm == T::neg_infinity() {
+        // Every element is −inf or NaN (rare): look.
+        let nan = block.iter().any(|c| c.is_nan());
+        if let Some(out) = store {
+            let fill = if nan { T::nan() } else { T::zero() };
+            out.iter_mut().for_each(|o| *o = fill);
+        }
+        return Stream {
+            max: T::neg_infinity(),
+            sum: T::zero(),
+            nan,
+        };
+    }
+    let mut sm = [T::zero(); LANES];
+    let mut bs = T::zero();
+    match store {
+        None => {
+            let chunks = block.chunks_exact(LANES);
+            let rest = chunks.remainder();
+            for ch in chunks {
+                for l in 0..LANES {
+                    sm[l] = sm[l] + (s * ch[l] - bm).exp_fast();
+                }
+            }
+            for &c in rest {
+                bs = bs + (s * c - bm).exp_fast();
+            }
+        }
+        Some(out) => {
+            let chunks = block.chunks_exact(LANES);
+            let rest = chunks.remainder();
+            let (oc, orest) = out.split_at_mut(block.len() - rest.len());
+            for (ch, o) in chunks.zip(oc.chunks_exact_mut(LANES)) {
+                for l in 0..LANES {
+                    let e = (s * ch[l] - bm).exp_fast();
+                    o[l] = e;
+                    sm[l] = sm[l] + e;
+                }
+            }
+            for (&c, o) in rest.iter().zip(orest) {
+                let e = (s * c - bm).exp_fast();
+                *o = e;
+                bs = bs + e;
+            }
+        }
+    }
+    // Pairwise over the lanes.
+    let mut w = LANES;
+    while w > 1 {
+        w /= 2;
+        for l in 0..w {
+            sm[l] = sm[l] + sm[l + w];
+        }
+    }
+    let sum = sm[0] + bs;
+    if sum.is_nan() {
+        return Stream {
+            max: T::neg_infinity(),
+            sum: T::zero(),
+            nan: true,
+        };
+    }
+    Stream {
+        max: bm,
+        sum,
+        nan: false,
+    }
+}
+
+#[inline(always)]
+fn stream_scaled_body<T: Real>(cos: &[T], s: T, acc: &mut Stream<T>) {
+    for block in cos.chunks(BLOCK) {
+        acc.merge(block_stream(block, s, None));
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn stream_scaled_avx2<T: Real>(cos: &[T], s: T, acc: &mut Stream<T>) {
+    stream_scaled_body(cos, s, acc)
+}
+
+/// Whether the AVX2 builds of the kernels may run. Rust never contracts a·b + c into an FMA,
+/// so both builds round identically: the choice changes speed, not results.
+#[inline]
+fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Streams s·c over `cos` in blocks into `acc` (pass 1 without storing, as a shard does).
+pub fn stream_scaled<T: Real>(cos: &[T], s: T, acc: &mut Stream<T>) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        return unsafe { stream_scaled_avx2(cos, s, acc) };
+    }
+    stream_scaled_body(cos, s, acc)
+}
+
+#[inline(always)]
+fn write_probs_body<T: Real>(cos: &[T], s: T, lse: T, scale: T, out: &mut [T]) {
+    for (o, &c) in out.iter_mut().zip(cos) {
+        *o = scale * (s * c - lse).exp_fast();
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn write_probs_avx2<T: Real>(cos: &[T], s: T, lse: T, scale: T, out: &mut [T]) {
+    write_probs_body(cos, s, lse, scale, out)
+}
+
+/// Writes out[j] = scale·exp(s·cos[j] − lse) (a shard's backward: one exp per element).
+pub fn write_probs_scaled<T: Real>(cos: &[T], s: T, lse: T, scale: T, out: &mut [T]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        return unsafe { write_probs_avx2(cos, s, lse, scale, out) };
+    }
+    write_probs_body(cos, s, lse, scale, out)
+}
+
+/// Pass 1 of the fused row: the stream over every column but the target (which enters as its
+/// margin logit), storing e_j = exp(s·c_j − m_b) in `out` and each block's max m_b in `maxes`.
+#[inline(always)]
+fn row_pass1_body<T: Real>(
+    row: &[T],
+    s: T,
+    t: &TargetLogit<T>,
+    mut out: Option<&mut [T]>,
+    mut maxes: Option<&mut Vec<T>>,
+) -> Stream<T> {
+    let mut acc = Stream::empty();
+    let tb = t.column / BLOCK;
+    for (b, block) in row.chunks(BLOCK).enumerate() {
+        let o = out
+            .as_deref_mut()
+            .map(|o| &mut o[b * BLOCK..b * BLOCK + block.len()]);
+        let st = if b == tb {
+            // The target's own s·c_y must not enter the sum (subtracting it later would
+            // cancel catastrophically when it dominates): −inf stands in for it.
+            let mut buf = [T::zero(); BLOCK];
+            buf[..block.len()].copy_from_slice(block);
+            buf[t.column % BLOCK] = T::neg_infinity();
+            block_stream(&buf[..block.len()], s, o)
+        } else {
+            block_stream(block, s, o)
+        };
+        if let Some(m) = maxes.as_deref_mut() {
+            m.push(st.max);
+        }
+        acc.merge(st);
+    }
+    acc.push(t.logit);
+    acc
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn row_pass1_avx2<T: Real>(
+    row: &[T],
+    s: T,
+    t: &TargetLogit<T>,
+    out: Option<&mut [T]>,
+    maxes: Option<&mut Vec<T>>,
+) -> Stream<T> {
+    row_pass1_body(row, s, t, out, maxes)
+}
+
+fn row_pass1<T: Real>(
+    row: &[T],
+    s: T,
+    t: &TargetLogit<T>,
+    out: &mut [T],
+    maxes: &mut Vec<T>,
+) -> Stream<T> {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        return unsafe { row_pass1_avx2(row, s, t, Some(out), Some(maxes)) };
+    }
+    row_pass1_body(row, s, t, Some(out), Some(maxes))
+}
+
+/// Pass 2 of the fused row: out_j ← e_j · scale·exp(m_b − lse), one exp per block; then the
+/// target's entry scale·(exp(z_y − lse) − 1)·factor.
+#[inline(always)]
+fn row_pass2_body<T: Real>(out: &mut [T], maxes: &[T], lse: T, scale: T, t: &TargetLogit<T>) {
+    for (o, &m) in out.chunks_mut(BLOCK).zip(maxes) {
+        let f = scale * (m - lse).exp_fast();
+        for v in o.iter_mut() {
+            *v = *v * f;
+        }
+    }
+    let p = (t.logit - lse).exp_fast();
+    out[t.column] = scale * (p - T::one()) * T::of(t.factor);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn row_pass2_avx2<T: Real>(
+    out: &mut [T],
+    maxes: &[T],
+    lse: T,
+    scale: T,
+    t: &TargetLogit<T>,
+) {
+    row_pass2_body(out, maxes, lse, scale, t)
+}
+
+fn row_pass2<T: Real>(out: &mut [T], maxes: &[T], lse: T, scale: T, t: &TargetLogit<T>) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        return unsafe { row_pass2_avx2(out, maxes, lse, scale, t) };
+    }
+    row_pass2_body(out, maxes, lse, scale, t)
+}
+
+/// What each row's target contributes: its margin logit z_y = s·margin(c_y) in T and the
+/// backward factor d margin / d c at c_y (f64, from the profile).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TargetLogit<T> {
+    pub column: usize,
+    pub logit: T,
+    pub factor: f64,
+}
+
+/// The margin of one target under the configuration, via [`margin::eval_with`].
+pub fn target_logit<T: Real>(
+    c: T,
+    column: usize,
+    unscaled: &Params,
+    k: &Constants,
+    cfg: &LossConfig,
+) -> TargetLogit<T> {
+    let e = margin::eval_with(c.f64(), unscaled, &cfg.profile, k);
+    let m = T::of(e.out);
+    TargetLogit {
+        column,
+        logit: T::of(cfg.params.s) * m,
+        factor: e.factor,
+    }
+}
+
+/// Per-row result of the fused forward.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FusedOutput<T> {
+    /// Mean row loss over the valid rows (nats), accumulated in f64 from the T row losses.
+    pub loss: f64,
+    /// lse_i − z_i,y_i per row (floored if configured), `None` for ignored rows.
+    pub row_loss: Vec<Option<T>>,
+    /// ln Σ_j exp(z_ij) per row; NaN for ignored rows (not computed).
+    pub lse: Vec<T>,
+    pub valid: usize,
+}
+
+pub(crate) fn check_rows<T>(cos: &ArrayView2<T>) -> Result<()> {
+    if cos.ncols() == 0 {
+        return Err(Error::Invalid(
+            "cos has no columns: need at least one class".into(),
+        ));
+    }
+    if !cos.is_standard_layout() {
+        return Err(Error::Invalid(
+            "cos must be a row-major contiguous array (C order)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Row loss from its lse and target logit, with the optional floor −ln(floor).
+pub(crate) fn row_loss<T: Real>(lse: T, z_y: T, cfg: &LossConfig) -> T {
+    let l = lse - z_y;
+    match cfg.prob_floor {
+        Some(f) => {
+            let cap = T::of(-f.ln());
+            if l > cap {
+                cap
+            } else {
+                l
+            }
+        }
+        None => l,
+    }
+}
+
+/// One row, pass 1 without storing (the forward alone, and a shard holding the target): the
+/// same blocks as the fused forward+backward, so both give bit-identical losses.
+pub(crate) fn row_stream<T: Real>(row: &[T], s: T, t: &TargetLogit<T>) -> Stream<T> {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU supports AVX2 (checked at run time).
+        return unsafe { row_pass1_avx2(row, s, t, None, None) };
+    }
+    row_pass1_body(row, s, t, None, None)
+}
+
+/// One row, pass 2: d loss / d cos with `scale` = s / N_valid.
+pub(crate) fn row_grad<T: Real>(
+    row: &[T],
+    s: T,
+    lse: T,
+    scale: T,
+    t: Option<&TargetLogit<T>>,
+    out: &mut [T],
+) {
+    write_probs_scaled(row, s, lse, scale, out);
+    if let Some(t) = t {
+        let p = (t.logit - lse).exp_fast();
+        out[t.column] = scale * (p - T::one()) * T::of(t.factor);
+    }
+}
+
+fn targets_of<T: Real>(
+    cos: &ArrayView2<T>,
+    labels: &[i64],
+    cfg: &LossConfig,
+) -> Result<Vec<Option<TargetLogit<T>>>> {
+    let (n, c) = cos.dim();
+    let cols = layer::targets(n, c, labels, &cfg.profile)?;
+    let unscaled = Params {
+        s: 1.0,
+        ..cfg.params
+    };
+    let k = Constants::new(&cfg.profile, &unscaled, cfg.dtype);
+    Ok(cols
+        .into_iter()
+        .enumerate()
+        .map(|(i, col)| col.map(|j| target_logit(cos[[i, j]], j, &unscaled, &k, cfg)))
+        .collect())
+}
+
+fn finish<T: Real>(per_row: Vec<Option<(T, T)>>) -> FusedOutput<T> {
+    let valid = per_row.iter().filter(|r| r.is_some()).count();
+    let total: f64 = per_row.iter().flatten().map(|(_, l)| l.f64()).sum();
+    FusedOutput {
+        loss: total / valid.max(1) as f64,
+        row_loss: per_row.iter().map(|r| r.map(|(_, l)| l)).collect(),
+        lse: per_row
+            .iter()
+            .map(|r| r.map_or(T::nan(), |(lse, _)| lse))
+            .collect(),
+        valid,
+    }
+}
+
+/// Fused forward: the loss and per-row lse, one pass over cos.
+pub fn forward<T: Real>(
+    cos: ArrayView2<T>,
+    labels: &[i64],
+    cfg: &LossConfig,
+) -> Result<FusedOutput<T>> {
+    cfg.validate()?;
+    check_rows(&cos)?;
+    let c = cos.ncols();
+    let targets = targets_of(&cos, labels, cfg)?;
+    let data = cos.as_slice().expect("standard layout checked");
+    let s = T::of(cfg.params.s);
+    let per_row: Vec<Option<(T, T)>> = data
+        .par_chunks(c)
+        .zip(targets.par_iter())
+        .map(|(row, t)| {
+            t.as_ref().map(|t| {
+                let lse = row_stream(row, s, t).lse();
+                (lse, row_loss(lse, t.logit, cfg))
+            })
+        })
+        .collect();
+    Ok(finish(per_row))
+}
+
+/// Fused forward and backward: writes d loss / d cos into `grad` (same shape as cos; ignored
+/// rows get 0) and returns the loss.
+pub fn forward_backward<T: Real>(
+    cos: ArrayView2<T>,
+    labels: &[i64],
+    cfg: &LossConfig,
+    mut grad: ArrayViewMut2<T>,
+) -> Result<FusedOutput<T>> {
+    cfg.validate()?;
+    check_rows(&cos)?;
+    if grad.dim() != cos.dim() || !grad.is_standard_layout() {
+        return Err(Error::ShapeMismatch {
+            what: "grad (row-major, same shape as cos)".into(),
+            expected: cos.len(),
+            got: grad.len(),
+        });
+    }
+    let (_, c) = cos.dim();
+    let targets = targets_of(&cos, labels, cfg)?;
+    let valid = targets.iter().filter(|t| t.is_some()).count();
+    let data = cos.as_slice().expect("standard layout checked");
+    let out = grad.as_slice_mut().expect("standard layout checked");
+    let s = T::of(cfg.params.s);
+    let scale = T::of(cfg.params.s / valid.max(1) as f64);
+    let per_row: Vec<Option<(T, T)>> = data
+        .par_chunks(c)
+        .zip(out.par_chunks_mut(c))
+        .zip(targets.par_iter())
+        .map(|((row, g), t)| match t {
+            None => {
+                g.iter_mut().for_each(|v| *v = T::zero());
+                None
+            }
+            Some(t) => {
+                let mut maxes = Vec::with_capacity(c.div_ceil(BLOCK));
+                let lse = row_pass1(row, s, t, g, &mut maxes).lse();
+                row_pass2(g, &maxes, lse, scale, t);
+                Some((lse, row_loss(lse, t.logit, cfg)))
+            }
+        })
+        .collect();
+    Ok(finish(per_row))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The AVX2 and baseline builds of the kernels round identically (no FMA contraction).
+    #[test]
+    fn avx2_and_baseline_builds_agree_bitwise() {
+        if !avx2() {
+            return;
+        }
+        let mut rng = crate::pipeline::synthetic::SplitMix64::new(9);
+        let row: Vec<f32> = (0..1999)
+            .map(|_| (2.0 * rng.uniform() - 1.0) as f32)
+            .collect();
+        let t = TargetLogit {
+            column: 700,
+            logit: -20.0f32,
+            factor: 0.9,
+        };
+        let (mut o1, mut o2) = (vec![0f32; row.len()], vec![0f32; row.len()]);
+        let (mut m1, mut m2) = (Vec::new(), Vec::new());
+        let a = row_pass1_body(&row, 64.0, &t, Some(&mut o1), Some(&mut m1));
+        // SAFETY: avx2() was checked above.
+        let b = unsafe { row_pass1_avx2(&row, 64.0, &t, Some(&mut o2), Some(&mut m2)) };
+        assert_eq!(a, b);
+        assert_eq!(m1, m2);
+        row_pass2_body(&mut o1, &m1, a.lse(), 0.5, &t);
+        // SAFETY: as above.
+        unsafe { row_pass2_avx2(&mut o2, &m2, b.lse(), 0.5, &t) };
+        assert!(o1.iter().zip(&o2).all(|(x, y)| x.to_bits() == y.to_bits()));
+    }
+}
