@@ -10,7 +10,7 @@ pub struct Args {
     #[arg(long, value_delimiter = ',')]
     profile: Vec<String>,
     /// One configuration "m1,m2,m3" instead of the paper configurations.
-    #[arg(long, value_delimiter = ',', num_args = 3)]
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     params: Option<Vec<f64>>,
     /// Dtype whose rounding of the profile constants to use.
     #[arg(long, default_value = "f64")]
@@ -30,6 +30,12 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         .ok_or_else(|| format!("--dtype {:?}: expected f32 or f64", a.dtype))?;
     let configs: Vec<(f64, f64, f64)> = match a.params {
         Some(v) => {
+            if v.len() != 3 {
+                return Err(format!(
+                    "--params: expected three numbers \"m1,m2,m3\", got {}",
+                    v.len()
+                ));
+            }
             let p = Params::new(v[0], v[1], v[2]);
             p.validate().map_err(|e| format!("--params: {e}"))?;
             vec![(v[0], v[1], v[2])]

@@ -37,6 +37,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Behave like a Unix filter when the reader goes away (`cmargin check | head`): end
+    // quietly on SIGPIPE instead of panicking on the failed write.
+    // SAFETY: setting a signal disposition to its default before any thread is spawned.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(a) => check::run(a),
