@@ -36,6 +36,10 @@ pub mod consts {
     pub const BACKWARD_MULS: f64 = 3.0;
     /// Non-target entries: copied (exact) or scaled once by s (one rounding).
     pub const PASSTHROUGH_ULP: f64 = 0.5;
+    /// A parameter (m1, m2, m3) given as an f64 (a Python float) and used in T arithmetic is
+    /// rounded to T first: ½ ulp_T of the parameter. Caffe's `params_effective` are already
+    /// T-exact, so this costs them nothing.
+    pub const PARAM_ULP: f64 = 0.5;
 }
 
 use consts::*;
@@ -85,26 +89,28 @@ pub fn target_budget_for(
 ) -> Budget {
     let u = t.unit_roundoff();
     let (fwd, g_err) = match e.branch {
-        // c̃ − m3 (− m2 sin m2): one or two subtractions, exact factor.
-        // c̃ − m3, or c̃ − mm − m3 with mm = m2·sin m2 computed in T (sin, then a multiply):
-        // each subtraction rounds once (½ ulp of its result) and mm carries its own error.
-        Branch::Shortcut | Branch::Fallback => {
-            let easy = matches!(
+        // The (1, 0) shortcut c̃ − m3 rounds once. The th/mm fallback c̃ − mm − m3, with
+        // mm = m2·sin m2 computed in T (a sin and a multiply), rounds twice and carries mm's
+        // own error. The easy-margin fallback is c̃ itself: exact.
+        Branch::Shortcut => (ROUNDING_ULP * t.ulp(e.out) + PARAM_ULP * t.ulp(p.m3), 0.0),
+        Branch::Fallback => {
+            if matches!(
                 profile.angle,
                 AnglePolicy::ThresholdFallback { easy_margin: true }
-            );
-            let mm = if e.branch == Branch::Fallback && !easy {
-                p.m2 * p.m2.sin()
+            ) {
+                (0.0, 0.0)
             } else {
-                0.0
-            };
-            let mm_err = (SIN_ULP + ROUNDING_ULP) * t.ulp(mm);
-            let subs = ROUNDING_ULP * (t.ulp(e.c_eff - mm) + t.ulp(e.out));
-            (subs + mm_err, 0.0)
+                let mm = p.m2 * p.m2.sin();
+                let subs = ROUNDING_ULP * (t.ulp(e.c_eff - mm) + t.ulp(e.out));
+                let consts = (SIN_ULP + ROUNDING_ULP) * t.ulp(mm) + PARAM_ULP * t.ulp(p.m3);
+                (subs + consts, 0.0)
+            }
         }
         Branch::Margin => {
             let dtheta = theta_error(e, profile, t);
-            let dphi = p.m1 * dtheta + PHI_ROUNDINGS * ROUNDING_ULP * t.ulp(e.phi_raw);
+            let dphi = p.m1 * dtheta
+                + PHI_ROUNDINGS * ROUNDING_ULP * t.ulp(e.phi_raw)
+                + PARAM_ULP * (t.ulp(p.m1) * e.theta + t.ulp(p.m2));
             let sin_phi = e.phi.sin().abs();
             let (d1mc2, one_mc2) = one_minus_c2_error(e.c_eff, t);
             let sin_theta = one_mc2.max(0.0).sqrt();
@@ -118,6 +124,7 @@ pub fn target_budget_for(
                 + 0.5 * dphi * dphi
                 + COS_ULP * t.ulp(e.phi.cos())
                 + ROUNDING_ULP * t.ulp(e.out)
+                + PARAM_ULP * t.ulp(p.m3)
                 + p.m2.sin().abs() * dsin_theta;
 
             let g_err = match profile.gradient {
