@@ -789,3 +789,143 @@ fn probability_floor_is_detected_only_where_a_row_reaches_it() {
         None
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// +inf logits
+
+/// Compares a fast path's batch loss, and its row losses and gradient rows where the
+/// reference's lse is not finite, with the reference: a non-finite reference value must be
+/// matched exactly (NaN by NaN, ±inf by itself); a finite one within 8u of it relative (what
+/// is left there is s/N_valid·(0 − 1)·factor and zeros: a handful of roundings of T, or the
+/// exact 0). Rows with a finite lse are the budget tests' business.
+fn check_nonfinite<T: Real>(
+    cos: &Array2<T>,
+    labels: &[i64],
+    cfg: &LossConfig,
+    loss: f64,
+    row_loss: &[Option<T>],
+    grad: ArrayView2<T>,
+) -> Result<(), String> {
+    let cos64 = cos.mapv(|v| v.f64());
+    let h = reference::head_forward(cos64.view(), labels, cfg).map_err(|e| e.to_string())?;
+    let hb = reference::head_backward(&h, labels, cfg).map_err(|e| e.to_string())?;
+    let u = T::DTYPE.unit_roundoff();
+    let close = |a: f64, r: f64| {
+        if !r.is_finite() || !a.is_finite() {
+            (r.is_nan() && a.is_nan()) || r == a
+        } else {
+            (a - r).abs() <= 8.0 * u * r.abs()
+        }
+    };
+    if !(close(loss, h.loss) || (h.loss.is_finite() && loss.is_finite())) {
+        return Err(format!("loss {loss:e}, reference {:e}", h.loss));
+    }
+    for (i, (got, want)) in row_loss.iter().zip(&h.row_loss).enumerate() {
+        if h.lse[i].is_finite() {
+            continue;
+        }
+        let (a, r) = (got.map(|v| v.f64()), *want);
+        let ok = match (a, r) {
+            (Some(a), Some(r)) => close(a, r),
+            (None, None) => true,
+            _ => false,
+        };
+        if !ok {
+            return Err(format!("row {i}: loss {a:?}, reference {r:?}"));
+        }
+    }
+    for (idx, &r) in hb.d_cos.indexed_iter() {
+        let a = grad[idx].f64();
+        if h.lse[idx.0].is_finite() {
+            continue;
+        }
+        if !close(a, r) {
+            return Err(format!("d_cos{idx:?}: got {a:e}, reference {r:e}"));
+        }
+    }
+    Ok(())
+}
+
+fn inf_inputs<T: Real>() -> (Array2<T>, Vec<i64>) {
+    // Row 0: one +inf in block 0. Row 1: +inf in blocks 0 and 2 (two +inf block maxima
+    // merged). Row 2: two +inf in one block. Row 3: +inf and a NaN (NaN wins, as in the
+    // reference). Row 4: finite. Row 5: −inf, finite result. C = 1300: three blocks.
+    let (cos, _) = random_cos(6, 1300, 31);
+    let mut cos = cos.mapv(T::of);
+    let inf = T::infinity();
+    cos[[0, 17]] = inf;
+    cos[[1, 3]] = inf;
+    cos[[1, 1200]] = inf;
+    cos[[2, 600]] = inf;
+    cos[[2, 700]] = inf;
+    cos[[3, 9]] = inf;
+    cos[[3, 1000]] = T::nan();
+    cos[[5, 40]] = T::neg_infinity();
+    (cos, vec![5, 700, 3, 2, 1, 0])
+}
+
+fn plus_inf_matches_reference<T: Real>(cfg: &LossConfig) {
+    let (cos, labels) = inf_inputs::<T>();
+    let (n, c) = cos.dim();
+    let mut g = Array2::from_elem((n, c), T::nan());
+    let out = fused::forward_backward(cos.view(), &labels, cfg, g.view_mut()).unwrap();
+    let fwd = fused::forward(cos.view(), &labels, cfg).unwrap();
+    for i in 0..3 {
+        assert_eq!(out.row_loss[i].unwrap(), T::infinity(), "row {i}");
+        assert_eq!(out.lse[i], T::infinity(), "row {i}");
+    }
+    assert!(out.row_loss[3].unwrap().is_nan(), "NaN and +inf: NaN");
+    check_nonfinite(&cos, &labels, cfg, out.loss, &out.row_loss, g.view()).unwrap();
+    check_nonfinite(&cos, &labels, cfg, fwd.loss, &fwd.row_loss, g.view()).unwrap();
+    // Sharded, cut so that the +inf columns of row 1 fall in different shards and one shard
+    // holds none.
+    let bounds = [0usize, 500, 1100, 1150, c];
+    let mut parts = Vec::new();
+    let mut grad = Array2::from_elem((n, c), T::nan());
+    let mut slabs = Vec::new();
+    for w in bounds.windows(2) {
+        let slab = cos.slice(ndarray::s![.., w[0]..w[1]]).to_owned();
+        parts.push(sharded::shard_forward(slab.view(), w[0], c, &labels, cfg).unwrap());
+        slabs.push((w[0], slab));
+    }
+    let comb = sharded::combine(&parts, c, &labels, cfg).unwrap();
+    for (start, slab) in &slabs {
+        let mut gs = Array2::from_elem(slab.dim(), T::nan());
+        sharded::shard_backward(slab.view(), *start, cfg, &comb, gs.view_mut()).unwrap();
+        grad.slice_mut(ndarray::s![.., *start..*start + slab.ncols()])
+            .assign(&gs);
+    }
+    assert_eq!(comb.row_loss[1].unwrap(), T::infinity());
+    check_nonfinite(&cos, &labels, cfg, comb.loss, &comb.row_loss, grad.view()).unwrap();
+}
+
+#[test]
+fn plus_inf_cos_gives_the_references_inf_loss() {
+    let cfg = seed_cfg(64.0);
+    plus_inf_matches_reference::<f32>(&cfg);
+    let cfg64 = LossConfig {
+        dtype: Dtype::F64,
+        ..cfg.clone()
+    };
+    plus_inf_matches_reference::<f64>(&cfg64);
+    // Teeth: the comparison rejects the former behaviour (a NaN row loss and a NaN gradient
+    // row where the reference has +inf and finite entries), and a zero where it has NaN.
+    let (cos, labels) = inf_inputs::<f32>();
+    let mut g = Array2::from_elem(cos.dim(), f32::NAN);
+    let out = fused::forward_backward(cos.view(), &labels, &cfg, g.view_mut()).unwrap();
+    let l = out.loss;
+    check_nonfinite(&cos, &labels, &cfg, l, &out.row_loss, g.view()).unwrap();
+    let mut nan_loss = out.row_loss.clone();
+    nan_loss[0] = Some(f32::NAN);
+    assert!(check_nonfinite(&cos, &labels, &cfg, l, &nan_loss, g.view()).is_err());
+    assert!(check_nonfinite(&cos, &labels, &cfg, f64::INFINITY, &out.row_loss, g.view()).is_err());
+    let mut g_nan = g.clone();
+    g_nan.row_mut(0).fill(f32::NAN);
+    assert!(check_nonfinite(&cos, &labels, &cfg, l, &out.row_loss, g_nan.view()).is_err());
+    let mut g_zero = g.clone();
+    g_zero[[0, 17]] = 0.0;
+    assert!(check_nonfinite(&cos, &labels, &cfg, l, &out.row_loss, g_zero.view()).is_err());
+    let mut g_target = g;
+    g_target[[0, 5]] *= 1.0 + 1e-5;
+    assert!(check_nonfinite(&cos, &labels, &cfg, l, &out.row_loss, g_target.view()).is_err());
+}
