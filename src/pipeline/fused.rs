@@ -371,6 +371,24 @@ fn prefetch<T>(next: &[T], i: usize) {
     let _ = (next, i);
 }
 
+/// The AVX2 and AVX-512F builds of a generic kernel body: the same source compiled with wider
+/// vectors (callers check the CPU first).
+macro_rules! isa_builds {
+    ($body:ident => $avx2:ident, $avx512:ident, ($($a:ident: $t:ty),*) -> $r:ty) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        unsafe fn $avx2<T: Real>($($a: $t),*) -> $r {
+            $body($($a),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn $avx512<T: Real>($($a: $t),*) -> $r {
+            $body($($a),*)
+        }
+    };
+}
+
 #[inline(always)]
 fn stream_scaled_body<T: Real>(cos: &[T], s: T, acc: &mut Stream<T>) {
     for (b, block) in cos.chunks(BLOCK).enumerate() {
@@ -379,17 +397,8 @@ fn stream_scaled_body<T: Real>(cos: &[T], s: T, acc: &mut Stream<T>) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn stream_scaled_avx2<T: Real>(cos: &[T], s: T, acc: &mut Stream<T>) {
-    stream_scaled_body(cos, s, acc)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn stream_scaled_avx512<T: Real>(cos: &[T], s: T, acc: &mut Stream<T>) {
-    stream_scaled_body(cos, s, acc)
-}
+isa_builds!(stream_scaled_body => stream_scaled_avx2, stream_scaled_avx512,
+    (cos: &[T], s: T, acc: &mut Stream<T>) -> ());
 
 /// Whether the AVX-512 builds of the kernels may run (16 f32 lanes per instruction, 32
 /// vector registers: the exp's constants stay in registers). As for AVX2, the same IEEE
@@ -442,17 +451,8 @@ fn write_probs_body<T: Real>(cos: &[T], s: T, lse: T, scale: T, out: &mut [T]) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn write_probs_avx2<T: Real>(cos: &[T], s: T, lse: T, scale: T, out: &mut [T]) {
-    write_probs_body(cos, s, lse, scale, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn write_probs_avx512<T: Real>(cos: &[T], s: T, lse: T, scale: T, out: &mut [T]) {
-    write_probs_body(cos, s, lse, scale, out)
-}
+isa_builds!(write_probs_body => write_probs_avx2, write_probs_avx512,
+    (cos: &[T], s: T, lse: T, scale: T, out: &mut [T]) -> ());
 
 /// Writes out[j] = scale·exp(s·cos[j] − lse) (a shard's backward: one exp per element).
 pub fn write_probs_scaled<T: Real>(cos: &[T], s: T, lse: T, scale: T, out: &mut [T]) {
@@ -506,29 +506,8 @@ fn row_pass1_body<T: Real>(
     acc
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn row_pass1_avx2<T: Real>(
-    row: &[T],
-    s: T,
-    t: &TargetLogit<T>,
-    out: Option<&mut [T]>,
-    maxes: Option<&mut Vec<T>>,
-) -> Stream<T> {
-    row_pass1_body(row, s, t, out, maxes)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn row_pass1_avx512<T: Real>(
-    row: &[T],
-    s: T,
-    t: &TargetLogit<T>,
-    out: Option<&mut [T]>,
-    maxes: Option<&mut Vec<T>>,
-) -> Stream<T> {
-    row_pass1_body(row, s, t, out, maxes)
-}
+isa_builds!(row_pass1_body => row_pass1_avx2, row_pass1_avx512,
+    (row: &[T], s: T, t: &TargetLogit<T>, out: Option<&mut [T]>, maxes: Option<&mut Vec<T>>) -> Stream<T>);
 
 fn row_pass1<T: Real>(
     row: &[T],
@@ -562,6 +541,9 @@ fn row_pass2_body<T: Real>(out: &mut [T], maxes: &[T], lse: T, scale: T, t: &Tar
     }
     out[t.column] = target_grad(t, lse, scale);
 }
+
+isa_builds!(row_pass2_body => row_pass2_avx2, row_pass2_avx512,
+    (out: &mut [T], maxes: &[T], lse: T, scale: T, t: &TargetLogit<T>) -> ());
 
 /// scale·exp(m_b − lse), the factor that turns a block's stored e_j = exp(z_j − m_b) into
 /// scale·p_j. A +inf block in a +inf row stored NaN at its +inf logits and 0 elsewhere
@@ -643,30 +625,6 @@ unsafe fn row_pass2_stream_avx512<T: Real>(
     // to the same row and before another thread may read the gradient.
     _mm_sfence();
     out[t.column] = target_grad(t, lse, scale);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn row_pass2_avx2<T: Real>(
-    out: &mut [T],
-    maxes: &[T],
-    lse: T,
-    scale: T,
-    t: &TargetLogit<T>,
-) {
-    row_pass2_body(out, maxes, lse, scale, t)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn row_pass2_avx512<T: Real>(
-    out: &mut [T],
-    maxes: &[T],
-    lse: T,
-    scale: T,
-    t: &TargetLogit<T>,
-) {
-    row_pass2_body(out, maxes, lse, scale, t)
 }
 
 fn row_pass2<T: Real>(out: &mut [T], maxes: &[T], lse: T, scale: T, t: &TargetLogit<T>) {
