@@ -322,7 +322,7 @@ fn huge_scale_stays_finite() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(common::config(48))]
 
     /// Random and catalogue cos under every preset: fused f32/f64 within the budget.
     #[test]
