@@ -702,32 +702,40 @@ fn fused_case<T: KernelFloat>(
     Ok(f)
 }
 
+/// The columns of a fused-fractions table (the GPU test's and the emulation's).
+fn fractions_header(first: &str) -> String {
+    format!(
+        "{first:<18} {:>12} {:>9} {:>9} {:>9}",
+        "[N, C]", "loss", "row loss", "grad"
+    )
+}
+
+fn fractions_row(profile: &Profile, n: usize, c: usize, f: &FusedFractions) -> String {
+    format!(
+        "{:<18} {:>12} {:>9.4} {:>9.4} {:>9.4}",
+        profile.name,
+        format!("[{n}, {c}]"),
+        f.loss,
+        f.row_loss,
+        f.grad
+    )
+}
+
 /// Shapes: one class; rows off the 16-byte grid (odd C) with head and tail; many classes.
 const FUSED_SHAPES: [(usize, usize); 5] = [(1, 1), (5, 7), (9, 1000), (6, 4099), (3, 65_537)];
 
 fn fused_every_preset<T: KernelFloat>(test: &str) {
     let Some(gpu) = gpu(test) else { return };
     let mut lines = vec![format!(
-        "\nGPU fused loss vs layer::forward + f64 log-sum-exp ({}), worst fraction of budget\n{:<18} {:>12} {:>9} {:>9} {:>9}",
+        "\nGPU fused loss vs layer::forward + f64 log-sum-exp ({}), worst fraction of budget\n{}",
         T::DTYPE,
-        "preset",
-        "[N, C]",
-        "loss",
-        "row loss",
-        "grad"
+        fractions_header("preset")
     )];
     let mut failures = Vec::new();
     for profile in Profile::presets() {
         for (k, &(n, c)) in FUSED_SHAPES.iter().enumerate() {
             match fused_case::<T>(&gpu, &profile, n, c, 17 + k as u64) {
-                Ok(f) => lines.push(format!(
-                    "{:<18} {:>12} {:>9.4} {:>9.4} {:>9.4}",
-                    profile.name,
-                    format!("[{n}, {c}]"),
-                    f.loss,
-                    f.row_loss,
-                    f.grad
-                )),
+                Ok(f) => lines.push(fractions_row(&profile, n, c, &f)),
                 Err(e) => failures.push(e),
             }
         }
@@ -1036,14 +1044,7 @@ where
                 f.loss <= 1.0 && f.row_loss <= 1.0 && f.grad <= 1.0,
                 "{profile} {dt} [{n}, {c}]: the budget rejects the emulation: {f:?}"
             );
-            lines.push(format!(
-                "{:<18} {:>12} {:>9.4} {:>9.4} {:>9.4}",
-                profile.name,
-                format!("[{n}, {c}]"),
-                f.loss,
-                f.row_loss,
-                f.grad
-            ));
+            lines.push(fractions_row(&profile, n, c, &f));
         }
     }
     // Teeth: a kernel that drops the scalar tail of each row is rejected. One row of 4099
@@ -1064,14 +1065,11 @@ where
 #[test]
 fn fused_budget_admits_an_emulation_of_the_kernel() {
     let mut lines = vec![format!(
-        "\nhost emulation of cm_fused vs f64 reference, worst fraction of the GPU test's budget\n{:<18} {:>12} {:>9} {:>9} {:>9}",
-        "preset (f32)", "[N, C]", "loss", "row loss", "grad"
+        "\nhost emulation of cm_fused vs f64 reference, worst fraction of the GPU test's budget\n{}",
+        fractions_header("preset (f32)")
     )];
     lines.extend(budget_admits_emulation::<f32>());
-    lines.push(format!(
-        "{:<18} {:>12} {:>9} {:>9} {:>9}",
-        "preset (f64)", "[N, C]", "loss", "row loss", "grad"
-    ));
+    lines.push(fractions_header("preset (f64)"));
     lines.extend(budget_admits_emulation::<f64>());
     say(&lines.join("\n"));
 }
