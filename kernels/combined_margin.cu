@@ -14,17 +14,27 @@
 // (a) The margin layer alone, unscaled (src/layer.rs): only target entries are touched.
 // One thread per row.
 
+// The thread's row i: writes its status; true, with k = i·c + y the flat index of its target,
+// iff the row has one (false past the end, for an ignored row, for a bad label).
+__device__ inline bool cm_row_target(const long long* labels, int* status, long long n,
+                                     long long c, const cm_profile& pr, long long& k) {
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return false;
+    const long long y = labels[i];
+    const int st = cm_row_status(y, c, pr.ignore_label);
+    status[i] = st;
+    if (st != CM_ROW_TARGET) return false;
+    k = i * c + y;
+    return true;
+}
+
 // Forward, in place: `logits` holds cos on entry; each valid row's target becomes the margin.
 template <typename T>
 __device__ void cm_margin_forward(T* logits, const long long* labels, int* status, long long n,
                                   long long c, const cm_profile& pr) {
-    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    const long long y = labels[i];
-    const int st = cm_row_status(y, c, pr.ignore_label);
-    status[i] = st;
-    if (st != CM_ROW_TARGET) return;
-    T* p = logits + i * c + y;
+    long long k;
+    if (!cm_row_target(labels, status, n, c, pr, k)) return;
+    T* p = logits + k;
     *p = cm_eval<T>(*p, pr).out;
 }
 
@@ -33,13 +43,8 @@ __device__ void cm_margin_forward(T* logits, const long long* labels, int* statu
 template <typename T>
 __device__ void cm_margin_backward(const T* cos, T* grad, const long long* labels, int* status,
                                    long long n, long long c, const cm_profile& pr) {
-    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    const long long y = labels[i];
-    const int st = cm_row_status(y, c, pr.ignore_label);
-    status[i] = st;
-    if (st != CM_ROW_TARGET) return;
-    const long long k = i * c + y;
+    long long k;
+    if (!cm_row_target(labels, status, n, c, pr, k)) return;
     grad[k] = grad[k] * cm_eval<T>(cos[k], pr).factor;
 }
 
@@ -94,29 +99,27 @@ __device__ inline double cm_log(double x) { return log(x); }
 // intrinsics, which are single vector instructions by definition (a plain float4 store was
 // split into pieces by the compiler). Pass 1 reads through the read-only path (__ldg);
 // pass 2's read is the last use and its store is never re-read here: streaming (__ldcs, __stcs).
-__device__ inline void cm_load16(const float* p, float (&v)[4]) {
-    const float4 q = __ldg(reinterpret_cast<const float4*>(p));
+__device__ inline void cm_unpack(const float4 q, float (&v)[4]) {
     v[0] = q.x;
     v[1] = q.y;
     v[2] = q.z;
     v[3] = q.w;
+}
+__device__ inline void cm_unpack(const double2 q, double (&v)[2]) {
+    v[0] = q.x;
+    v[1] = q.y;
+}
+__device__ inline void cm_load16(const float* p, float (&v)[4]) {
+    cm_unpack(__ldg(reinterpret_cast<const float4*>(p)), v);
 }
 __device__ inline void cm_load16(const double* p, double (&v)[2]) {
-    const double2 q = __ldg(reinterpret_cast<const double2*>(p));
-    v[0] = q.x;
-    v[1] = q.y;
+    cm_unpack(__ldg(reinterpret_cast<const double2*>(p)), v);
 }
 __device__ inline void cm_load16_last(const float* p, float (&v)[4]) {
-    const float4 q = __ldcs(reinterpret_cast<const float4*>(p));
-    v[0] = q.x;
-    v[1] = q.y;
-    v[2] = q.z;
-    v[3] = q.w;
+    cm_unpack(__ldcs(reinterpret_cast<const float4*>(p)), v);
 }
 __device__ inline void cm_load16_last(const double* p, double (&v)[2]) {
-    const double2 q = __ldcs(reinterpret_cast<const double2*>(p));
-    v[0] = q.x;
-    v[1] = q.y;
+    cm_unpack(__ldcs(reinterpret_cast<const double2*>(p)), v);
 }
 __device__ inline void cm_store16(float* p, const float (&v)[4]) {
     __stcs(reinterpret_cast<float4*>(p), make_float4(v[0], v[1], v[2], v[3]));

@@ -243,8 +243,12 @@ pub fn nearest(c: f64, kinks: &[Kink]) -> Option<(Kink, f64)> {
         .min_by(|a, b| a.1.total_cmp(&b.1))
 }
 
-/// A human label for where `c` sits: "interior", or "near <kink> (Δc = …)" within `radius`.
+/// A human label for where `c` sits: "outside [-1, 1]", "at <kink>", "near <kink> (dc = …)"
+/// within `radius`, or "interior".
 pub fn region(c: f64, kinks: &[Kink], radius: f64) -> String {
+    if c.abs() > 1.0 {
+        return format!("outside [-1, 1] (|c| - 1 = {:.1e})", c.abs() - 1.0);
+    }
     match nearest(c, kinks) {
         Some((k, d)) if d <= radius => {
             if d == 0.0 {

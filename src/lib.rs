@@ -23,6 +23,7 @@ pub mod params;
 pub mod pipeline;
 pub mod plot;
 pub mod profile;
+pub mod rng;
 pub mod tolerance;
 
 pub use dtype::Dtype;

@@ -1,6 +1,6 @@
 //! The kernels on a GPU, against the reference: the margin layer for every preset in f32 and
 //! f64 (property tests), guard bands and poisoned outputs (no out-of-bounds access, every
-//! output written), and the fused loss against layer::forward + an f64 log-sum-exp.
+//! output written), and the fused loss against the pipeline's f64 reference head.
 //!
 //! Without a GPU every test here returns after one printed line; with REQUIRE_GPU=1 (set by
 //! scripts/gpu-check.sh) an absent GPU fails instead. The bandwidth benchmark is #[ignore]d:
@@ -11,6 +11,7 @@ use combined_margin::cuda::device::{self, FusedBuffers, FusedOutput, Gpu};
 use combined_margin::cuda::host::HostEval;
 use combined_margin::cuda::{code, params_as, KernelFloat, KernelProfile};
 use combined_margin::margin;
+use combined_margin::pipeline::{reference, LossConfig};
 use combined_margin::tolerance::{error_fraction, target_budget};
 use combined_margin::{layer, Dtype, Error, Params, Profile};
 use cudarc::driver::{CudaSlice, DeviceRepr};
@@ -454,19 +455,18 @@ fn gpu_guard_check_catches_an_overwrite() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 6. The fused loss against layer::forward + an f64 log-sum-exp.
-//
-// The pipeline reference (combined_margin::pipeline, branch `pipeline`) was not merged when
-// this was written; the expected values are computed here from layer::forward (the margin,
-// one source of truth) and a plain f64 log-sum-exp.
+// 6. The fused loss against the pipeline's f64 reference head (`pipeline::reference`: the
+// cos-input form, VALID normalization, no probability floor) at the kernel's parameters.
 
-/// f64 reference of the fused loss at the kernel's parameters.
+/// The reference values the kernel's budget ([`fused_fractions`]) is written against.
 struct FusedRef {
-    /// Scaled logits z = s·layer::forward(cos).
+    /// Scaled logits z = s·margin(cos).
     z: Vec<f64>,
     lse: Vec<f64>,
+    /// lse − z_y per row; 0 for ignored rows.
     row_loss: Vec<f64>,
     loss: f64,
+    /// d loss / d cos.
     grad: Vec<f64>,
     /// d out / d c at each row's target (0 for ignored rows).
     factor_y: Vec<f64>,
@@ -483,41 +483,30 @@ fn fused_reference(
 ) -> FusedRef {
     let n = labels.len();
     let cos_v = ArrayView2::from_shape((n, c), cos).unwrap();
+    // norm_eps enters only the normalization of features and weights, not the head.
+    let cfg = LossConfig::exact(*p, profile.clone(), dt, 0.0);
+    let h = reference::head_forward(cos_v, labels, &cfg).unwrap();
+    let hb = reference::head_backward(&h, labels, &cfg).unwrap();
     let unscaled = Params { s: 1.0, ..*p };
-    let logits = layer::forward(cos_v, labels, &unscaled, profile, dt).unwrap();
-    let ones = ndarray::Array2::<f64>::ones((n, c));
-    let factors = layer::backward(cos_v, labels, ones.view(), &unscaled, profile, dt).unwrap();
-    let targets = layer::targets(n, c, labels, profile).unwrap();
-    let n_valid = targets.iter().filter(|t| t.is_some()).count();
-    let w = 1.0 / n_valid.max(1) as f64;
-    let mut r = FusedRef {
-        z: logits.iter().map(|&x| p.s * x).collect(),
-        lse: vec![0.0; n],
-        row_loss: vec![0.0; n],
-        loss: 0.0,
-        grad: vec![0.0; n * c],
-        factor_y: vec![0.0; n],
-        n_valid,
-    };
-    for (i, t) in targets.iter().enumerate() {
-        let Some(y) = *t else { continue };
-        let row = &r.z[i * c..(i + 1) * c];
-        let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let lse = m + row.iter().map(|&z| (z - m).exp()).sum::<f64>().ln();
-        r.lse[i] = lse;
-        r.row_loss[i] = lse - row[y];
-        r.factor_y[i] = factors[[i, y]];
-        for j in 0..c {
-            let pj = (row[j] - lse).exp();
-            r.grad[i * c + j] = if j == y {
-                p.s * w * (row[j] - lse).exp_m1() * factors[[i, j]]
-            } else {
-                p.s * w * pj
-            };
-        }
+    let factor_y = h
+        .targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            t.map_or(0.0, |y| {
+                margin::eval(cos[i * c + y], &unscaled, profile, dt).factor
+            })
+        })
+        .collect();
+    FusedRef {
+        z: h.scaled_logits.iter().copied().collect(),
+        row_loss: h.row_loss.iter().map(|l| l.unwrap_or(0.0)).collect(),
+        loss: h.loss,
+        grad: hb.d_cos.iter().copied().collect(),
+        factor_y,
+        n_valid: h.valid,
+        lse: h.lse,
     }
-    r.loss = r.row_loss.iter().sum::<f64>() * w;
-    r
 }
 
 /// Documented CUDA Math API errors (ulp): expf 2, exp 1; expm1f 1, expm1 1; logf 1, log 1.
@@ -702,32 +691,40 @@ fn fused_case<T: KernelFloat>(
     Ok(f)
 }
 
+/// The columns of a fused-fractions table (the GPU test's and the emulation's).
+fn fractions_header(first: &str) -> String {
+    format!(
+        "{first:<18} {:>12} {:>9} {:>9} {:>9}",
+        "[N, C]", "loss", "row loss", "grad"
+    )
+}
+
+fn fractions_row(profile: &Profile, n: usize, c: usize, f: &FusedFractions) -> String {
+    format!(
+        "{:<18} {:>12} {:>9.4} {:>9.4} {:>9.4}",
+        profile.name,
+        format!("[{n}, {c}]"),
+        f.loss,
+        f.row_loss,
+        f.grad
+    )
+}
+
 /// Shapes: one class; rows off the 16-byte grid (odd C) with head and tail; many classes.
 const FUSED_SHAPES: [(usize, usize); 5] = [(1, 1), (5, 7), (9, 1000), (6, 4099), (3, 65_537)];
 
 fn fused_every_preset<T: KernelFloat>(test: &str) {
     let Some(gpu) = gpu(test) else { return };
     let mut lines = vec![format!(
-        "\nGPU fused loss vs layer::forward + f64 log-sum-exp ({}), worst fraction of budget\n{:<18} {:>12} {:>9} {:>9} {:>9}",
+        "\nGPU fused loss vs the pipeline reference ({}), worst fraction of budget\n{}",
         T::DTYPE,
-        "preset",
-        "[N, C]",
-        "loss",
-        "row loss",
-        "grad"
+        fractions_header("preset")
     )];
     let mut failures = Vec::new();
     for profile in Profile::presets() {
         for (k, &(n, c)) in FUSED_SHAPES.iter().enumerate() {
             match fused_case::<T>(&gpu, &profile, n, c, 17 + k as u64) {
-                Ok(f) => lines.push(format!(
-                    "{:<18} {:>12} {:>9.4} {:>9.4} {:>9.4}",
-                    profile.name,
-                    format!("[{n}, {c}]"),
-                    f.loss,
-                    f.row_loss,
-                    f.grad
-                )),
+                Ok(f) => lines.push(fractions_row(&profile, n, c, &f)),
                 Err(e) => failures.push(e),
             }
         }
@@ -1036,14 +1033,7 @@ where
                 f.loss <= 1.0 && f.row_loss <= 1.0 && f.grad <= 1.0,
                 "{profile} {dt} [{n}, {c}]: the budget rejects the emulation: {f:?}"
             );
-            lines.push(format!(
-                "{:<18} {:>12} {:>9.4} {:>9.4} {:>9.4}",
-                profile.name,
-                format!("[{n}, {c}]"),
-                f.loss,
-                f.row_loss,
-                f.grad
-            ));
+            lines.push(fractions_row(&profile, n, c, &f));
         }
     }
     // Teeth: a kernel that drops the scalar tail of each row is rejected. One row of 4099
@@ -1064,14 +1054,11 @@ where
 #[test]
 fn fused_budget_admits_an_emulation_of_the_kernel() {
     let mut lines = vec![format!(
-        "\nhost emulation of cm_fused vs f64 reference, worst fraction of the GPU test's budget\n{:<18} {:>12} {:>9} {:>9} {:>9}",
-        "preset (f32)", "[N, C]", "loss", "row loss", "grad"
+        "\nhost emulation of cm_fused vs f64 reference, worst fraction of the GPU test's budget\n{}",
+        fractions_header("preset (f32)")
     )];
     lines.extend(budget_admits_emulation::<f32>());
-    lines.push(format!(
-        "{:<18} {:>12} {:>9} {:>9} {:>9}",
-        "preset (f64)", "[N, C]", "loss", "row loss", "grad"
-    ));
+    lines.push(fractions_header("preset (f64)"));
     lines.extend(budget_admits_emulation::<f64>());
     say(&lines.join("\n"));
 }

@@ -11,6 +11,7 @@ mod gradcheck;
 mod layer;
 mod mutants;
 mod npz;
+mod numpy_example;
 mod pipeline;
 mod pipeline_golden;
 mod plot;

@@ -9,26 +9,12 @@ use combined_margin::catalogue::edge_cases;
 use combined_margin::deviation::{self, Declared, Kind, Verdict};
 use combined_margin::fixture::LayerCase;
 use combined_margin::profile::{AnglePolicy, GradientMode, InputDomain, ThetaPrecision};
+use combined_margin::rng::SplitMix64;
 use combined_margin::{layer, Dtype, Params, Profile};
 use ndarray::Array2;
 
 const N: usize = 64;
 const C: usize = 8;
-
-/// splitmix64: a fixed, dependency-free stream.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self, a: f64, b: f64) -> f64 {
-        a + (b - a) * ((self.next() >> 11) as f64 * 2f64.powi(-53))
-    }
-}
 
 /// Inputs for `profile` at `p` in `dtype`: cos, labels (every 8th row ignored), top_diff.
 fn inputs(
@@ -38,13 +24,13 @@ fn inputs(
     seed: u64,
 ) -> (Vec<f64>, Vec<i64>, Vec<f64>) {
     let edges = edge_cases(profile, p, dtype);
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix64::new(seed);
     let cos = (0..N * C)
         .map(|_| {
-            if rng.next() % 2 == 0 {
-                edges[(rng.next() % edges.len() as u64) as usize]
+            if rng.below(2) == 0 {
+                edges[rng.below(edges.len() as u64) as usize]
             } else {
-                dtype.round(rng.uniform(-1.0, 1.0))
+                dtype.round(rng.uniform_in(-1.0, 1.0))
             }
         })
         .collect();
@@ -53,12 +39,12 @@ fn inputs(
             if i % 8 == 3 {
                 -1
             } else {
-                (rng.next() % C as u64) as i64
+                rng.below(C as u64) as i64
             }
         })
         .collect();
     let top = (0..N * C)
-        .map(|_| dtype.round(rng.uniform(-1.0, 1.0)))
+        .map(|_| dtype.round(rng.uniform_in(-1.0, 1.0)))
         .collect();
     (cos, labels, top)
 }

@@ -146,6 +146,8 @@ fn exp_fast_f64_agrees_with_libm() {
 
 /// Checks a fast path's loss and d loss / d cos against the reference head in f64, fed the
 /// same T-rounded cos. Returns the worst fractions (loss, gradient).
+// `!(f <= 1.0)` is meant: a NaN fraction must fail too.
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
 fn check_head<T: Real>(
     cos: &Array2<T>,
     labels: &[i64],
@@ -367,7 +369,7 @@ fn huge_scale_stays_finite() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(common::config(48))]
 
     /// Random and catalogue cos under every preset: fused f32/f64 within the budget.
     #[test]

@@ -14,12 +14,9 @@ use std::f64::consts::PI;
 /// Cases per property: thousands, as SPEC.md §2.6 asks; the whole file runs in seconds in release.
 pub const CASES: u32 = 4096;
 
+/// The shared configuration (fixed seed; PROPTEST_RNG_SEED explores others).
 pub fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: CASES,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
+    common::config(CASES)
 }
 
 proptest! {

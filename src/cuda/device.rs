@@ -458,23 +458,18 @@ impl Gpu {
         profile: &Profile,
         p: &Params,
     ) -> Result<Vec<T>, CudaError> {
-        p.validate()?;
-        let n = labels.len();
-        check_len("cos", n * classes, cos.len())?;
-        let kp = KernelProfile::new(profile, p, T::DTYPE);
+        let kp = host_call::<T>(p, profile, labels.len(), classes, &[("cos", cos.len())])?;
         let mut d_logits = self.upload(cos)?;
-        let d_labels = self.upload(labels)?;
-        let mut d_status = self.upload(&vec![-1i32; n])?;
-        self.launch_margin_forward(
-            &mut d_logits.as_view_mut(),
-            &d_labels.as_view(),
-            &mut d_status.as_view_mut(),
-            n,
-            classes,
-            &kp,
-        )?;
-        let status = self.download(&d_status)?;
-        check_status(&status, labels, classes, profile)?;
+        self.with_row_status(labels, classes, profile, |d_labels, d_status| {
+            self.launch_margin_forward(
+                &mut d_logits.as_view_mut(),
+                d_labels,
+                d_status,
+                labels.len(),
+                classes,
+                &kp,
+            )
+        })?;
         self.download(&d_logits)
     }
 
@@ -489,26 +484,26 @@ impl Gpu {
         profile: &Profile,
         p: &Params,
     ) -> Result<Vec<T>, CudaError> {
-        p.validate()?;
-        let n = labels.len();
-        check_len("cos", n * classes, cos.len())?;
-        check_len("top_diff", n * classes, top_diff.len())?;
-        let kp = KernelProfile::new(profile, p, T::DTYPE);
+        let kp = host_call::<T>(
+            p,
+            profile,
+            labels.len(),
+            classes,
+            &[("cos", cos.len()), ("top_diff", top_diff.len())],
+        )?;
         let d_cos = self.upload(cos)?;
         let mut d_grad = self.upload(top_diff)?;
-        let d_labels = self.upload(labels)?;
-        let mut d_status = self.upload(&vec![-1i32; n])?;
-        self.launch_margin_backward(
-            &d_cos.as_view(),
-            &mut d_grad.as_view_mut(),
-            &d_labels.as_view(),
-            &mut d_status.as_view_mut(),
-            n,
-            classes,
-            &kp,
-        )?;
-        let status = self.download(&d_status)?;
-        check_status(&status, labels, classes, profile)?;
+        self.with_row_status(labels, classes, profile, |d_labels, d_status| {
+            self.launch_margin_backward(
+                &d_cos.as_view(),
+                &mut d_grad.as_view_mut(),
+                d_labels,
+                d_status,
+                labels.len(),
+                classes,
+                &kp,
+            )
+        })?;
         self.download(&d_grad)
     }
 
@@ -522,10 +517,8 @@ impl Gpu {
         profile: &Profile,
         p: &Params,
     ) -> Result<FusedOutput<T>, CudaError> {
-        p.validate()?;
         let n = labels.len();
-        check_len("cos", n * classes, cos.len())?;
-        let kp = KernelProfile::new(profile, p, T::DTYPE);
+        let kp = host_call::<T>(p, profile, n, classes, &[("cos", cos.len())])?;
         let d_cos = self.upload(cos)?;
         let d_labels = self.upload(labels)?;
         let mut owned = FusedOwned::<T>::new(self, n, classes)?;
@@ -545,6 +538,23 @@ impl Gpu {
             row_loss: self.download(&owned.row_loss)?,
             grad: self.download(&owned.grad)?,
         })
+    }
+
+    /// Uploads `labels` and a status buffer (−1: unwritten), runs `launch` on them, and turns
+    /// the row statuses into the reference's typed error for the first bad label.
+    fn with_row_status(
+        &self,
+        labels: &[i64],
+        classes: usize,
+        profile: &Profile,
+        launch: impl FnOnce(&CudaView<i64>, &mut CudaViewMut<i32>) -> Result<(), CudaError>,
+    ) -> Result<(), CudaError> {
+        let d_labels = self.upload(labels)?;
+        let mut d_status = self.upload(&vec![-1i32; labels.len()])?;
+        launch(&d_labels.as_view(), &mut d_status.as_view_mut())?;
+        let status = self.download(&d_status)?;
+        check_status(&status, labels, classes, profile)?;
+        Ok(())
     }
 
     /// Copies host data to a new device buffer.
@@ -629,6 +639,22 @@ pub struct FusedOutput<T> {
     pub row_loss: Vec<T>,
     /// d loss / d cos, [n, c].
     pub grad: Vec<T>,
+}
+
+/// The checks every host-data entry point makes before touching the device: valid
+/// parameters and [n, classes] host arrays (`(name, length)` each); returns the kernel profile.
+fn host_call<T: KernelFloat>(
+    p: &Params,
+    profile: &Profile,
+    n: usize,
+    classes: usize,
+    arrays: &[(&str, usize)],
+) -> Result<KernelProfile, Error> {
+    p.validate()?;
+    for &(what, len) in arrays {
+        check_len(what, n * classes, len)?;
+    }
+    Ok(KernelProfile::new(profile, p, T::DTYPE))
 }
 
 fn check_len(what: &str, expected: usize, got: usize) -> Result<(), Error> {

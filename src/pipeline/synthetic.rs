@@ -3,58 +3,14 @@
 //! labels uniform. Deterministic for a seed, whatever the thread count: every row draws from
 //! its own splitmix64 stream keyed by (seed, what, row).
 //!
-//! This module's RNG is private to the pipeline (the fixture generator has its own in
-//! `crate::fixture`); both follow the splitmix64 recipe the golden dumps document.
+//! The generator is the crate's one splitmix64 ([`crate::rng`]), re-exported here for the
+//! pipeline's callers; a row's normals come from its `normal_pair` (both Box–Muller values).
 
 use crate::error::{Error, Result};
 use ndarray::{Array2, Axis};
 use rayon::prelude::*;
 
-/// splitmix64 (Steele, Lea, Flood, OOPSLA 2014): state += golden gamma, then a 64-bit mix.
-#[derive(Clone, Debug)]
-pub struct SplitMix64 {
-    state: u64,
-}
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        SplitMix64 { state: seed }
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform on [0, 1) with 53 random bits.
-    pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-
-    /// Standard normal by Box–Muller (one value per two uniforms; u1 ∈ (0, 1] keeps ln finite).
-    pub fn normal(&mut self) -> f64 {
-        let u1 = 1.0 - self.uniform();
-        let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-
-    /// Two independent standard normals from one Box–Muller draw (r·cos, r·sin).
-    pub fn normal_pair(&mut self) -> (f64, f64) {
-        let u1 = 1.0 - self.uniform();
-        let u2 = self.uniform();
-        let r = (-2.0 * u1.ln()).sqrt();
-        let (sn, cs) = (std::f64::consts::TAU * u2).sin_cos();
-        (r * cs, r * sn)
-    }
-
-    /// Uniform integer in [0, n) (modulo; the bias is below n / 2^64).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-}
+pub use crate::rng::SplitMix64;
 
 /// The stream of row `row` of array `what` (0: features, 1: weights, 2: labels) for `seed`.
 pub fn stream(seed: u64, what: u64, row: u64) -> SplitMix64 {

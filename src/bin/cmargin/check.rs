@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Golden-dump JSON files with an implementation's outputs. Without files, every shipped
+    /// Golden-dump JSON files or filled-in .npz fixtures with an implementation's outputs. Without files, every shipped
     /// golden dump is checked and the conformance matrix printed.
     files: Vec<PathBuf>,
     /// Profile to check against: a preset name, or "auto" to find the closest one.

@@ -1,0 +1,43 @@
+//! examples/validate_numpy.py, run end to end when python3 with numpy is available (CI
+//! installs numpy in .ci/run): generate .npz fixtures, compute outputs with a numpy-only
+//! implementation, write them back, and have `cmargin check` accept the correct ones and
+//! reject the planted porting bug.
+
+use std::process::Command;
+
+#[test]
+fn numpy_round_trip_through_cmargin_check() {
+    let has_numpy = Command::new("python3")
+        .args(["-c", "import numpy"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !has_numpy {
+        println!("SKIP numpy_example: python3 with numpy not found");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("cmargin-numpy-example-{}", std::process::id()));
+    let out = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/validate_numpy.py"
+        ))
+        .args(["--cmargin", env!("CARGO_BIN_EXE_cmargin"), "--workdir"])
+        .arg(&dir)
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The planted bug was rejected, and the check named why.
+    assert!(
+        stdout.contains("angle clamp lost") && stdout.contains("angle-policy-differs"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("all verdicts as expected"));
+}
