@@ -976,3 +976,22 @@ fn plus_inf_cos_gives_the_references_inf_loss() {
     g_target[[0, 5]] *= 1.0 + 1e-5;
     assert!(check_nonfinite(&cos, &labels, &cfg, l, &out.row_loss, g_target.view()).is_err());
 }
+
+#[test]
+fn a_gradient_large_enough_to_stream_matches_the_reference() {
+    // Above fused::STREAM_MIN_BYTES the rows go through per-thread scratch rows and
+    // non-temporal stores (on AVX-512 CPUs); the result must be the same as below it.
+    let (n, c) = (24, 180_000);
+    assert!(n * c * 4 >= fused::STREAM_MIN_BYTES);
+    let (cos, labels) = random_cos(n, c, 41);
+    let c32 = cos.mapv(|v| v as f32);
+    let cfg = seed_cfg(64.0);
+    let (l, g) = run_fused(&c32, &labels, &cfg);
+    let (lf, gf) = check_head(&c32, &labels, &cfg, l, g.view()).unwrap();
+    println!("streamed {n}x{c}: loss {lf:.2e}, gradient {gf:.2e} of budget");
+    // Teeth: one element of one row off by a relative 5e-2 is rejected (the budget of a
+    // probability carries γ_C = C·u ≈ 1.1e-2 relative at this C).
+    let mut bad = g;
+    bad[[1, c - 1]] *= 1.05;
+    assert!(check_head(&c32, &labels, &cfg, l, bad.view()).is_err());
+}
