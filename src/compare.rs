@@ -86,7 +86,7 @@ impl Tally {
         if e.passed() {
             self.within += 1;
         }
-        if self.worst.map_or(true, |w| worse(e, &w)) {
+        if self.worst.is_none_or(|w| worse(e, &w)) {
             self.worst = Some(*e);
         }
     }
