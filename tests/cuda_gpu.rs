@@ -211,7 +211,7 @@ impl<T: DeviceRepr + Copy + PartialEq + std::fmt::Debug + Default> Guarded<T> {
     fn new(gpu: &Gpu, data: &[T], canary: T) -> Guarded<T> {
         let mut host = vec![canary; GUARD];
         host.extend_from_slice(data);
-        host.extend(std::iter::repeat(canary).take(GUARD));
+        host.extend(std::iter::repeat_n(canary, GUARD));
         Guarded {
             buf: gpu.upload(&host).expect("upload"),
             len: data.len(),

@@ -73,10 +73,10 @@ impl Stats {
     fn add(&mut self, m: Cmp) {
         self.cases += 1;
         self.exact += m.exact as u64;
-        if self.worst_fwd.map_or(true, |w| m.fwd > w.fwd) {
+        if self.worst_fwd.is_none_or(|w| m.fwd > w.fwd) {
             self.worst_fwd = Some(m);
         }
-        if self.worst_bwd.map_or(true, |w| m.bwd > w.bwd) {
+        if self.worst_bwd.is_none_or(|w| m.bwd > w.bwd) {
             self.worst_bwd = Some(m);
         }
     }

@@ -49,7 +49,7 @@ fn expect_err(bytes: &[u8], field: &str, words: &[&str]) -> FixtureError {
 /// An NPY 1.0 array with a hand-written header and `data` bytes.
 fn npy(header: &str, data: &[u8]) -> Vec<u8> {
     let mut h = header.to_string();
-    while (10 + h.len() + 1) % 64 != 0 {
+    while !(10 + h.len() + 1).is_multiple_of(64) {
         h.push(' ');
     }
     h.push('\n');
