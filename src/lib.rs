@@ -14,6 +14,7 @@ pub mod cuda;
 pub mod deviation;
 pub mod dtype;
 pub mod error;
+pub mod fingerprint;
 pub mod fixture;
 pub mod gradcheck;
 pub mod kinks;

@@ -5,6 +5,7 @@ mod common;
 mod cuda_gpu;
 mod cuda_host;
 mod cuda_nvrtc;
+mod fingerprint;
 mod generate;
 mod golden;
 mod gradcheck;

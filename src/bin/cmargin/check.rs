@@ -8,9 +8,9 @@
 use combined_margin::compare::{self, fraction_text, CaseReport};
 use combined_margin::deviation::{self, CaseCheck, Expected, Kind, Verdict};
 use combined_margin::fixture::{read_dump, read_layer_npz, Dump, LayerCase, Limits};
-use combined_margin::profile::{InputDomain, ThetaPrecision, PRESET_NAMES};
-use combined_margin::Dtype;
+use combined_margin::profile::PRESET_NAMES;
 use combined_margin::Profile;
+use combined_margin::{fingerprint, Dtype};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -236,78 +236,10 @@ fn report_file(
     accepted == checks.len()
 }
 
-/// Candidate profiles for `--profile auto`: every preset, each with the other input-clamp
-/// widths where it clamps, and each with θ in the other precision.
-fn candidates() -> Vec<Profile> {
-    let mut out = Vec::new();
-    for base in Profile::presets() {
-        out.push(base.clone());
-        if let InputDomain::Clamp { eps } = base.domain {
-            for e in [0.0, 1e-5, 1e-4, 1e-3] {
-                if e != eps {
-                    let mut p = base.clone();
-                    p.domain = InputDomain::Clamp { eps: e };
-                    p.name = format!(
-                        "{} with eps = {}",
-                        base.name,
-                        if e == 0.0 {
-                            "0".to_string()
-                        } else {
-                            format!("{e:e}")
-                        }
-                    );
-                    out.push(p);
-                }
-            }
-        }
-        let mut p = base.clone();
-        p.theta = match base.theta {
-            ThetaPrecision::Native => ThetaPrecision::F32,
-            ThetaPrecision::F32 => ThetaPrecision::Native,
-        };
-        p.name = format!(
-            "{} with theta in {}",
-            base.name,
-            if p.theta == ThetaPrecision::F32 {
-                "f32"
-            } else {
-                "native precision"
-            }
-        );
-        out.push(p);
-    }
-    out
-}
-
-/// Ranks every candidate by the fraction of elements within budget, then by the worst
-/// fraction; prints the top of the ranking and returns the best.
+/// Ranks every candidate (`combined_margin::fingerprint`), prints the top of the ranking and
+/// returns the best.
 fn fingerprint(file: &str, cases: &[LayerCase], dtype: Dtype) -> Result<Profile, String> {
-    let mut ranked = Vec::new();
-    for prof in candidates() {
-        let (mut within, mut total, mut worst) = (0usize, 0usize, 0.0f64);
-        for case in cases {
-            let r = compare::compare(case, &prof, dtype)
-                .map_err(|e| format!("{file}: case {:?}: {e}", case.name))?;
-            within += r.within();
-            total += r.count();
-            worst = worst.max(r.max_fraction());
-        }
-        ranked.push((within as f64 / total.max(1) as f64, worst, prof));
-    }
-    // Among candidates that fit equally, the plain preset comes before its variants: in f32
-    // "θ rounded to f32" changes nothing, and the simpler description is the true one.
-    let is_variant = |p: &Profile| !PRESET_NAMES.contains(&p.name.as_str());
-    ranked.sort_by(|a, b| {
-        b.0.total_cmp(&a.0)
-            .then_with(|| {
-                if a.0 == 1.0 && b.0 == 1.0 {
-                    is_variant(&a.2).cmp(&is_variant(&b.2))
-                } else {
-                    std::cmp::Ordering::Equal
-                }
-            })
-            .then(a.1.total_cmp(&b.1))
-    });
+    let ranked = fingerprint::rank(cases, dtype).map_err(|e| format!("{file}: {e}"))?;
     println!(
         "{file}: fingerprint over {} candidate profiles",
         ranked.len()
@@ -315,35 +247,35 @@ fn fingerprint(file: &str, cases: &[LayerCase], dtype: Dtype) -> Result<Profile,
     let w = ranked
         .iter()
         .take(5)
-        .map(|r| r.2.name.len())
+        .map(|f| f.profile.name.len())
         .max()
         .unwrap_or(8);
-    for (share, worst, prof) in ranked.iter().take(5) {
+    for f in ranked.iter().take(5) {
         println!(
             "  {:<w$}  {:>7.3}% of elements within budget, worst {}",
-            prof.name,
-            100.0 * share,
-            fraction_text(*worst)
+            f.profile.name,
+            100.0 * f.share,
+            fraction_text(f.worst)
         );
     }
-    let perfect = ranked.iter().filter(|r| r.0 == 1.0).count();
+    let perfect = ranked.iter().filter(|f| f.share == 1.0).count();
     if perfect > 1 {
         println!(
             "  ({perfect} candidates fit every element: these inputs cannot tell them apart; \
              inputs near the kinks would)"
         );
     }
-    let (share, worst, best) = ranked.into_iter().next().ok_or("no candidates")?;
-    let how = if share == 1.0 {
+    let best = ranked.into_iter().next().ok_or("no candidates")?;
+    let how = if best.share == 1.0 {
         format!(
             "every element within budget, worst {}",
-            fraction_text(worst)
+            fraction_text(best.worst)
         )
     } else {
-        format!("{:.3}% of elements within budget", 100.0 * share)
+        format!("{:.3}% of elements within budget", 100.0 * best.share)
     };
-    println!("  => behaves like {} ({how})\n", best.name);
-    Ok(best)
+    println!("  => behaves like {} ({how})\n", best.profile.name);
+    Ok(best.profile)
 }
 
 /// Shortens an implementation string to its last component ("CombinedMarginLoss@9097cd7").
