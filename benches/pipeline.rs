@@ -28,7 +28,7 @@ fn inputs(n: usize, c: usize) -> (Array2<f32>, Vec<i64>, LossConfig) {
     let labels = (0..n).map(|_| r.below(c as u64) as i64).collect();
     let cfg = LossConfig::exact(
         Params::new(1.0, 0.3, 0.2).with_scale(64.0),
-        Profile::recommended(),
+        Profile::preset("recommended").unwrap(),
         Dtype::F32,
         0.0,
     );

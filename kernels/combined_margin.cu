@@ -1,51 +1,67 @@
 // CUDA kernels of the combined margin, for float (_f32) and double (_f64).
 //
 // Layout: cos, logits and gradients are row-major [N, C] of T; labels are [N] of int64
-// (PyTorch's torch.long, the reference's i64); the ignore value is cm_profile.ignore_label.
-// Every kernel writes one int status per row (CM_ROW_TARGET, CM_ROW_IGNORED, CM_ROW_BAD_LABEL):
-// a label outside [0, C) that is not the ignore value never indexes memory; the host counts
-// the CM_ROW_BAD_LABEL rows and reports the first as an error.
+// (PyTorch's torch.long, the reference's i64); cm_profile.labels is the label policy.
+// Every kernel writes one int status per row (CM_ROW_TARGET, CM_ROW_IGNORED, CM_ROW_NO_TARGET,
+// CM_ROW_BAD_LABEL): a label outside [0, C) never indexes memory; the host counts the
+// CM_ROW_BAD_LABEL rows and reports the first as an error.
 //
 // src/cuda/device.rs compiles this file with NVRTC at run time (the text is embedded in the
 // binary; the #include below is replaced by the header's text), with --fmad=false.
 #include "combined_margin.cuh"
 
 // ---------------------------------------------------------------------------------------
-// (a) The margin layer alone, unscaled (src/layer.rs): only target entries are touched.
-// One thread per row.
+// (a) The margin layer alone, unscaled (src/layer.rs): the target entry of each row, and the
+// other entries where the profile transforms non-targets (cm_non_target). One thread per row.
 
-// The thread's row i: writes its status; true, with k = i·c + y the flat index of its target,
-// iff the row has one (false past the end, for an ignored row, for a bad label).
-__device__ inline bool cm_row_target(const long long* labels, int* status, long long n,
-                                     long long c, const cm_profile& pr, long long& k) {
-    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return false;
-    const long long y = labels[i];
-    const int st = cm_row_status(y, c, pr.ignore_label);
+// The thread's row i: writes its status; returns it (CM_ROW_IGNORED past the end), with y the
+// label.
+__device__ inline int cm_row(const long long* labels, int* status, long long n, long long c,
+                             const cm_profile& pr, long long& i, long long& y) {
+    i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return CM_ROW_IGNORED;
+    y = labels[i];
+    const int st = cm_row_status(y, c, pr.labels);
     status[i] = st;
-    if (st != CM_ROW_TARGET) return false;
-    k = i * c + y;
-    return true;
+    return st;
 }
 
-// Forward, in place: `logits` holds cos on entry; each valid row's target becomes the margin.
+// Forward, in place: `logits` holds cos on entry; each row's target becomes the margin, and
+// its other entries get the non-target treatment.
 template <typename T>
 __device__ void cm_margin_forward(T* logits, const long long* labels, int* status, long long n,
                                   long long c, const cm_profile& pr) {
-    long long k;
-    if (!cm_row_target(labels, status, n, c, pr, k)) return;
-    T* p = logits + k;
-    *p = cm_eval<T>(*p, pr).out;
+    long long i, y;
+    const int st = cm_row(labels, status, n, c, pr, i, y);
+    if (st == CM_ROW_IGNORED || st == CM_ROW_BAD_LABEL) return;
+    T* row = logits + i * c;
+    if (cm_transforms_non_targets(pr)) {
+        for (long long j = 0; j < c; ++j) {
+            if (st == CM_ROW_TARGET && j == y) continue;
+            row[j] = cm_non_target<T>(row[j], pr).out;
+        }
+    }
+    if (st == CM_ROW_TARGET) row[y] = cm_eval<T>(row[y], pr).out;
 }
 
-// Backward, in place: `grad` holds top_diff on entry; each valid row's target is multiplied by
-// the factor d out / d c at cos[i, y].
+// Backward, in place: `grad` holds top_diff on entry; each row's target is multiplied by the
+// factor d out / d c at cos[i, y], and its other entries by the non-target factor.
 template <typename T>
 __device__ void cm_margin_backward(const T* cos, T* grad, const long long* labels, int* status,
                                    long long n, long long c, const cm_profile& pr) {
-    long long k;
-    if (!cm_row_target(labels, status, n, c, pr, k)) return;
-    grad[k] = grad[k] * cm_eval<T>(cos[k], pr).factor;
+    long long i, y;
+    const int st = cm_row(labels, status, n, c, pr, i, y);
+    if (st == CM_ROW_IGNORED || st == CM_ROW_BAD_LABEL) return;
+    const T* x = cos + i * c;
+    T* g = grad + i * c;
+    if (cm_transforms_non_targets(pr)) {
+        for (long long j = 0; j < c; ++j) {
+            if (st == CM_ROW_TARGET && j == y) continue;
+            const T f = cm_non_target<T>(x[j], pr).factor;
+            if (f != T(1)) g[j] = g[j] * f;
+        }
+    }
+    if (st == CM_ROW_TARGET) g[y] = g[y] * cm_eval<T>(x[y], pr).factor;
 }
 
 extern "C" __global__ void cm_margin_forward_f32(float* logits, const long long* labels,
@@ -221,7 +237,10 @@ __device__ void cm_fused(const T* __restrict__ cos, const long long* __restrict_
     T* g = grad + i * c;
 
     const long long y = labels[i];
-    const int st = cm_row_status(y, c, pr.ignore_label);
+    // The fused kernel takes only profiles that leave non-targets alone (the host refuses the
+    // others), so a row without a target is an ignored row here.
+    const int st0 = cm_row_status(y, c, pr.labels);
+    const int st = st0 == CM_ROW_NO_TARGET ? CM_ROW_IGNORED : st0;
     if (st != CM_ROW_TARGET) {
         // The status is uniform over the block, so the whole block leaves here.
         const T fill = st == CM_ROW_IGNORED ? T(0) : cm_inf<T>() - cm_inf<T>();
@@ -310,11 +329,11 @@ extern "C" __global__ void __launch_bounds__(CM_FUSED_THREADS)
 // n_valid = #{i : 0 <= labels[i] < c}. One block of CM_SMALL_THREADS; integer sums are exact.
 extern "C" __global__ void __launch_bounds__(CM_SMALL_THREADS)
     cm_count_valid(const long long* __restrict__ labels, long long n, long long c,
-                   long long ignore, long long* __restrict__ n_valid) {
+                   int labels_policy, long long* __restrict__ n_valid) {
     __shared__ long long part[CM_SMALL_THREADS];
     long long k = 0;
     for (long long i = threadIdx.x; i < n; i += blockDim.x)
-        k += cm_row_status(labels[i], c, ignore) == CM_ROW_TARGET ? 1 : 0;
+        k += cm_row_status(labels[i], c, labels_policy) == CM_ROW_TARGET ? 1 : 0;
     part[threadIdx.x] = k;
     __syncthreads();
     for (unsigned h = blockDim.x / 2; h > 0; h >>= 1) {

@@ -29,55 +29,9 @@
 
 #define CM_HD __host__ __device__ inline
 
-// Policy codes; src/cuda/mod.rs holds the same numbers (a test compares them through the
-// host build).
-#define CM_DOMAIN_RAW 0
-#define CM_DOMAIN_CLAMP 1
-#define CM_THETA_NATIVE 0
-#define CM_THETA_F32 1
-#define CM_ANGLE_RAW 0
-#define CM_ANGLE_CLAMP 1
-#define CM_ANGLE_THRESHOLD 2
-#define CM_GRAD_EXACT 0
-#define CM_GRAD_FORMULA_AT_CLAMPED 1
-#define CM_GRAD_DETACHED 2
-#define CM_POLE_IEEE 0
-#define CM_POLE_LIMIT 1
-
-#define CM_BRANCH_MARGIN 0
-#define CM_BRANCH_FALLBACK 1
-#define CM_BRANCH_SHORTCUT 2
-
-// Row status written by every kernel, one int per row.
-#define CM_ROW_TARGET 0
-#define CM_ROW_IGNORED 1
-#define CM_ROW_BAD_LABEL 2
-
-// A `Profile` (src/profile.rs) with its `Constants` (src/margin.rs) and `Params`, as the host
-// built it for one dtype. Every double is already rounded to the kernel's dtype, so the
-// conversion to T is exact. Mirrored field for field by `KernelProfile` in src/cuda/mod.rs
-// (#[repr(C)]); the layout (144 bytes) is checked on both sides.
-struct cm_profile {
-    double m1, m2, m3, s;   // Params (m2 in radians)
-    double c_lo, c_hi;      // InputDomain::Clamp bounds, used iff domain == CM_DOMAIN_CLAMP
-    double phi_lo, phi_hi;  // AnglePolicy::Clamp bounds (radians), iff angle == CM_ANGLE_CLAMP
-    double threshold;       // th/mm threshold (cos units), iff has_threshold
-    double fallback_mm;     // m2*sin(m2) in f64 from the host: the reference's own value
-    double clip_lo, clip_hi;  // factor clip, iff has_clip
-    long long ignore_label;   // LabelPolicy::ignore (labels are int64)
-    int domain;             // CM_DOMAIN_*
-    int theta;              // CM_THETA_*
-    int angle;              // CM_ANGLE_*
-    int easy_margin;        // AnglePolicy::ThresholdFallback { easy_margin }
-    int has_threshold;      // Constants::threshold is Some
-    int gradient;           // CM_GRAD_*
-    int pole;               // CM_POLE_* (GradientMode::Exact)
-    int rsqrt_f32;          // GradientMode::FormulaAtClamped { rsqrt_f32 }
-    int has_clip;           // factor_clip is Some
-    int shortcut;           // Profile::shortcut
-};
-
-static_assert(sizeof(cm_profile) == 144, "cm_profile layout must match KernelProfile");
+// The ABI (struct cm_profile and every CM_* policy code) is declared once, in cm_abi.h;
+// build.rs generates the Rust mirror from it.
+#include "cm_abi.h"
 
 // The math library, by dtype. Unqualified names: libm's on the host, the CUDA Math API's on
 // the device.
@@ -181,43 +135,72 @@ CM_HD cm_entry<T> cm_finish(T out, T g, int branch, int domain_clamped, int angl
     return e;
 }
 
+// margin::Constants::clamp_input: (c~, gradient blocked). NaN passes through as NaN.
+template <typename T> CM_HD T cm_clamp_input(T c, const cm_profile& pr, int* blocked) {
+    *blocked = 0;
+    if (pr.domain != CM_DOMAIN_CLAMP) return c;
+    const T c_lo = (T)pr.c_lo, c_hi = (T)pr.c_hi;
+    if (c < c_lo) {
+        *blocked = 1;
+        return c_lo;
+    }
+    if (c > c_hi) {
+        *blocked = 1;
+        return c_hi;
+    }
+    if (pr.bound_gradient_zero && (c == c_lo || c == c_hi)) *blocked = 1;
+    return c;
+}
+
+// margin::round_trip_factor: d cos(acos c)/dc = sin(theta)/sqrt(1 - c^2), 1 inside (-1, 1);
+// 0/0 at +-1: NaN under IEEE evaluation, the limit 1 under CM_POLE_LIMIT.
+template <typename T> CM_HD T cm_round_trip_factor(T c_eff, const cm_profile& pr) {
+    if (pr.gradient == CM_GRAD_EXACT && cm_fabs(c_eff) == T(1)) {
+        return pr.pole == CM_POLE_IEEE ? cm_inf<T>() - cm_inf<T>() : T(1);
+    }
+    return T(1);
+}
+
 // margin::eval_with in T.
 template <typename T> CM_HD cm_entry<T> cm_eval(T c, const cm_profile& pr) {
     const T m1 = (T)pr.m1, m2 = (T)pr.m2, m3 = (T)pr.m3;
+    const double pi = 3.141592653589793115997963468544185161590576171875;
 
-    // Domain. NaN compares false both ways and passes through as NaN.
-    T c_eff = c;
-    int domain_clamped = 0;
-    if (pr.domain == CM_DOMAIN_CLAMP) {
-        const T c_lo = (T)pr.c_lo, c_hi = (T)pr.c_hi;
-        if (c < c_lo) {
-            c_eff = c_lo;
-            domain_clamped = 1;
-        } else if (c > c_hi) {
-            c_eff = c_hi;
-            domain_clamped = 1;
-        }
-    }
+    int domain_clamped;
+    const T c_eff = cm_clamp_input(c, pr, &domain_clamped);
+    // The gradient of a linear branch (shortcut, fallback): 1, or 0 where the clamp is flat.
+    const T linear = (pr.gradient == CM_GRAD_EXACT && domain_clamped) ? T(0) : T(1);
 
     if (pr.shortcut && m1 == T(1) && m2 == T(0)) {
-        T g = (pr.gradient == CM_GRAD_EXACT && domain_clamped) ? T(0) : T(1);
-        return cm_finish(c_eff - m3, g, CM_BRANCH_SHORTCUT, domain_clamped, 0, pr);
+        return cm_finish(c_eff - m3, linear, CM_BRANCH_SHORTCUT, domain_clamped, 0, pr);
     }
 
     T theta = cm_acos(c_eff);
     if (pr.theta == CM_THETA_F32) theta = (T)(float)theta;
     T phi_raw = m1 * theta + m2;
 
+    int falls_back = 0;
     if (pr.has_threshold) {
-        // Margin branch iff c~ > th (strict, as torch.where(cos > th, ...)).
-        if (!(c_eff > (T)pr.threshold) && !cm_isnan(c_eff)) {
-            // The line c~ - m2*sin(m2) - m3 in double with the host's m2*sin(m2): the
-            // reference's operations exactly, then one rounding to T. (In T with the device's
-            // sin, the error reaches 1.2 ulp against a budget of 1; see SPEC.md §9.)
-            T out = pr.easy_margin ? c_eff : (T)(((double)c_eff - pr.fallback_mm) - pr.m3);
-            T g = (pr.gradient == CM_GRAD_EXACT && domain_clamped) ? T(0) : T(1);
-            return cm_finish(out, g, CM_BRANCH_FALLBACK, domain_clamped, 0, pr);
+        if (pr.angle == CM_ANGLE_THRESHOLD_ANGLE) {
+            // Margin branch iff theta <= (pi - m2)/m1 as the dtype holds both.
+            falls_back = theta > (T)pr.threshold;
+        } else {
+            // Margin branch iff c~ > th (strict, as torch.where(cos > th, ...)).
+            falls_back = !(c_eff > (T)pr.threshold) && !cm_isnan(c_eff);
         }
+    }
+    if (falls_back) {
+        T base = c_eff, g = linear;
+        if (pr.round_trip_fallback) {
+            base = cm_cos(cm_acos(c_eff));
+            if (g != T(0)) g = cm_round_trip_factor(c_eff, pr);
+        }
+        // The line c~ - m2*sin(m2) - m3 in double with the host's m2*sin(m2): the
+        // reference's operations exactly, then one rounding to T. (In T with the device's
+        // sin, the error reaches 1.2 ulp against a budget of 1; see SPEC.md §9.)
+        const T out =
+            pr.angle == CM_ANGLE_EASY ? base : (T)(((double)base - pr.fallback_mm) - pr.m3);
+        return cm_finish(out, g, CM_BRANCH_FALLBACK, domain_clamped, 0, pr);
     }
 
     T phi = phi_raw;
@@ -226,7 +209,14 @@ template <typename T> CM_HD cm_entry<T> cm_eval(T c, const cm_profile& pr) {
         if (cm_isnan(phi_raw)) phi = phi_raw;
     }
     const int angle_clamped = (phi != phi_raw && !cm_isnan(phi_raw)) ? 1 : 0;
-    const T out = cm_cos(phi) - m3;
+    // The monotone extension: on [k pi, (k+1) pi), (-1)^k cos(phi) - 2k, derivative sign (-1)^k.
+    T sign = T(1), shift = T(0);
+    if (pr.angle == CM_ANGLE_MONOTONE && (double)phi > pi) {
+        const double k = floor((double)phi / pi);
+        sign = fmod(k, 2.0) == 0.0 ? T(1) : T(-1);
+        shift = (T)(2.0 * k);
+    }
+    const T out = sign * cm_cos(phi) - shift - m3;
 
     T g;
     if (pr.gradient == CM_GRAD_DETACHED) {
@@ -236,17 +226,57 @@ template <typename T> CM_HD cm_entry<T> cm_eval(T c, const cm_profile& pr) {
     } else {
         const int rsqrt_f32 = pr.gradient == CM_GRAD_FORMULA_AT_CLAMPED && pr.rsqrt_f32;
         const int rule = pr.gradient == CM_GRAD_EXACT ? pr.pole : CM_POLE_IEEE;
-        const T r = cm_inv_sin_theta(c_eff, rsqrt_f32);
-        g = cm_isinf(r) ? cm_pole_factor(theta, phi, m1, rule) : m1 * cm_sin(phi) * r;
+        const int sin_theta = pr.gradient == CM_GRAD_EXACT && pr.exact_form == CM_FORM_SIN_THETA;
+        // 1/sin(theta) of the saved theta, or (1 - c^2)^(-1/2).
+        const T r = sin_theta ? T(1) / cm_sin(theta) : cm_inv_sin_theta(c_eff, rsqrt_f32);
+        g = cm_isinf(r) ? sign * cm_pole_factor(theta, phi, m1, rule)
+                        : sign * m1 * cm_sin(phi) * r;
     }
     return cm_finish(out, g, CM_BRANCH_MARGIN, domain_clamped, angle_clamped, pr);
 }
 
-// The label of a row, classified. Only a label in [0, C) may index the row.
-CM_HD int cm_row_status(long long label, long long classes, long long ignore) {
-    if (label == ignore) return CM_ROW_IGNORED;
+// margin::non_target in T: (out, factor) of a non-target entry, or of any entry of a row
+// without a target (CM_ROW_NO_TARGET).
+template <typename T> struct cm_plain {
+    T out;
+    T factor;
+};
+// Whether the profile touches non-targets at all (a clamp of every entry, or the round trip).
+CM_HD int cm_transforms_non_targets(const cm_profile& pr) {
+    return (pr.domain == CM_DOMAIN_CLAMP && pr.clamp_all_entries) || pr.round_trip_non_targets;
+}
+template <typename T> CM_HD cm_plain<T> cm_non_target(T c, const cm_profile& pr) {
+    cm_plain<T> r;
+    r.out = c;
+    r.factor = T(1);
+    if (!cm_transforms_non_targets(pr)) return r;
+    int blocked = 0;
+    const T c_eff = pr.clamp_all_entries ? cm_clamp_input(c, pr, &blocked) : c;
+    const T g = (pr.gradient == CM_GRAD_EXACT && blocked) ? T(0) : T(1);
+    if (pr.round_trip_non_targets) {
+        r.out = cm_cos(cm_acos(c_eff));
+        r.factor = g == T(0) ? g : cm_round_trip_factor(c_eff, pr);
+    } else {
+        r.out = c_eff;
+        r.factor = g;
+    }
+    return r;
+}
+
+// The label of a row, classified by the label policy (layer::LabelPolicy::row). Only a label
+// in [0, C) may index the row.
+CM_HD int cm_row_status(long long label, long long classes, int labels) {
     if (label >= 0 && label < classes) return CM_ROW_TARGET;
-    return CM_ROW_BAD_LABEL;
+    switch (labels) {
+        case CM_LABELS_IGNORE_MINUS_ONE:
+            return label == -1 ? CM_ROW_IGNORED : CM_ROW_BAD_LABEL;
+        case CM_LABELS_IGNORE_OUT_OF_RANGE:
+            return CM_ROW_IGNORED;
+        case CM_LABELS_MINUS_ONE_NO_TARGET:
+            return label == -1 ? CM_ROW_NO_TARGET : CM_ROW_BAD_LABEL;
+        default:
+            return CM_ROW_BAD_LABEL;
+    }
 }
 
 #endif  // COMBINED_MARGIN_CUH

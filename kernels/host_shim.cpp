@@ -25,27 +25,28 @@ void cm_host_eval_f64(double c, const cm_profile* pr, double* out, double* facto
     eval_into<double>(c, pr, out, factor, branch);
 }
 
-int cm_host_row_status(long long label, long long classes, long long ignore) {
-    return cm_row_status(label, classes, ignore);
+int cm_host_row_status(long long label, long long classes, int labels) {
+    return cm_row_status(label, classes, labels);
+}
+
+void cm_host_non_target_f32(float c, const cm_profile* pr, float* out, float* factor) {
+    const cm_plain<float> r = cm_non_target<float>(c, *pr);
+    *out = r.out;
+    *factor = r.factor;
+}
+
+void cm_host_non_target_f64(double c, const cm_profile* pr, double* out, double* factor) {
+    const cm_plain<double> r = cm_non_target<double>(c, *pr);
+    *out = r.out;
+    *factor = r.factor;
 }
 
 // The layout of cm_profile as this compiler sees it: size, then the offset of each field in
 // declaration order. src/cuda/mod.rs compares it with KernelProfile's.
 size_t cm_host_profile_layout(size_t* offsets, size_t capacity) {
-    const size_t o[] = {
-        offsetof(cm_profile, m1),           offsetof(cm_profile, m2),
-        offsetof(cm_profile, m3),           offsetof(cm_profile, s),
-        offsetof(cm_profile, c_lo),         offsetof(cm_profile, c_hi),
-        offsetof(cm_profile, phi_lo),       offsetof(cm_profile, phi_hi),
-        offsetof(cm_profile, threshold),    offsetof(cm_profile, fallback_mm),
-        offsetof(cm_profile, clip_lo),
-        offsetof(cm_profile, clip_hi),      offsetof(cm_profile, ignore_label),
-        offsetof(cm_profile, domain),       offsetof(cm_profile, theta),
-        offsetof(cm_profile, angle),        offsetof(cm_profile, easy_margin),
-        offsetof(cm_profile, has_threshold), offsetof(cm_profile, gradient),
-        offsetof(cm_profile, pole),         offsetof(cm_profile, rsqrt_f32),
-        offsetof(cm_profile, has_clip),     offsetof(cm_profile, shortcut),
-    };
+#define CM_OFFSET(name) offsetof(cm_profile, name),
+    const size_t o[] = {CM_PROFILE_FIELDS(CM_OFFSET, CM_OFFSET)};
+#undef CM_OFFSET
     const size_t n = sizeof(o) / sizeof(o[0]);
     for (size_t i = 0; i < n && i < capacity; ++i) offsets[i] = o[i];
     return sizeof(cm_profile);

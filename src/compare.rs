@@ -13,7 +13,7 @@ use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::fixture::LayerCase;
 use crate::kinks::{self, Kink};
-use crate::layer;
+use crate::layer::{self, Row};
 use crate::margin::{self, Constants, Entry};
 use crate::params::Params;
 use crate::profile::Profile;
@@ -147,7 +147,7 @@ impl Reference {
         }
     }
 
-    /// Reference and budget of a pass-through entry: (forward, backward, budget).
+    /// Reference and budget of an untouched entry: (forward, backward, budget).
     pub fn passthrough(&self, c: f64, top_diff: f64) -> (f64, f64, Budget) {
         let s = self.params.s;
         (
@@ -155,6 +155,39 @@ impl Reference {
             s * top_diff,
             tolerance::passthrough_budget(c, top_diff, s, self.dtype),
         )
+    }
+
+    /// Reference and budget of a non-target entry under the profile's non-target treatment
+    /// ([`margin::non_target`]): (forward, backward, budget).
+    pub fn non_target(&self, c: f64, top_diff: f64) -> (f64, f64, Budget) {
+        let (out, factor, transformed) = margin::non_target(c, &self.profile, &self.k);
+        if !transformed {
+            return self.passthrough(c, top_diff);
+        }
+        let s = self.params.s;
+        (
+            s * out,
+            s * top_diff * factor,
+            tolerance::non_target_budget(c, out, top_diff * factor, s, &self.profile, self.dtype),
+        )
+    }
+
+    /// The reference of any entry of a row: target, non-target or untouched.
+    pub fn entry(&self, row: Row, col: usize, c: f64, top_diff: f64) -> (Role, f64, f64, Budget) {
+        match row {
+            Row::Target(t) if t == col => {
+                let r = self.target(c, top_diff);
+                (Role::Target, r.forward, r.backward, r.budget)
+            }
+            Row::Target(_) | Row::NoTarget => {
+                let (f, b, bud) = self.non_target(c, top_diff);
+                (Role::PassThrough, f, b, bud)
+            }
+            Row::Untouched => {
+                let (f, b, bud) = self.passthrough(c, top_diff);
+                (Role::PassThrough, f, b, bud)
+            }
+        }
     }
 }
 
@@ -180,6 +213,8 @@ pub struct CaseReport {
     pub c: usize,
     /// Target column per row (`None` for ignored rows).
     pub targets: Vec<Option<usize>>,
+    /// Each row under the label policy.
+    pub rows: Vec<Row>,
     pub forward_targets: Tally,
     pub forward_passthrough: Tally,
     pub backward_targets: Tally,
@@ -338,7 +373,14 @@ pub fn compare_with_params(
             }
         }
     }
-    let targets = layer::targets(n, c, &case.labels, profile)?;
+    let rows = layer::rows(n, c, &case.labels, profile)?;
+    let targets: Vec<Option<usize>> = rows
+        .iter()
+        .map(|r| match r {
+            Row::Target(j) => Some(*j),
+            Row::NoTarget | Row::Untouched => None,
+        })
+        .collect();
     let reference = Reference::new(profile, p, dtype);
     let mut report = CaseReport {
         name: case.name.clone(),
@@ -348,6 +390,7 @@ pub fn compare_with_params(
         n,
         c,
         targets: targets.clone(),
+        rows: rows.clone(),
         forward_targets: Tally::default(),
         forward_passthrough: Tally::default(),
         backward_targets: Tally::default(),
@@ -377,7 +420,7 @@ pub fn compare_with_params(
                         Side::Backward => (Role::Target, r.backward, r.budget.backward),
                     },
                     _ => {
-                        let (f, b, bud) = reference.passthrough(x, top(i));
+                        let (_, f, b, bud) = reference.entry(rows[row], col, x, top(i));
                         match side {
                             Side::Forward => (Role::PassThrough, f, bud.forward),
                             Side::Backward => (Role::PassThrough, b, bud.backward),
@@ -408,37 +451,6 @@ pub fn compare_with_params(
         }
     }
     Ok(report)
-}
-
-/// The profile SPEC.md §6 assigns to a dump's `implementation` string, for a case that
-/// claims `easy_margin` (or not). `None` where the implementation is not one of the mapped
-/// third-party systems.
-pub fn mapped_profile(implementation: &str, easy_margin: Option<bool>) -> Option<Profile> {
-    let easy = easy_margin == Some(true);
-    let name = if implementation == "caffe-cpu" {
-        "caffe-cpu"
-    } else if implementation == "caffe-gpu-kernel-on-host" || implementation == "caffe-gpu" {
-        "caffe-gpu"
-    } else if implementation.contains("CombinedMarginLoss@9097cd7")
-        || implementation.contains("ArcFace@9097cd7")
-    {
-        "detached"
-    } else if implementation.contains("CombinedMarginLoss@5ef9804")
-        || implementation.contains("ArcFace@2e2e8c9")
-        || implementation.contains("loss_type4@")
-    {
-        if easy {
-            "arcface-thmm-easy"
-        } else {
-            "arcface-thmm"
-        }
-    } else if implementation.contains("CosFace@") || implementation.contains("margin_softmax@") {
-        "analytic"
-    } else {
-        // A dump this crate wrote names its profile as the implementation.
-        return Profile::preset(implementation).ok();
-    };
-    Some(Profile::preset(name).expect("mapped names are presets"))
 }
 
 #[cfg(test)]
@@ -473,7 +485,7 @@ mod tests {
     #[test]
     fn closed_form_case_passes_and_a_one_ulp_copy_error_fails() {
         let case = cosface_case();
-        let r = compare(&case, &Profile::analytic(), Dtype::F64).unwrap();
+        let r = compare(&case, &Profile::preset("analytic").unwrap(), Dtype::F64).unwrap();
         assert!(r.passed(), "{:?}", r.worst());
         assert_eq!(
             (r.forward_targets.count, r.forward_passthrough.count),
@@ -483,7 +495,7 @@ mod tests {
         let mut bad = case.clone();
         let x = bad.forward.as_ref().unwrap()[1];
         bad.forward.as_mut().unwrap()[1] = f64::from_bits(x.to_bits() + 1);
-        let r = compare(&bad, &Profile::analytic(), Dtype::F64).unwrap();
+        let r = compare(&bad, &Profile::preset("analytic").unwrap(), Dtype::F64).unwrap();
         let w = r.worst().unwrap();
         assert_eq!((w.row, w.col, w.role), (0, 1, Role::PassThrough));
         assert!(!r.passed());
@@ -494,17 +506,17 @@ mod tests {
         let mut c = cosface_case();
         c.top_diff = None;
         assert!(matches!(
-            compare(&c, &Profile::analytic(), Dtype::F64),
+            compare(&c, &Profile::preset("analytic").unwrap(), Dtype::F64),
             Err(Error::Invalid(_))
         ));
         let mut c = cosface_case();
         c.forward = None;
         c.backward = None;
-        assert!(compare(&c, &Profile::analytic(), Dtype::F64).is_err());
+        assert!(compare(&c, &Profile::preset("analytic").unwrap(), Dtype::F64).is_err());
         let mut c = cosface_case();
         c.labels = vec![0, 2];
         assert!(matches!(
-            compare(&c, &Profile::analytic(), Dtype::F64),
+            compare(&c, &Profile::preset("analytic").unwrap(), Dtype::F64),
             Err(Error::LabelOutOfRange {
                 row: 1,
                 label: 2,

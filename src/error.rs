@@ -11,12 +11,13 @@ pub enum Error {
         got: usize,
     },
 
-    #[error("label out of range: row {row} has label {label}, expected an integer in [0, {classes}) or the ignore value {ignore}")]
+    #[error("label out of range: row {row} has label {label}, expected an integer in [0, {classes}){}", ignore_text(*.allows_ignore))]
     LabelOutOfRange {
         row: usize,
         label: i64,
         classes: usize,
-        ignore: i64,
+        /// Whether the label policy accepts −1 as "no target".
+        allows_ignore: bool,
     },
 
     #[error("invalid parameter {field} = {value}: {why}")]
@@ -26,11 +27,19 @@ pub enum Error {
         why: &'static str,
     },
 
-    #[error("unknown profile {0:?} (known: analytic, caffe-cpu, caffe-gpu, detached, arcface-thmm, arcface-thmm-easy, recommended)")]
+    #[error("unknown profile {name:?} (known: {})", crate::profile::preset_names().collect::<Vec<_>>().join(", "), name = .0)]
     UnknownProfile(String),
 
     #[error("{0}")]
     Invalid(String),
+}
+
+fn ignore_text(allows_ignore: bool) -> &'static str {
+    if allows_ignore {
+        " or the ignore value -1"
+    } else {
+        ""
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -7,7 +7,7 @@
 use crate::dtype::Dtype;
 use crate::margin::{self, Branch, Constants};
 use crate::params::Params;
-use crate::profile::{AnglePolicy, InputDomain, Profile};
+use crate::profile::{AnglePolicy, InputDomain, Profile, ThresholdTest};
 use serde::Serialize;
 use std::f64::consts::PI;
 
@@ -36,6 +36,9 @@ pub enum KinkKind {
     /// φ = kπ on the raw angle: a smooth extremum where the gradient changes sign
     /// (for k = 1 the curve turns back up). Not a kink; listed because it matters.
     Turn,
+    /// φ = kπ under the monotone extension: two pieces join with zero slope (the second
+    /// derivative jumps).
+    MonotoneJoin,
 }
 
 impl KinkKind {
@@ -53,6 +56,7 @@ impl KinkKind {
             KinkKind::FactorClipHigh => "factor clip (high)",
             KinkKind::FactorClipLow => "factor clip (low)",
             KinkKind::Turn => "turn (phi = k*pi)",
+            KinkKind::MonotoneJoin => "monotone join (phi = k*pi)",
         }
     }
 
@@ -64,7 +68,11 @@ impl KinkKind {
             KinkKind::DomainEndLow | KinkKind::DomainEndHigh => Smoothness::Boundary,
             KinkKind::FactorClipHigh | KinkKind::FactorClipLow => Smoothness::GradientCorner,
             KinkKind::Turn => Smoothness::Smooth,
-            _ => Smoothness::Corner,
+            KinkKind::DomainClampLow
+            | KinkKind::DomainClampHigh
+            | KinkKind::AngleClampHigh
+            | KinkKind::AngleClampLow
+            | KinkKind::MonotoneJoin => Smoothness::Corner,
         }
     }
 }
@@ -111,19 +119,17 @@ pub fn kinks(profile: &Profile, p: &Params, dtype: Dtype) -> Vec<Kink> {
         }
     };
 
-    if profile.shortcut && p.is_angle_identity() {
-        if let InputDomain::Clamp { .. } = profile.domain {
+    // With ε = 0 the clamp sits at ±1: still a corner (the function is flat beyond).
+    match profile.domain {
+        InputDomain::Clamp { .. } => {
             push(k.c_lo, KinkKind::DomainClampLow);
             push(k.c_hi, KinkKind::DomainClampHigh);
         }
+        InputDomain::Raw => {}
+    }
+    if profile.shortcut && p.is_angle_identity() {
         out.sort_by(|a, b| a.c.total_cmp(&b.c));
         return out;
-    }
-
-    // With ε = 0 the clamp sits at ±1: still a corner (the function is flat beyond).
-    if let InputDomain::Clamp { .. } = profile.domain {
-        push(k.c_lo, KinkKind::DomainClampLow);
-        push(k.c_hi, KinkKind::DomainClampHigh);
     }
 
     // Poles: the margin branch evaluated at c = ±1 with an unclamped formula and sin φ ≠ 0.
@@ -153,7 +159,14 @@ pub fn kinks(profile: &Profile, p: &Params, dtype: Dtype) -> Vec<Kink> {
     }
 
     // Angle clamp corners: θ where m1·θ + m2 meets a bound, if inside (0, π).
-    if let AnglePolicy::Clamp { .. } = profile.angle {
+    let angle_clamp = match profile.angle {
+        AnglePolicy::Clamp { .. } => true,
+        AnglePolicy::Raw
+        | AnglePolicy::Threshold { .. }
+        | AnglePolicy::EasyMargin
+        | AnglePolicy::Monotone => false,
+    };
+    if angle_clamp {
         for (bound, kind) in [
             (k.phi_hi, KinkKind::AngleClampHigh),
             (k.phi_lo, KinkKind::AngleClampLow),
@@ -168,11 +181,37 @@ pub fn kinks(profile: &Profile, p: &Params, dtype: Dtype) -> Vec<Kink> {
         }
     }
 
-    if let Some(th) = k.threshold {
-        push(th, KinkKind::Threshold);
+    // The fallback test, in cos-space (the angle form's θ threshold maps to cos θ).
+    match (profile.angle, k.threshold) {
+        (
+            AnglePolicy::Threshold {
+                test: ThresholdTest::OnCos,
+            }
+            | AnglePolicy::EasyMargin,
+            Some(th),
+        ) => push(th, KinkKind::Threshold),
+        (
+            AnglePolicy::Threshold {
+                test: ThresholdTest::OnAngle,
+            },
+            Some(th),
+        ) => push(dtype.round(th.cos()), KinkKind::Threshold),
+        (
+            AnglePolicy::Threshold { .. }
+            | AnglePolicy::EasyMargin
+            | AnglePolicy::Raw
+            | AnglePolicy::Clamp { .. }
+            | AnglePolicy::Monotone,
+            _,
+        ) => {}
     }
 
-    if let AnglePolicy::Raw = profile.angle {
+    let join = match profile.angle {
+        AnglePolicy::Raw => Some(KinkKind::Turn),
+        AnglePolicy::Monotone => Some(KinkKind::MonotoneJoin),
+        AnglePolicy::Clamp { .. } | AnglePolicy::Threshold { .. } | AnglePolicy::EasyMargin => None,
+    };
+    if let Some(kind) = join {
         let mut n = 1.0;
         loop {
             let theta = (n * PI - p.m2) / p.m1;
@@ -180,7 +219,7 @@ pub fn kinks(profile: &Profile, p: &Params, dtype: Dtype) -> Vec<Kink> {
                 break;
             }
             if theta > 0.0 {
-                push(theta.cos(), KinkKind::Turn);
+                push(theta.cos(), kind);
             }
             n += 1.0;
         }
@@ -284,7 +323,10 @@ pub fn table(profiles: &[Profile], configs: &[(f64, f64, f64)], dtype: Dtype) ->
             "domain ends",
             &[KinkKind::DomainEndLow, KinkKind::DomainEndHigh],
         ),
-        ("turns (phi = k*pi)", &[KinkKind::Turn]),
+        (
+            "turns / joins (phi = k*pi)",
+            &[KinkKind::Turn, KinkKind::MonotoneJoin],
+        ),
     ];
     let mut rows: Vec<Vec<String>> = Vec::new();
     for &(m1, m2, m3) in configs {

@@ -8,17 +8,50 @@ use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::margin::{self, Constants};
 use crate::params::Params;
-use crate::profile::Profile;
+use crate::profile::{LabelPolicy, Profile, IGNORE_LABEL};
 use ndarray::{Array2, ArrayView2};
 
-/// Checks that labels match the rows and that every label is the ignore value or in [0, C).
-/// Returns the target column per row (`None` for ignored rows).
-pub fn targets(
-    n: usize,
-    classes: usize,
-    labels: &[i64],
-    profile: &Profile,
-) -> Result<Vec<Option<usize>>> {
+/// What a row is under the label policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Row {
+    /// The target column.
+    Target(usize),
+    /// No target; every entry gets the non-target treatment ([`margin::non_target`]).
+    NoTarget,
+    /// Ignored: every entry passes through untouched.
+    Untouched,
+}
+
+impl LabelPolicy {
+    /// The row a label makes in a layer of `classes` columns, or `None` for a label the
+    /// policy refuses.
+    pub fn row(self, label: i64, classes: usize) -> Option<Row> {
+        let in_range = label >= 0 && (label as u64) < classes as u64;
+        if in_range {
+            return Some(Row::Target(label as usize));
+        }
+        match self {
+            LabelPolicy::IgnoreMinusOne => (label == IGNORE_LABEL).then_some(Row::Untouched),
+            LabelPolicy::IgnoreOutOfRange => Some(Row::Untouched),
+            LabelPolicy::MinusOneNoTarget => (label == IGNORE_LABEL).then_some(Row::NoTarget),
+            LabelPolicy::NoIgnore => None,
+        }
+    }
+
+    /// Whether −1 is accepted as "no target".
+    pub fn allows_ignore(self) -> bool {
+        match self {
+            LabelPolicy::IgnoreMinusOne
+            | LabelPolicy::IgnoreOutOfRange
+            | LabelPolicy::MinusOneNoTarget => true,
+            LabelPolicy::NoIgnore => false,
+        }
+    }
+}
+
+/// Checks that labels match the rows and that every label is accepted by the label policy.
+/// Returns each row's kind.
+pub fn rows(n: usize, classes: usize, labels: &[i64], profile: &Profile) -> Result<Vec<Row>> {
     if labels.len() != n {
         return Err(Error::ShapeMismatch {
             what: "labels".into(),
@@ -26,25 +59,37 @@ pub fn targets(
             got: labels.len(),
         });
     }
-    let ignore = profile.labels.ignore;
     labels
         .iter()
         .enumerate()
         .map(|(row, &label)| {
-            if label == ignore {
-                Ok(None)
-            } else if label >= 0 && (label as u64) < classes as u64 {
-                Ok(Some(label as usize))
-            } else {
-                Err(Error::LabelOutOfRange {
+            profile
+                .labels
+                .row(label, classes)
+                .ok_or(Error::LabelOutOfRange {
                     row,
                     label,
                     classes,
-                    ignore,
+                    allows_ignore: profile.labels.allows_ignore(),
                 })
-            }
         })
         .collect()
+}
+
+/// The target column per row (`None` for rows without one), after [`rows`]' checks.
+pub fn targets(
+    n: usize,
+    classes: usize,
+    labels: &[i64],
+    profile: &Profile,
+) -> Result<Vec<Option<usize>>> {
+    Ok(rows(n, classes, labels, profile)?
+        .into_iter()
+        .map(|r| match r {
+            Row::Target(j) => Some(j),
+            Row::NoTarget | Row::Untouched => None,
+        })
+        .collect())
 }
 
 fn check_same_shape(what: &str, a: &ArrayView2<f64>, b: &ArrayView2<f64>) -> Result<()> {
@@ -68,12 +113,16 @@ pub fn forward(
 ) -> Result<Array2<f64>> {
     p.validate()?;
     let (n, c) = cos.dim();
-    let t = targets(n, c, labels, profile)?;
+    let rows = rows(n, c, labels, profile)?;
     let k = Constants::new(profile, p, dtype);
     let mut out = cos.to_owned();
-    for (i, col) in t.into_iter().enumerate() {
-        if let Some(j) = col {
-            out[[i, j]] = margin::eval_with(cos[[i, j]], p, profile, &k).out;
+    for (i, row) in rows.into_iter().enumerate() {
+        for j in 0..c {
+            out[[i, j]] = match row {
+                Row::Target(t) if t == j => margin::eval_with(cos[[i, j]], p, profile, &k).out,
+                Row::Target(_) | Row::NoTarget => margin::non_target(cos[[i, j]], profile, &k).0,
+                Row::Untouched => continue,
+            };
         }
     }
     Ok(out)
@@ -91,12 +140,20 @@ pub fn backward(
     p.validate()?;
     check_same_shape("top_diff", &cos, &top_diff)?;
     let (n, c) = cos.dim();
-    let t = targets(n, c, labels, profile)?;
+    let rows = rows(n, c, labels, profile)?;
     let k = Constants::new(profile, p, dtype);
     let mut out = top_diff.to_owned();
-    for (i, col) in t.into_iter().enumerate() {
-        if let Some(j) = col {
-            out[[i, j]] = top_diff[[i, j]] * margin::eval_with(cos[[i, j]], p, profile, &k).factor;
+    for (i, row) in rows.into_iter().enumerate() {
+        for j in 0..c {
+            let factor = match row {
+                Row::Target(t) if t == j => margin::eval_with(cos[[i, j]], p, profile, &k).factor,
+                Row::Target(_) | Row::NoTarget => margin::non_target(cos[[i, j]], profile, &k).1,
+                Row::Untouched => continue,
+            };
+            // Only a transformed entry's gradient is a product (a copy stays bit-exact).
+            if factor != 1.0 {
+                out[[i, j]] = top_diff[[i, j]] * factor;
+            }
         }
     }
     Ok(out)

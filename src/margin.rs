@@ -5,25 +5,29 @@
 //! ```text
 //! c̃ = domain(c)                      InputDomain: identity, or clamp to [−1+ε, 1−ε]
 //! θ = acos(c̃)                        radians in [0, π]; ThetaPrecision may round it to f32
-//! φ = angle(m1·θ + m2)               AnglePolicy: raw, clamp, or the th/mm fallback branch
-//! out = cos φ − m3                   (fallback branch: c̃ − m2·sin m2 − m3, or c̃ if easy)
+//! φ = angle(m1·θ + m2)               AnglePolicy: raw, clamp, th/mm fallback, easy, monotone
+//! out = cos φ − m3                   (fallback branch: c̃ − m2·sin m2 − m3, or c̃ if easy;
+//!                                     monotone: (−1)^k cos φ − 2k − m3, k = ⌊φ/π⌋)
 //! d out / d c = m1·sin φ / sqrt(1 − c̃²)   on the margin branch (GradientMode decides)
 //! ```
 //!
-//! Non-target entries and ignored rows are not this module's business: they pass through
-//! unchanged ([`crate::layer`]). The scale s is applied outside, by the layer or the loss.
+//! Non-target entries get [`non_target`]: unchanged, unless the profile clamps every entry or
+//! round-trips them through acos/cos. The scale s is applied outside, by the layer or the loss.
 
 use crate::dtype::Dtype;
 use crate::params::Params;
-use crate::profile::{AnglePolicy, GradientMode, InputDomain, PoleRule, Profile, ThetaPrecision};
+use crate::profile::{
+    AnglePolicy, BoundGradient, ClampScope, ExactForm, GradientMode, InputDomain, ParamPrecision,
+    PoleRule, Profile, ThetaPrecision, ThresholdTest,
+};
 use std::f64::consts::PI;
 
 /// Which formula produced the output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Branch {
-    /// `cos(φ) − m3`.
+    /// `cos(φ) − m3` (or the monotone extension of it).
     Margin,
-    /// The th/mm fallback `c̃ − m2·sin m2 − m3` (or `c̃` with easy_margin).
+    /// The th/mm fallback `c̃ − m2·sin m2 − m3`, or `c̃` with easy_margin.
     Fallback,
     /// The (1, 0) algebraic shortcut `c̃ − m3`.
     Shortcut,
@@ -48,8 +52,26 @@ pub struct Entry {
     /// The angle the output used (radians), after the angle clamp.
     pub phi: f64,
     pub branch: Branch,
+    /// The input clamp blocks the gradient here (outside the bounds, or at a bound under
+    /// [`BoundGradient::Zero`]).
     pub domain_clamped: bool,
     pub angle_clamped: bool,
+}
+
+impl ParamPrecision {
+    /// The margin parameters as an implementation holding them under this policy uses them
+    /// (s is untouched: it is applied outside the margin).
+    pub fn apply(self, p: &Params) -> Params {
+        match self {
+            ParamPrecision::Dtype => *p,
+            ParamPrecision::F32 => Params {
+                m1: p.m1 as f32 as f64,
+                m2: p.m2 as f32 as f64,
+                m3: p.m3 as f32 as f64,
+                s: p.s,
+            },
+        }
+    }
 }
 
 /// The comparison constants of a profile as an implementation in `dtype` holds them.
@@ -62,32 +84,42 @@ pub struct Constants {
     pub c_hi: f64,
     pub phi_lo: f64,
     pub phi_hi: f64,
-    /// The th/mm threshold (margin branch iff c̃ > th), if the policy has one.
+    /// The fallback test, if the policy has one: margin branch iff c̃ > threshold (on cos), or
+    /// iff θ ≤ threshold (on the angle, radians).
     pub threshold: Option<f64>,
+    /// The dtype the constants are rounded to (also the precision of a saved θ).
+    pub dtype: Dtype,
 }
 
 impl Constants {
     pub fn new(profile: &Profile, p: &Params, dtype: Dtype) -> Constants {
+        let p = profile.params.apply(p);
         let (c_lo, c_hi) = match profile.domain {
             InputDomain::Raw => (f64::NEG_INFINITY, f64::INFINITY),
-            InputDomain::Clamp { eps } => (dtype.round(-1.0 + eps), dtype.round(1.0 - eps)),
+            InputDomain::Clamp { eps, .. } => (dtype.round(-1.0 + eps), dtype.round(1.0 - eps)),
         };
         let (phi_lo, phi_hi) = match profile.angle {
             AnglePolicy::Clamp { lo, hi } => (dtype.round(lo), dtype.round(hi)),
-            _ => (f64::NEG_INFINITY, f64::INFINITY),
+            AnglePolicy::Raw
+            | AnglePolicy::Threshold { .. }
+            | AnglePolicy::EasyMargin
+            | AnglePolicy::Monotone => (f64::NEG_INFINITY, f64::INFINITY),
         };
+        // θ where φ reaches π; beyond [0, π] there is nothing to fall back from.
+        let theta_pi = (PI - p.m2) / p.m1;
+        let reachable = (0.0..=PI).contains(&theta_pi);
         let threshold = match profile.angle {
-            AnglePolicy::ThresholdFallback { easy_margin: true } => Some(0.0),
-            AnglePolicy::ThresholdFallback { easy_margin: false } => {
-                // θ where φ reaches π; beyond [0, π] there is nothing to fall back from.
-                let theta_pi = (PI - p.m2) / p.m1;
-                if (0.0..=PI).contains(&theta_pi) {
-                    Some(dtype.round(theta_pi.cos()))
-                } else {
-                    None
-                }
-            }
-            _ => None,
+            AnglePolicy::EasyMargin => Some(0.0),
+            AnglePolicy::Threshold {
+                test: ThresholdTest::OnCos,
+            } if reachable => Some(dtype.round(theta_pi.cos())),
+            AnglePolicy::Threshold {
+                test: ThresholdTest::OnAngle,
+            } if reachable => Some(dtype.round(theta_pi)),
+            AnglePolicy::Threshold { .. }
+            | AnglePolicy::Raw
+            | AnglePolicy::Clamp { .. }
+            | AnglePolicy::Monotone => None,
         };
         Constants {
             c_lo,
@@ -95,6 +127,25 @@ impl Constants {
             phi_lo,
             phi_hi,
             threshold,
+            dtype,
+        }
+    }
+
+    /// The input clamp applied to c: (c̃, gradient blocked). NaN passes through as NaN.
+    fn clamp_input(&self, c: f64, domain: InputDomain) -> (f64, bool) {
+        let at_bound_blocks = match domain {
+            InputDomain::Raw => false,
+            InputDomain::Clamp { at_bound, .. } => match at_bound {
+                BoundGradient::Pass => false,
+                BoundGradient::Zero => true,
+            },
+        };
+        if c < self.c_lo {
+            (self.c_lo, true)
+        } else if c > self.c_hi {
+            (self.c_hi, true)
+        } else {
+            (c, at_bound_blocks && (c == self.c_lo || c == self.c_hi))
         }
     }
 }
@@ -130,10 +181,24 @@ fn pole_factor(theta: f64, phi: f64, m1: f64, rule: PoleRule) -> f64 {
     }
 }
 
+/// The derivative of the round trip `cos(acos c̃)`, `sin θ / sqrt(1 − c̃²)`: 1 inside (−1, 1),
+/// 0/0 at ±1 (NaN under IEEE evaluation, the limit 1 under [`PoleRule::Limit`]).
+fn round_trip_factor(c_eff: f64, gradient: GradientMode) -> f64 {
+    let at_pole = c_eff.abs() == 1.0;
+    match gradient {
+        GradientMode::Exact { pole, .. } if at_pole => match pole {
+            PoleRule::Ieee => f64::NAN,
+            PoleRule::Limit => 1.0,
+        },
+        GradientMode::Exact { .. } | GradientMode::FormulaAtClamped { .. } => 1.0,
+        GradientMode::Detached => 1.0,
+    }
+}
+
 /// Forward and backward factor of one target entry with input `c`.
 ///
 /// `dtype` is the precision of the implementation being modelled; it only rounds the
-/// profile's comparison constants (see [`Constants`]). All arithmetic is f64.
+/// profile's comparison constants and parameters (see [`Constants`]). All arithmetic is f64.
 pub fn eval(c: f64, p: &Params, profile: &Profile, dtype: Dtype) -> Entry {
     let k = Constants::new(profile, p, dtype);
     eval_with(c, p, profile, &k)
@@ -141,14 +206,8 @@ pub fn eval(c: f64, p: &Params, profile: &Profile, dtype: Dtype) -> Entry {
 
 /// [`eval`] with precomputed constants (the batch forms hoist them out of the loop).
 pub fn eval_with(c: f64, p: &Params, profile: &Profile, k: &Constants) -> Entry {
-    // Domain. NaN compares false both ways and passes through as NaN.
-    let (c_eff, domain_clamped) = if c < k.c_lo {
-        (k.c_lo, true)
-    } else if c > k.c_hi {
-        (k.c_hi, true)
-    } else {
-        (c, false)
-    };
+    let p = &profile.params.apply(p);
+    let (c_eff, domain_clamped) = k.clamp_input(c, profile.domain);
 
     let clip = |g: f64| match profile.factor_clip {
         // Comparisons, as Caffe's `d > 2 ? 2 : d; d < 0 ? 0 : d`: NaN stays NaN.
@@ -176,16 +235,18 @@ pub fn eval_with(c: f64, p: &Params, profile: &Profile, k: &Constants) -> Entry 
             domain_clamped,
             angle_clamped,
         };
+    // The gradient of a linear branch (shortcut, fallback): 1, or 0 where the clamp is flat.
+    let linear_factor = match profile.gradient {
+        GradientMode::Exact { .. } if domain_clamped => 0.0,
+        GradientMode::Exact { .. } | GradientMode::FormulaAtClamped { .. } => 1.0,
+        GradientMode::Detached => 1.0,
+    };
 
     if profile.shortcut && p.is_angle_identity() {
-        let g = match profile.gradient {
-            GradientMode::Exact { .. } if domain_clamped => 0.0,
-            _ => 1.0,
-        };
         let theta = c_eff.acos();
         return finish(
             c_eff - p.m3,
-            g,
+            linear_factor,
             theta,
             theta,
             theta,
@@ -200,46 +261,140 @@ pub fn eval_with(c: f64, p: &Params, profile: &Profile, k: &Constants) -> Entry 
     };
     let phi_raw = p.m1 * theta + p.m2;
 
-    if let Some(th) = k.threshold {
+    let falls_back = match (profile.angle, k.threshold) {
         // Margin branch iff c̃ > th (strict, as `torch.where(cos > th, ...)` and MXNet's relu).
-        if c_eff <= th {
-            let easy = matches!(
-                profile.angle,
-                AnglePolicy::ThresholdFallback { easy_margin: true }
-            );
-            let out = if easy {
-                c_eff
+        (
+            AnglePolicy::Threshold {
+                test: ThresholdTest::OnCos,
+            }
+            | AnglePolicy::EasyMargin,
+            Some(th),
+        ) => c_eff <= th,
+        // Margin branch iff θ ≤ (π − m2)/m1, θ as the dtype holds it.
+        (
+            AnglePolicy::Threshold {
+                test: ThresholdTest::OnAngle,
+            },
+            Some(th),
+        ) => k.dtype.round(theta) > th,
+        (
+            AnglePolicy::Threshold { .. }
+            | AnglePolicy::EasyMargin
+            | AnglePolicy::Raw
+            | AnglePolicy::Clamp { .. }
+            | AnglePolicy::Monotone,
+            _,
+        ) => false,
+    };
+    if falls_back {
+        let easy = match profile.angle {
+            AnglePolicy::EasyMargin => true,
+            AnglePolicy::Threshold { .. }
+            | AnglePolicy::Raw
+            | AnglePolicy::Clamp { .. }
+            | AnglePolicy::Monotone => false,
+        };
+        // Through the angle, the fallback's c̃ is cos(acos c̃): its own rounding, and its
+        // derivative sin θ / sqrt(1 − c̃²).
+        let (base, g) = if profile.round_trip.fallback {
+            let g = if linear_factor == 0.0 {
+                0.0
             } else {
-                c_eff - p.m2 * p.m2.sin() - p.m3
+                round_trip_factor(c_eff, profile.gradient)
             };
-            let g = match profile.gradient {
-                GradientMode::Exact { .. } if domain_clamped => 0.0,
-                _ => 1.0,
-            };
-            return finish(out, g, theta, phi_raw, phi_raw, Branch::Fallback, false);
-        }
+            (c_eff.acos().cos(), g)
+        } else {
+            (c_eff, linear_factor)
+        };
+        let out = if easy {
+            base
+        } else {
+            base - p.m2 * p.m2.sin() - p.m3
+        };
+        return finish(out, g, theta, phi_raw, phi_raw, Branch::Fallback, false);
     }
 
     let phi = phi_raw.max(k.phi_lo).min(k.phi_hi);
     let phi = if phi_raw.is_nan() { phi_raw } else { phi };
     let angle_clamped = phi != phi_raw && !phi_raw.is_nan();
-    let out = phi.cos() - p.m3;
+    // The monotone extension: on [kπ, (k+1)π), (−1)^k cos φ − 2k, with derivative sign (−1)^k.
+    // k is decided on φ as the dtype holds it, as the kernel does (at c = −1 in f32, φ rounds
+    // above π: k = 1 there, and the pole's sign follows).
+    let phi_d = k.dtype.round(phi);
+    let (sign, shift) = match profile.angle {
+        AnglePolicy::Monotone if phi_d > PI => {
+            let kk = (phi_d / PI).floor();
+            let sign = if kk % 2.0 == 0.0 { 1.0 } else { -1.0 };
+            (sign, 2.0 * kk)
+        }
+        AnglePolicy::Monotone
+        | AnglePolicy::Raw
+        | AnglePolicy::Clamp { .. }
+        | AnglePolicy::Threshold { .. }
+        | AnglePolicy::EasyMargin => (1.0, 0.0),
+    };
+    let out = sign * phi.cos() - shift - p.m3;
 
-    let formula = |rsqrt_f32: bool, rule: PoleRule| {
-        let r = inv_sin_theta(c_eff, rsqrt_f32);
+    let formula = |r: f64, rule: PoleRule| {
         if r.is_infinite() {
-            pole_factor(theta, phi, p.m1, rule)
+            // At c = ±1 the sign of sin φ is the dtype's: φ = π rounds above π in f32
+            // (acosf(−1) = 3.14159274) and below it in f64.
+            sign * pole_factor(theta, k.dtype.round(phi), p.m1, rule)
         } else {
-            p.m1 * phi.sin() * r
+            sign * p.m1 * phi.sin() * r
         }
     };
     let g = match profile.gradient {
         GradientMode::Detached => 1.0,
         GradientMode::Exact { .. } if domain_clamped || angle_clamped => 0.0,
-        GradientMode::Exact { pole } => formula(false, pole),
-        GradientMode::FormulaAtClamped { rsqrt_f32 } => formula(rsqrt_f32, PoleRule::Ieee),
+        GradientMode::Exact { pole, form } => match form {
+            ExactForm::Fused | ExactForm::Chain => formula(inv_sin_theta(c_eff, false), pole),
+            // sin θ of the θ the implementation saved, in its dtype.
+            ExactForm::SinTheta => formula(1.0 / k.dtype.round(theta).sin(), pole),
+        },
+        GradientMode::FormulaAtClamped { rsqrt_f32 } => {
+            formula(inv_sin_theta(c_eff, rsqrt_f32), PoleRule::Ieee)
+        }
     };
     finish(out, g, theta, phi_raw, phi, Branch::Margin, angle_clamped)
+}
+
+/// Forward and backward factor of a non-target entry (or any entry of a row without a
+/// target, where the label policy gives such rows the non-target treatment): `c`, unless the
+/// profile clamps every entry ([`ClampScope::AllEntries`]) or round-trips non-targets
+/// through acos/cos. Returns (out, factor, whether the entry is transformed at all).
+pub fn non_target(c: f64, profile: &Profile, k: &Constants) -> (f64, f64, bool) {
+    if !profile.transforms_non_targets() {
+        return (c, 1.0, false);
+    }
+    let all_entries = match profile.domain {
+        InputDomain::Raw => false,
+        InputDomain::Clamp { scope, .. } => match scope {
+            ClampScope::Target => false,
+            ClampScope::AllEntries => true,
+        },
+    };
+    let round_trip = profile.round_trip.non_targets;
+    let (c_eff, blocked) = if all_entries {
+        k.clamp_input(c, profile.domain)
+    } else {
+        (c, false)
+    };
+    let blocked_factor = match profile.gradient {
+        GradientMode::Exact { .. } if blocked => 0.0,
+        GradientMode::Exact { .. } | GradientMode::FormulaAtClamped { .. } => 1.0,
+        GradientMode::Detached => 1.0,
+    };
+    if round_trip {
+        let g = if blocked_factor == 0.0 {
+            0.0
+        } else {
+            round_trip_factor(c_eff, profile.gradient)
+        };
+        (c_eff.acos().cos(), g, true)
+    } else {
+        (c_eff, blocked_factor, true)
+    }
 }
 
 /// Forward only: the margin-adjusted (unscaled) target logit.

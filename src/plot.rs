@@ -200,6 +200,7 @@ fn short(k: &Kink) -> &'static str {
         Threshold => "th",
         FactorClipHigh | FactorClipLow => "clip",
         Turn => "turn",
+        MonotoneJoin => "join",
     }
 }
 

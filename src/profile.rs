@@ -1,11 +1,36 @@
 //! A numerics profile: how one implementation patches the singularities of the combined margin.
 //!
-//! A profile is data, composed of orthogonal policies. The formula exists once, in
-//! [`crate::margin`]; every named preset below is only a choice of policies, and
-//! SPEC.md §3 cites the source each preset is taken from.
+//! A profile is data: one value per orthogonal policy axis. The formula exists once, in
+//! [`crate::margin`]; a named preset is one row of [`PRESETS`], and SPEC.md §3 cites the source
+//! each row is taken from. [`crate::space`] enumerates the axes (every value real code uses) to
+//! generate the `--profile auto` candidates and the deviation detector's variants.
+//!
+//! Every `match` on a policy in this crate is exhaustive, so adding a variant makes the compiler
+//! point at every site that must decide what it means (formula, kinks, tolerance, kernel ABI).
 
 use serde::{Deserialize, Serialize};
 use std::f64::consts::PI;
+
+/// Which entries the input clamp applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClampScope {
+    /// Only the target entry (insightface, Caffe GPU): non-targets pass through unchanged.
+    Target,
+    /// Every entry, non-targets and label-less rows too (SpeechBrain clamps `cosine` before
+    /// `targets * phi + (1 - targets) * cosine`): non-targets become `clamp(c)`, gradient 0 outside.
+    AllEntries,
+}
+
+/// The gradient of the input clamp exactly at its bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BoundGradient {
+    /// c = bound is inside the clamp: the gradient passes (`where(lo <= c <= hi)`).
+    Pass,
+    /// c = bound is treated as clamped: gradient 0 (torch 2.x `clamp`, SpeechBrain README quirk 2).
+    Zero,
+}
 
 /// What happens to the input cos before `acos`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -15,11 +40,15 @@ pub enum InputDomain {
     Raw,
     /// Clamp c to [−1 + eps, 1 − eps] (bounds rounded to the implementation's dtype).
     /// eps = 0 keeps in-range values bit-identical and only pulls |c| > 1 back.
-    Clamp { eps: f64 },
+    Clamp {
+        eps: f64,
+        scope: ClampScope,
+        at_bound: BoundGradient,
+    },
 }
 
 /// Precision of θ = acos(c).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ThetaPrecision {
     /// θ kept in the working precision.
@@ -28,22 +57,38 @@ pub enum ThetaPrecision {
     F32,
 }
 
+/// How the th/mm threshold is tested.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ThresholdTest {
+    /// Margin branch iff c̃ > th with th = cos((π − m2)/m1) rounded to the dtype
+    /// (insightface `torch.where(cos > th, …)`, SpeechBrain, MXNet's relu form).
+    OnCos,
+    /// Margin branch iff m1·θ + m2 ≤ π, evaluated on the dtype's θ and φ (`theta + m <= pi`
+    /// forms). Rounds differently from [`ThresholdTest::OnCos`] within an ulp of the threshold.
+    OnAngle,
+}
+
 /// How the angle φ = m1·θ + m2 is handled where it leaves [0, π].
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum AnglePolicy {
     /// φ as is: past π the target logit turns back up and the gradient changes sign.
     Raw,
-    /// φ clamped to [lo, hi] (bounds rounded to the dtype); flat outside.
+    /// φ clamped to [lo, hi] (radians; bounds rounded to the dtype); flat outside.
     Clamp { lo: f64, hi: f64 },
-    /// insightface's `th`/`mm` fallback: where c ≤ th = cos((π − m2)/m1) the target is
-    /// `c − m2·sin(m2) − m3` instead. With `easy_margin` the threshold is 0 and the
-    /// fallback is `c` (the margin only applies where c > 0).
-    ThresholdFallback { easy_margin: bool },
+    /// insightface's `th`/`mm` fallback: where φ would pass π the target is
+    /// `c̃ − m2·sin(m2) − m3` instead (gradient 1).
+    Threshold { test: ThresholdTest },
+    /// `easy_margin`: the margin applies only where c̃ > 0; elsewhere the target is `c̃`.
+    EasyMargin,
+    /// SphereFace's monotone extension: with k = ⌊φ/π⌋, the target is `(−1)^k·cos φ − 2k − m3`
+    /// (continuous, non-increasing in θ for every m1 ≥ 1; SphereFace paper eq. 6).
+    Monotone,
 }
 
 /// Where the gradient is infinite (c = ±1 with no domain clamp), what the exact mode returns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PoleRule {
     /// IEEE evaluation of the formula: ±inf, or NaN where sin φ = 0 (0·inf).
@@ -52,13 +97,29 @@ pub enum PoleRule {
     Limit,
 }
 
+/// How an exact derivative is evaluated (same value in exact arithmetic, different roundings
+/// and different values at the poles).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExactForm {
+    /// One expression `m1·sin φ / sqrt(1 − c̃²)` (hand-written kernels, MXNet).
+    Fused,
+    /// The autograd chain `(−sin φ)·m1·(−1/sqrt(1 − c̃²))`, each factor rounded (PyTorch autograd
+    /// through `cos`, `acos`); the budget counts the extra roundings.
+    Chain,
+    /// Divided by `sin θ` of the saved θ (OneFlow's CPU grad kernel:
+    /// `dy·sin(m1θ + m2)·m1 / sin θ`). θ is the dtype's value, so at c = −1 in f32
+    /// `acosf(−1) > π` makes sin θ < 0 (OneFlow README quirk 5).
+    SinTheta,
+}
+
 /// What backward returns for d out / d c at a target entry.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum GradientMode {
     /// The derivative of the forward as computed: 0 where a clamp makes it flat,
     /// `m1·sin φ / sqrt(1 − c²)` on the margin branch, 1 on a linear fallback branch.
-    Exact { pole: PoleRule },
+    Exact { pole: PoleRule, form: ExactForm },
     /// The Caffe GPU backward: `m1·sin φ̃ · (1 − c̃²)^(−1/2)` evaluated at the clamped c̃ and φ̃,
     /// even where the clamp made the forward flat. With `rsqrt_f32` the
     /// `(1 − c²)^(−1/2)` part is computed in f32 (`powf`) whatever the dtype.
@@ -67,13 +128,58 @@ pub enum GradientMode {
     Detached,
 }
 
-/// Label handling: which label value means "ignore this row".
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LabelPolicy {
-    pub ignore: i64,
+/// Where the acos/cos round trip `cos(acos c̃)` is evaluated besides the margin branch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RoundTrip {
+    /// The fallback branch is `cos(acos c̃) − mm` instead of `c̃ − mm` (its derivative
+    /// `sin θ / sqrt(1 − c̃²)`: a few ulp from 1, NaN at ±1 under IEEE).
+    pub fallback: bool,
+    /// Non-target entries (and label-less rows) are `cos(acos c)`: insightface@9097cd7's
+    /// `logits.arccos_()` … `logits.cos_()` over the whole matrix (NaN for |c| > 1).
+    pub non_targets: bool,
 }
 
-/// One numerics profile. Every field is an independent policy.
+/// Precision the margin parameters m1, m2, m3 are held in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ParamPrecision {
+    /// Rounded to the dtype where they meet a tensor (a Python float in a T expression).
+    Dtype,
+    /// Held as f32 whatever the dtype (OneFlow's `float` op attributes, README quirk 7).
+    F32,
+}
+
+/// Precision of the arithmetic of half-precision code (f16/bf16 storage); no effect in f32/f64.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpMath {
+    /// Every op computed in f32 and its result rounded to the storage type (PyTorch's CPU and
+    /// CUDA half kernels, "opmath"); f32 scalars stay f32 inside a multiply.
+    F32Storage,
+    /// Every op rounded in the storage type (`__half` arithmetic in a hand-written kernel).
+    Storage,
+}
+
+/// Label handling: which labels mean "no target in this row", and what such a row gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LabelPolicy {
+    /// −1 leaves the row untouched (pure pass-through); any other label outside [0, C) is an error.
+    IgnoreMinusOne,
+    /// Every label outside [0, C) leaves the row untouched (OneFlow's kernels: README quirk 1).
+    IgnoreOutOfRange,
+    /// A −1 row is a row without a target (one-hot of zeros): every entry gets the non-target
+    /// treatment (the clamp or round trip that non-targets get); other labels outside [0, C)
+    /// are errors (SpeechBrain, insightface@9097cd7's whole-matrix `arccos_`).
+    MinusOneNoTarget,
+    /// Every label must be in [0, C): −1 is an error too.
+    NoIgnore,
+}
+
+/// The ignore label of the policies that have one.
+pub const IGNORE_LABEL: i64 = -1;
+
+/// One numerics profile. Every field is an independent policy axis.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
     /// Preset name, or a description for a custom profile.
@@ -85,64 +191,90 @@ pub struct Profile {
     /// Clamp of the backward factor to [lo, hi] after the gradient mode (Caffe GPU: [0, 2]).
     pub factor_clip: Option<(f64, f64)>,
     /// Where (m1, m2) = (1, 0), skip acos/cos and compute `c − m3` (gradient 1), as MXNet and
-    /// OneFlow do. Then (1, 0, 0) is exactly the identity and CosFace is exactly `c − m3`.
+    /// OneFlow's CUDA kernel do. Then (1, 0, 0) is exactly the identity and CosFace is `c − m3`.
     pub shortcut: bool,
+    pub round_trip: RoundTrip,
+    pub params: ParamPrecision,
+    pub op_math: OpMath,
     pub labels: LabelPolicy,
 }
-
-/// The ignore label every preset uses.
-pub const IGNORE_LABEL: i64 = -1;
 
 /// Upper bound of the `recommended` profile's backward factor (SPEC.md §3.6 argues the value).
 pub const RECOMMENDED_FACTOR_MAX: f64 = 16.0;
 
-/// The names of the presets, in the order reports list them.
-pub const PRESET_NAMES: [&str; 7] = [
-    "analytic",
-    "caffe-cpu",
-    "caffe-gpu",
-    "detached",
-    "arcface-thmm",
-    "arcface-thmm-easy",
-    "recommended",
-];
+/// SpeechBrain's clamp `torch.clamp(cosine, -1 + 1e-7, 1 - 1e-7)`.
+pub const SPEECHBRAIN_EPS: f64 = 1e-7;
 
-impl Profile {
-    /// Pure formula, no patches (the MXNet `margin_softmax` block): raw domain, native θ,
-    /// raw angle, exact IEEE gradient, and the (1, 0) shortcut MXNet takes.
-    pub fn analytic() -> Profile {
-        Profile {
-            name: "analytic".into(),
-            domain: InputDomain::Raw,
-            theta: ThetaPrecision::Native,
-            angle: AnglePolicy::Raw,
-            gradient: GradientMode::Exact {
-                pole: PoleRule::Ieee,
-            },
-            factor_clip: None,
-            shortcut: true,
-            labels: LabelPolicy {
-                ignore: IGNORE_LABEL,
-            },
-        }
+const EXACT: GradientMode = GradientMode::Exact {
+    pole: PoleRule::Ieee,
+    form: ExactForm::Fused,
+};
+const NO_ROUND_TRIP: RoundTrip = RoundTrip {
+    fallback: false,
+    non_targets: false,
+};
+const fn target_clamp(eps: f64) -> InputDomain {
+    InputDomain::Clamp {
+        eps,
+        scope: ClampScope::Target,
+        at_bound: BoundGradient::Pass,
     }
+}
 
-    /// gehaocool/CombinedMargin-caffe `Forward_cpu`/`Backward_cpu`: no clamps, `float theta`.
-    pub fn caffe_cpu() -> Profile {
-        Profile {
-            name: "caffe-cpu".into(),
+/// The analytic profile, the base the other rows of [`PRESETS`] modify.
+const ANALYTIC: Profile = Profile {
+    name: String::new(),
+    domain: InputDomain::Raw,
+    theta: ThetaPrecision::Native,
+    angle: AnglePolicy::Raw,
+    gradient: EXACT,
+    factor_clip: None,
+    shortcut: true,
+    round_trip: NO_ROUND_TRIP,
+    params: ParamPrecision::Dtype,
+    op_math: OpMath::F32Storage,
+    labels: LabelPolicy::IgnoreMinusOne,
+};
+
+/// One row of the preset table: a name, the source it is taken from, and the policies.
+pub struct Preset {
+    pub name: &'static str,
+    /// The code this row reproduces (SPEC.md §3 cites it in full).
+    pub source: &'static str,
+    pub profile: fn() -> Profile,
+}
+
+/// The presets, in the order reports list them. Each is a full row of policies (struct update
+/// from the analytic row), so what differs from the analytic formula is visible in one place.
+pub const PRESETS: [Preset; 11] = [
+    Preset {
+        name: "analytic",
+        source: "insightface MXNet margin_softmax@ce3600a (pure formula, (1, 0) shortcut)",
+        profile: || ANALYTIC,
+    },
+    Preset {
+        name: "textbook",
+        source: "the hand-written form: theta = arccos(clip(c, -1, 1)), raw angle, exact gradient",
+        profile: || Profile {
+            domain: target_clamp(0.0),
+            shortcut: false,
+            ..ANALYTIC
+        },
+    },
+    Preset {
+        name: "caffe-cpu",
+        source: "gehaocool/CombinedMargin-caffe Forward_cpu/Backward_cpu: no clamps, float theta",
+        profile: || Profile {
             theta: ThetaPrecision::F32,
             shortcut: false,
-            ..Profile::analytic()
-        }
-    }
-
-    /// The same repository's CUDA kernels: cos clamped to [−1+1e-4, 1−1e-4], φ to
-    /// [0, π − 1e-4], backward formula at the clamped values with an f32 `powf`, factor in [0, 2].
-    pub fn caffe_gpu() -> Profile {
-        Profile {
-            name: "caffe-gpu".into(),
-            domain: InputDomain::Clamp { eps: 1e-4 },
+            ..ANALYTIC
+        },
+    },
+    Preset {
+        name: "caffe-gpu",
+        source: "gehaocool/CombinedMargin-caffe .cu kernels: clamps 1e-4, powf backward at the clamped values, clip [0, 2]",
+        profile: || Profile {
+            domain: target_clamp(1e-4),
             theta: ThetaPrecision::F32,
             angle: AnglePolicy::Clamp {
                 lo: 0.0,
@@ -151,89 +283,168 @@ impl Profile {
             gradient: GradientMode::FormulaAtClamped { rsqrt_f32: true },
             factor_clip: Some((0.0, 2.0)),
             shortcut: false,
-            labels: LabelPolicy {
-                ignore: IGNORE_LABEL,
-            },
-        }
-    }
-
-    /// insightface arcface_torch `CombinedMarginLoss`/`ArcFace` at 9097cd7 and opensphere:
-    /// the margin is computed under `no_grad`, so d out / d c = 1.
-    pub fn detached() -> Profile {
-        Profile {
-            name: "detached".into(),
+            ..ANALYTIC
+        },
+    },
+    Preset {
+        name: "detached",
+        source: "insightface arcface_torch CombinedMarginLoss/ArcFace@9097cd7 and opensphere: the margin under no_grad",
+        profile: || Profile {
             gradient: GradientMode::Detached,
-            ..Profile::analytic()
-        }
-    }
-
-    /// insightface `ArcFace`@2e2e8c9 / `CombinedMarginLoss`@5ef9804: the `th`/`mm` fallback.
-    pub fn arcface_thmm(easy_margin: bool) -> Profile {
-        Profile {
-            name: if easy_margin {
-                "arcface-thmm-easy"
-            } else {
-                "arcface-thmm"
-            }
-            .into(),
-            angle: AnglePolicy::ThresholdFallback { easy_margin },
-            ..Profile::analytic()
-        }
-    }
-
-    /// This crate's proposal (SPEC.md §3.6): finite for every finite input, monotone
-    /// non-increasing in θ on [0, π], gradient in [0, 16].
-    pub fn recommended() -> Profile {
-        Profile {
-            name: "recommended".into(),
-            domain: InputDomain::Clamp { eps: 0.0 },
-            theta: ThetaPrecision::Native,
+            ..ANALYTIC
+        },
+    },
+    Preset {
+        name: "arcface-thmm",
+        source: "insightface ArcFace@2e2e8c9 / CombinedMarginLoss@5ef9804: th/mm fallback on cos",
+        profile: || Profile {
+            angle: AnglePolicy::Threshold {
+                test: ThresholdTest::OnCos,
+            },
+            ..ANALYTIC
+        },
+    },
+    Preset {
+        name: "arcface-thmm-easy",
+        source: "the same with easy_margin = True",
+        profile: || Profile {
+            angle: AnglePolicy::EasyMargin,
+            ..ANALYTIC
+        },
+    },
+    Preset {
+        name: "oneflow-cpu",
+        source: "OneFlow 0.9.0 CombinedMarginLossCpuKernel/GradCpuKernel: no clamp, no shortcut, / sin(theta), float margins, out-of-range labels ignored",
+        profile: || Profile {
+            gradient: GradientMode::Exact {
+                pole: PoleRule::Ieee,
+                form: ExactForm::SinTheta,
+            },
+            shortcut: false,
+            params: ParamPrecision::F32,
+            labels: LabelPolicy::IgnoreOutOfRange,
+            ..ANALYTIC
+        },
+    },
+    Preset {
+        name: "speechbrain-aam",
+        source: "SpeechBrain 1.1.2 AdditiveAngularMargin: clamp of every entry to +-(1 - 1e-7), th/mm on cos, autograd",
+        profile: || Profile {
+            domain: InputDomain::Clamp {
+                eps: SPEECHBRAIN_EPS,
+                scope: ClampScope::AllEntries,
+                at_bound: BoundGradient::Zero,
+            },
+            angle: AnglePolicy::Threshold {
+                test: ThresholdTest::OnCos,
+            },
+            gradient: GradientMode::Exact {
+                pole: PoleRule::Ieee,
+                form: ExactForm::Chain,
+            },
+            shortcut: false,
+            labels: LabelPolicy::MinusOneNoTarget,
+            ..ANALYTIC
+        },
+    },
+    Preset {
+        name: "sphereface",
+        source: "SphereFace (Liu et al. 2017, eq. 6): psi = (-1)^k cos(m1 theta) - 2k, monotone in theta",
+        profile: || Profile {
+            domain: target_clamp(0.0),
+            angle: AnglePolicy::Monotone,
+            ..ANALYTIC
+        },
+    },
+    Preset {
+        name: "recommended",
+        source: "this crate (SPEC.md §3.6): finite everywhere, monotone on [0, pi], gradient in [0, 16]",
+        profile: || Profile {
+            domain: target_clamp(0.0),
             angle: AnglePolicy::Clamp { lo: 0.0, hi: PI },
             gradient: GradientMode::Exact {
                 pole: PoleRule::Limit,
+                form: ExactForm::Fused,
             },
             factor_clip: Some((0.0, RECOMMENDED_FACTOR_MAX)),
-            shortcut: true,
-            labels: LabelPolicy {
-                ignore: IGNORE_LABEL,
-            },
-        }
-    }
+            ..ANALYTIC
+        },
+    },
+];
 
+/// The names of the presets, in [`PRESETS`] order.
+pub fn preset_names() -> impl Iterator<Item = &'static str> {
+    PRESETS.iter().map(|p| p.name)
+}
+
+impl Profile {
     /// A preset by name.
     pub fn preset(name: &str) -> Result<Profile, crate::Error> {
-        Ok(match name {
-            "analytic" => Profile::analytic(),
-            "caffe-cpu" => Profile::caffe_cpu(),
-            "caffe-gpu" => Profile::caffe_gpu(),
-            "detached" => Profile::detached(),
-            "arcface-thmm" => Profile::arcface_thmm(false),
-            "arcface-thmm-easy" => Profile::arcface_thmm(true),
-            "recommended" => Profile::recommended(),
-            other => return Err(crate::Error::UnknownProfile(other.to_string())),
-        })
+        PRESETS
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| Profile {
+                name: p.name.into(),
+                ..(p.profile)()
+            })
+            .ok_or_else(|| crate::Error::UnknownProfile(name.to_string()))
     }
 
-    /// Every preset, in [`PRESET_NAMES`] order.
+    /// Every preset, in [`PRESETS`] order.
     pub fn presets() -> Vec<Profile> {
-        PRESET_NAMES
-            .iter()
+        preset_names()
             .map(|n| Profile::preset(n).expect("preset names are known"))
             .collect()
+    }
+
+    /// Whether this profile's policies equal a preset's (whatever its name).
+    pub fn same_policies(&self, other: &Profile) -> bool {
+        Profile {
+            name: String::new(),
+            ..self.clone()
+        } == Profile {
+            name: String::new(),
+            ..other.clone()
+        }
     }
 
     /// Whether every finite input gives a finite forward and backward (for any valid params).
     /// True when the domain is clamped and the gradient is bounded by a clip, or detached.
     pub fn promises_finite(&self) -> bool {
-        let domain_ok = matches!(self.domain, InputDomain::Clamp { .. });
+        let domain_ok = match self.domain {
+            InputDomain::Clamp { .. } => true,
+            InputDomain::Raw => false,
+        };
+        let eps_positive = matches!(self.domain, InputDomain::Clamp { eps, .. } if eps > 0.0);
         let grad_ok = match self.gradient {
             GradientMode::Detached => true,
             GradientMode::FormulaAtClamped { .. } | GradientMode::Exact { .. } => {
-                self.factor_clip.is_some()
-                    || matches!(self.domain, InputDomain::Clamp { eps } if eps > 0.0)
+                self.factor_clip.is_some() || eps_positive
             }
         };
-        domain_ok && grad_ok
+        // A round trip of unclamped non-targets is NaN for |c| > 1.
+        let non_targets_ok = !self.round_trip.non_targets
+            || matches!(
+                self.domain,
+                InputDomain::Clamp {
+                    scope: ClampScope::AllEntries,
+                    ..
+                }
+            );
+        domain_ok && grad_ok && non_targets_ok
+    }
+
+    /// Whether non-target entries are changed at all: a clamp of every entry, or the
+    /// round trip of non-targets (otherwise they pass through bit-identical).
+    pub fn transforms_non_targets(&self) -> bool {
+        let all_entries = match self.domain {
+            InputDomain::Raw => false,
+            InputDomain::Clamp { scope, .. } => match scope {
+                ClampScope::Target => false,
+                ClampScope::AllEntries => true,
+            },
+        };
+        all_entries || self.round_trip.non_targets
     }
 
     /// Whether the forward is promised monotone non-increasing in θ over [0, π] for every valid
@@ -241,8 +452,8 @@ impl Profile {
     pub fn promises_monotone(&self) -> bool {
         match self.angle {
             AnglePolicy::Clamp { hi, .. } => hi <= PI,
-            AnglePolicy::ThresholdFallback { .. } => false,
-            AnglePolicy::Raw => false,
+            AnglePolicy::Monotone => true,
+            AnglePolicy::Threshold { .. } | AnglePolicy::EasyMargin | AnglePolicy::Raw => false,
         }
     }
 }
@@ -251,4 +462,52 @@ impl std::fmt::Display for Profile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.name)
     }
+}
+
+/// The profile SPEC.md §6 assigns to a dump's `implementation` string, for a case that claims
+/// `easy_margin` (or not). `None` where the implementation is not one of the mapped systems.
+/// A dump this crate wrote names its profile (`reference/<preset>` or the bare preset name).
+pub fn mapped_profile(implementation: &str, easy_margin: Option<bool>) -> Option<Profile> {
+    let easy = easy_margin == Some(true);
+    let thmm = if easy {
+        "arcface-thmm-easy"
+    } else {
+        "arcface-thmm"
+    };
+    let name = if implementation == "caffe-cpu" {
+        "caffe-cpu"
+    } else if implementation == "caffe-gpu-kernel-on-host" || implementation == "caffe-gpu" {
+        "caffe-gpu"
+    } else if implementation.contains("CombinedMarginLoss@9097cd7")
+        || implementation.contains("ArcFace@9097cd7")
+    {
+        "detached"
+    } else if implementation.contains("CombinedMarginLoss@5ef9804")
+        || implementation.contains("ArcFace@2e2e8c9")
+        || implementation.contains("loss_type4@")
+    {
+        thmm
+    } else if implementation.contains("CosFace@") || implementation.contains("margin_softmax@") {
+        "analytic"
+    } else if implementation.starts_with("oneflow.nn.CombinedMarginLoss") {
+        "oneflow-cpu"
+    } else if implementation.starts_with("speechbrain.nnet.losses.AdditiveAngularMargin") {
+        if easy {
+            return Some(Profile {
+                name: "speechbrain-aam with easy margin".into(),
+                angle: AnglePolicy::EasyMargin,
+                ..Profile::preset("speechbrain-aam").expect("preset")
+            });
+        }
+        "speechbrain-aam"
+    } else if implementation.starts_with("speechbrain.nnet.losses.AngularMargin") {
+        // s·(x − m·onehot): the CosFace formula with no clamp and no acos (the (1, 0) shortcut).
+        "analytic"
+    } else {
+        let bare = implementation
+            .strip_prefix("reference/")
+            .unwrap_or(implementation);
+        return Profile::preset(bare).ok();
+    };
+    Some(Profile::preset(name).expect("mapped names are presets"))
 }

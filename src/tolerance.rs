@@ -9,7 +9,7 @@
 use crate::dtype::Dtype;
 use crate::margin::{self, Branch, Constants, Entry};
 use crate::params::Params;
-use crate::profile::{AnglePolicy, GradientMode, Profile, ThetaPrecision};
+use crate::profile::{AnglePolicy, ExactForm, GradientMode, Profile, ThetaPrecision};
 
 /// Every constant of the model, in one place. "ulp" is the spacing of T at the value.
 pub mod consts {
@@ -36,6 +36,10 @@ pub mod consts {
     pub const BACKWARD_MULS: f64 = 3.0;
     /// Non-target entries: copied (exact) or scaled once by s (one rounding).
     pub const PASSTHROUGH_ULP: f64 = 0.5;
+    /// The autograd chain `(−sin φ)·m1·(−1/sqrt(1 − c²))` rounds the sqrt, the reciprocal and
+    /// one more product than the fused `m1·sin φ·r`: three more roundings, ½ ulp each, as a
+    /// relative error in units of u (a correct f64 chain measured 1.33 of the fused budget).
+    pub const CHAIN_ROUNDINGS: f64 = 3.0;
     /// A parameter (m1, m2, m3) given as an f64 (a Python float) and used in T arithmetic is
     /// rounded to T first: ½ ulp_T of the parameter. Caffe's `params_effective` are already
     /// T-exact, so this costs them nothing.
@@ -94,16 +98,33 @@ pub fn target_budget_for(
         // own error. The easy-margin fallback is c̃ itself: exact.
         Branch::Shortcut => (ROUNDING_ULP * t.ulp(e.out) + PARAM_ULP * t.ulp(p.m3), 0.0),
         Branch::Fallback => {
-            if matches!(
-                profile.angle,
-                AnglePolicy::ThresholdFallback { easy_margin: true }
-            ) {
+            let easy = match profile.angle {
+                AnglePolicy::EasyMargin => true,
+                AnglePolicy::Threshold { .. }
+                | AnglePolicy::Raw
+                | AnglePolicy::Clamp { .. }
+                | AnglePolicy::Monotone => false,
+            };
+            // Through the angle the fallback's c̃ is cos(acos c̃): the acos error times sin θ,
+            // and the cos rounding; its derivative sin θ / sqrt(1 − c̃²) carries the acos,
+            // sin and sqrt errors (relative).
+            let (rt_fwd, rt_grad) = if profile.round_trip.fallback {
+                round_trip_error(e.c_eff, t)
+            } else {
                 (0.0, 0.0)
+            };
+            let rt_grad = if e.factor == 0.0 || !e.factor.is_finite() {
+                0.0
+            } else {
+                rt_grad
+            };
+            if easy {
+                (rt_fwd, rt_grad)
             } else {
                 let mm = p.m2 * p.m2.sin();
                 let subs = ROUNDING_ULP * (t.ulp(e.c_eff - mm) + t.ulp(e.out));
                 let consts = (SIN_ULP + ROUNDING_ULP) * t.ulp(mm) + PARAM_ULP * t.ulp(p.m3);
-                (subs + consts, 0.0)
+                (subs + consts + rt_fwd, rt_grad)
             }
         }
         Branch::Margin => {
@@ -190,6 +211,13 @@ fn factor_error(e: &Entry, p: &Params, profile: &Profile, t: Dtype, dphi: f64, u
         GradientMode::FormulaAtClamped { rsqrt_f32: true } => Dtype::F32,
         _ => t,
     };
+    if let GradientMode::Exact {
+        form: ExactForm::SinTheta,
+        ..
+    } = profile.gradient
+    {
+        return sin_theta_factor_error(e, p, profile, t, dphi, u);
+    }
     let (d1mc2, one_mc2) = one_minus_c2_error(e.c_eff, rsqrt_t);
     if one_mc2 <= 0.0 {
         // c̃ = ±1 exactly: 1 − c̃² = 0 in every implementation; the pole value is exact.
@@ -198,7 +226,93 @@ fn factor_error(e: &Entry, p: &Params, profile: &Profile, t: Dtype, dphi: f64, u
     let r = one_mc2.powf(-0.5);
     let g = p.m1 * e.phi.sin() * r;
     let rel_r = POW_ULP * 2.0 * rsqrt_t.unit_roundoff() + 0.5 * d1mc2 / one_mc2;
-    p.m1 * e.phi.cos().abs() * r * dphi + g.abs() * (rel_r + (SIN_ULP + BACKWARD_MULS) * 2.0 * u)
+    let extra = match profile.gradient {
+        GradientMode::Exact {
+            form: ExactForm::Chain,
+            ..
+        } => CHAIN_ROUNDINGS,
+        GradientMode::Exact {
+            form: ExactForm::Fused | ExactForm::SinTheta,
+            ..
+        }
+        | GradientMode::FormulaAtClamped { .. }
+        | GradientMode::Detached => 0.0,
+    };
+    p.m1 * e.phi.cos().abs() * r * dphi
+        + g.abs() * (rel_r + (SIN_ULP + BACKWARD_MULS + extra) * 2.0 * u)
+}
+
+/// Error of the round trip cos(acos c) and of its derivative sin θ / sqrt(1 − c²) as T
+/// computes them: (absolute forward error, absolute error of the derivative ≈ 1).
+fn round_trip_error(c: f64, t: Dtype) -> (f64, f64) {
+    let theta = c.acos();
+    let sin_theta = theta.sin();
+    let fwd = ACOS_ULP * t.ulp(theta) * sin_theta.abs() + COS_ULP * t.ulp(c);
+    let (d1mc2, one_mc2) = one_minus_c2_error(c, t);
+    let rel_sqrt = if one_mc2 > 0.0 {
+        0.5 * d1mc2 / one_mc2
+    } else {
+        0.0
+    };
+    let cot = if sin_theta != 0.0 {
+        (theta.cos() / sin_theta).abs()
+    } else {
+        0.0
+    };
+    let u = t.unit_roundoff();
+    let grad = cot * ACOS_ULP * t.ulp(theta) + rel_sqrt + (SIN_ULP + POW_ULP) * 2.0 * u;
+    (fwd, grad)
+}
+
+/// Budget of a transformed non-target element (every entry clamped, or round-tripped through
+/// acos/cos): forward `s·out`, backward `s·top_diff·factor` (`bwd_unscaled` = top_diff·factor).
+pub fn non_target_budget(
+    c: f64,
+    out: f64,
+    bwd_unscaled: f64,
+    s: f64,
+    profile: &Profile,
+    t: Dtype,
+) -> Budget {
+    let (fwd, grad) = if profile.round_trip.non_targets && out.is_finite() {
+        let (f, g) = round_trip_error(c.clamp(-1.0, 1.0), t);
+        (f, g * bwd_unscaled.abs())
+    } else {
+        (0.0, 0.0)
+    };
+    let scale = |v: f64| {
+        if s == 1.0 {
+            0.0
+        } else {
+            PASSTHROUGH_ULP * t.ulp(v)
+        }
+    };
+    Budget {
+        forward: s * fwd + scale(s * out),
+        backward: s * grad + scale(s * bwd_unscaled) + ROUNDING_ULP * t.ulp(s * bwd_unscaled),
+    }
+}
+
+/// Error of the factor m1·sin φ / sin θ̂ with θ̂ the saved θ in T ([`ExactForm::SinTheta`]):
+/// the acos error moves θ̂, which moves 1/sin θ̂ by cot θ̂·δθ (relative; large near θ = π,
+/// where sin θ̂ is a few ulp of π and may even be negative), plus sin's own error.
+fn sin_theta_factor_error(
+    e: &Entry,
+    p: &Params,
+    profile: &Profile,
+    t: Dtype,
+    dphi: f64,
+    u: f64,
+) -> f64 {
+    let st = t.round(e.theta).sin();
+    if st == 0.0 {
+        // θ̂ = 0 exactly (c = 1): sin 0 = 0 in every implementation; the pole value is exact.
+        return 0.0;
+    }
+    let r = 1.0 / st.abs();
+    let g = p.m1 * e.phi.sin() * r;
+    let rel = (e.theta.cos() / st).abs() * theta_error(e, profile, t) + SIN_ULP * 2.0 * u;
+    p.m1 * e.phi.cos().abs() * r * dphi + g.abs() * (rel + (SIN_ULP + BACKWARD_MULS) * 2.0 * u)
 }
 
 /// Budget of a non-target (or ignored-row) element: forward `s·x`, backward `s·top_diff`.

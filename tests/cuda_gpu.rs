@@ -428,9 +428,9 @@ fn gpu_guard_bands_and_poisoned_outputs() {
         return;
     };
     for profile in [
-        Profile::caffe_gpu(),
-        Profile::analytic(),
-        Profile::recommended(),
+        Profile::preset("caffe-gpu").unwrap(),
+        Profile::preset("analytic").unwrap(),
+        Profile::preset("recommended").unwrap(),
     ] {
         canaries::<f32>(&gpu, &profile);
         canaries::<f64>(&gpu, &profile);
@@ -751,7 +751,7 @@ fn gpu_fused_check_rejects_wrong_references() {
         return;
     };
     let dt = Dtype::F32;
-    let profile = Profile::recommended();
+    let profile = Profile::preset("recommended").unwrap();
     let p = params_as(&Params::new(1.0, 0.5, 0.0).with_scale(64.0), dt);
     let (n, c) = (10, 1000);
     let (cos, labels) = fused_inputs(n, c, 5, dt);
@@ -787,7 +787,7 @@ fn bench_fused_bandwidth() {
     let (n, c) = (512usize, 360_000usize);
     let iters = 20;
     let dt = Dtype::F32;
-    let profile = Profile::recommended();
+    let profile = Profile::preset("recommended").unwrap();
     let p = params_as(&Params::new(1.0, 0.5, 0.0).with_scale(64.0), dt);
     let kp = KernelProfile::new(&profile, &p, dt);
     let (cos, labels) = fused_inputs(n, c, 99, dt);
@@ -1039,7 +1039,7 @@ where
     // Teeth: a kernel that drops the scalar tail of each row is rejected. One row of 4099
     // on the 16-byte grid: its last element (the largest logit) is in the scalar tail for
     // both widths (4099 = 4·1024 + 3 = 2·2049 + 1).
-    let profile = Profile::recommended();
+    let profile = Profile::preset("recommended").unwrap();
     let c = 4099;
     let (mut cos, _) = fused_inputs(1, c, 3, dt);
     cos[c - 1] = dt.round(0.9999);

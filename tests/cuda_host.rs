@@ -9,7 +9,6 @@ use combined_margin::cuda::{code, params_as, KernelProfile};
 use combined_margin::layer;
 use combined_margin::margin;
 use combined_margin::params::PAPER_CONFIGS;
-use combined_margin::profile::LabelPolicy;
 use combined_margin::tolerance::{error_fraction, target_budget};
 use combined_margin::{Dtype, Params, Profile};
 use proptest::prelude::*;
@@ -245,9 +244,8 @@ fn host_check_rejects_wrong_math() {
     assert!(!all_pass::<f32>(&p("arcface-thmm"), |k| {
         k.threshold = next_float(k.threshold, Dtype::F32, 1)
     }));
-    assert!(!all_pass::<f32>(&p("arcface-thmm-easy"), |k| k
-        .easy_margin =
-        0));
+    assert!(!all_pass::<f32>(&p("arcface-thmm-easy"), |k| k.angle =
+        code::ANGLE_THRESHOLD_COS));
     assert!(!all_pass::<f64>(&p("arcface-thmm"), |k| k.fallback_mm *= 1.0 + 1e-12));
 
     assert!(all_pass::<f64>(&p("analytic"), |_| {}));
@@ -271,26 +269,32 @@ fn profile_struct_layout_matches_c() {
     assert!(!host::layout_equal(size + 8, &offsets));
 }
 
-/// The kernels classify labels as the reference does: ignore value, [0, C), anything else bad.
+/// The kernels classify labels as the reference does, under every label policy of the space.
 #[test]
 fn row_status_matches_reference_labels() {
-    let mut custom = Profile::recommended();
-    custom.labels = LabelPolicy { ignore: -100 };
-    for profile in [Profile::analytic(), custom] {
-        let ignore = profile.labels.ignore;
+    let base = Profile::preset("recommended").unwrap();
+    for profile in combined_margin::space::Axis::Labels.values(&base) {
+        let kp = combined_margin::cuda::KernelProfile::new(
+            &profile,
+            &Params::new(1.0, 0.5, 0.0),
+            Dtype::F32,
+        );
         for classes in [1usize, 5, 360_000] {
             let c = classes as i64;
             for label in [i64::MIN, -100, -2, -1, 0, 1, c - 1, c, c + 1, i64::MAX] {
-                let reference = layer::targets(1, classes, &[label], &profile);
-                let want = match reference {
-                    Ok(ref t) if t[0].is_none() => code::ROW_IGNORED,
-                    Ok(_) => code::ROW_TARGET,
+                let want = match layer::rows(1, classes, &[label], &profile) {
+                    Ok(r) => match r[0] {
+                        layer::Row::Target(_) => code::ROW_TARGET,
+                        layer::Row::NoTarget => code::ROW_NO_TARGET,
+                        layer::Row::Untouched => code::ROW_IGNORED,
+                    },
                     Err(_) => code::ROW_BAD_LABEL,
                 };
                 assert_eq!(
-                    host::row_status(label, c, ignore),
+                    host::row_status(label, c, kp.labels),
                     want,
-                    "label {label}, C = {classes}, ignore {ignore}"
+                    "label {label}, C = {classes}, {}",
+                    profile.name
                 );
             }
         }

@@ -94,9 +94,13 @@ fn program_text_embeds_the_header_once() {
     let text = device::program_text();
     assert!(!text.contains(device::INCLUDE_LINE));
     assert_eq!(text.matches("#define COMBINED_MARGIN_CUH").count(), 1);
+    assert!(!text.contains(device::ABI_INCLUDE_LINE));
+    assert_eq!(text.matches("#define CM_ABI_H").count(), 1);
     assert_eq!(
         text.len(),
         device::SOURCE.len() - device::INCLUDE_LINE.len() + device::HEADER.len()
+            - device::ABI_INCLUDE_LINE.len()
+            + device::ABI.len()
     );
 }
 

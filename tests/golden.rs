@@ -19,8 +19,8 @@ fn every_golden_case_agrees_or_carries_its_expected_deviations() {
     let files = deviation::golden_files(&dir).expect("golden dir");
     assert_eq!(
         files.len(),
-        18,
-        "the shipped golden dumps (6 Caffe, 2 MXNet, 10 PyTorch)"
+        24,
+        "the shipped golden dumps (6 Caffe, 2 MXNet, 10 PyTorch, 2 OneFlow, 4 SpeechBrain)"
     );
     let mut used = vec![false; expected.entries.len()];
     let mut problems = Vec::new();
@@ -105,7 +105,7 @@ fn every_golden_case_agrees_or_carries_its_expected_deviations() {
 /// The mapping of SPEC.md §6, case by case: which profile each implementation gets.
 #[test]
 fn profile_mapping_follows_spec_section_6() {
-    use combined_margin::compare::mapped_profile;
+    use combined_margin::profile::mapped_profile;
     let cases = [
         ("caffe-cpu", None, "caffe-cpu"),
         ("caffe-gpu-kernel-on-host", None, "caffe-gpu"),

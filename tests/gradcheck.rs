@@ -79,7 +79,7 @@ fn exact_presets_pass_on_a_dense_grid() {
 /// Teeth: a sign error in the backward is rejected at almost every point.
 #[test]
 fn sign_error_is_rejected() {
-    let prof = Profile::analytic();
+    let prof = Profile::preset("analytic").unwrap();
     let p = Params::new(1.0, 0.5, 0.0);
     let ks = kinks::kinks(&prof, &p, Dtype::F64);
     let xs = grid(500);
@@ -118,10 +118,10 @@ fn sign_error_is_rejected() {
 /// factor lies in (1, 2], while the correct clip passes at the same points.
 #[test]
 fn wrong_factor_clip_is_rejected() {
-    let good_prof = Profile::caffe_gpu();
+    let good_prof = Profile::preset("caffe-gpu").unwrap();
     let bad_prof = Profile {
         factor_clip: Some((0.0, 1.0)),
-        ..Profile::caffe_gpu()
+        ..Profile::preset("caffe-gpu").unwrap()
     };
     let p = Params::new(1.0, 0.5, 0.0).as_f32_proto();
     let ks = kinks::kinks(&good_prof, &p, Dtype::F64);
@@ -196,7 +196,7 @@ fn windows_are_asymmetric_at_poles() {
     assert!(wd.below > 10.0 * wd.above, "{wd:?}");
     // Inside the windows the checker really would fail: a central difference 2h from the
     // analytic profile's pole at +1 is far off, which is why the window exists.
-    let prof = Profile::analytic();
+    let prof = Profile::preset("analytic").unwrap();
     let p = Params::new(1.0, 0.5, 0.0);
     let x = 1.0 - 2.0 * h;
     let num = gradcheck::derivative(
@@ -213,7 +213,7 @@ fn windows_are_asymmetric_at_poles() {
 #[test]
 fn richardson_beats_central() {
     let p = Params::new(1.0, 0.5, 0.0);
-    let prof = Profile::analytic();
+    let prof = Profile::preset("analytic").unwrap();
     let x = 0.95;
     let exact = margin::backward_factor(x, &p, &prof, Dtype::F64);
     let f = |c: f64| margin::forward(c, &p, &prof, Dtype::F64);

@@ -13,15 +13,21 @@ fn label_out_of_range_is_an_error_naming_the_row() {
     let cos = Array2::<f64>::zeros((3, 4));
     for bad in [4i64, -2, i64::MAX, i64::MIN] {
         let labels = [0, -1, bad];
-        let e = layer::forward(cos.view(), &labels, &p(), &Profile::analytic(), Dtype::F64)
-            .unwrap_err();
+        let e = layer::forward(
+            cos.view(),
+            &labels,
+            &p(),
+            &Profile::preset("analytic").unwrap(),
+            Dtype::F64,
+        )
+        .unwrap_err();
         assert_eq!(
             e,
             Error::LabelOutOfRange {
                 row: 2,
                 label: bad,
                 classes: 4,
-                ignore: -1
+                allows_ignore: true
             }
         );
         let msg = e.to_string();
@@ -35,8 +41,14 @@ fn label_out_of_range_is_an_error_naming_the_row() {
 #[test]
 fn shape_mismatches_are_errors() {
     let cos = Array2::<f64>::zeros((3, 4));
-    let e =
-        layer::forward(cos.view(), &[0, 1], &p(), &Profile::analytic(), Dtype::F64).unwrap_err();
+    let e = layer::forward(
+        cos.view(),
+        &[0, 1],
+        &p(),
+        &Profile::preset("analytic").unwrap(),
+        Dtype::F64,
+    )
+    .unwrap_err();
     assert!(
         matches!(
             e,
@@ -54,7 +66,7 @@ fn shape_mismatches_are_errors() {
         &[0, 1, 2],
         top.view(),
         &p(),
-        &Profile::analytic(),
+        &Profile::preset("analytic").unwrap(),
         Dtype::F64,
     )
     .unwrap_err();
@@ -69,8 +81,14 @@ fn invalid_params_are_errors() {
         (Params::new(1.0, -0.1, 0.0), "m2"),
         (Params::new(1.0, 0.5, f64::NAN), "m3"),
     ] {
-        let e =
-            layer::forward(cos.view(), &[0], &bad, &Profile::analytic(), Dtype::F64).unwrap_err();
+        let e = layer::forward(
+            cos.view(),
+            &[0],
+            &bad,
+            &Profile::preset("analytic").unwrap(),
+            Dtype::F64,
+        )
+        .unwrap_err();
         assert!(
             matches!(e, Error::InvalidParam { field: f, .. } if f == field),
             "{e}"
@@ -85,7 +103,7 @@ fn only_targets_change() {
     let cos = array![[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]];
     let top = array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]];
     let labels = [1, -1];
-    let prof = Profile::analytic();
+    let prof = Profile::preset("analytic").unwrap();
     let fwd = layer::forward(cos.view(), &labels, &p(), &prof, Dtype::F64).unwrap();
     let bwd = layer::backward(cos.view(), &labels, top.view(), &p(), &prof, Dtype::F64).unwrap();
     // Closed forms, evaluated independently of the profile machinery.

@@ -8,7 +8,9 @@
 use combined_margin::catalogue::edge_cases;
 use combined_margin::deviation::{self, Declared, Kind, Verdict};
 use combined_margin::fixture::LayerCase;
-use combined_margin::profile::{AnglePolicy, GradientMode, InputDomain, ThetaPrecision};
+use combined_margin::profile::{
+    AnglePolicy, BoundGradient, ClampScope, GradientMode, InputDomain, ThetaPrecision,
+};
 use combined_margin::rng::SplitMix64;
 use combined_margin::{layer, Dtype, Params, Profile};
 use ndarray::Array2;
@@ -105,7 +107,7 @@ struct Outcome {
 #[test]
 fn every_mutant_is_rejected_and_named() {
     let p = Params::new(1.0, 0.3, 0.2).with_scale(64.0);
-    let gpu = Profile::caffe_gpu();
+    let gpu = Profile::preset("caffe-gpu").unwrap();
     let mut results = Vec::new();
 
     // (name, base profile, dtype, expected cause, how the mutant is built)
@@ -130,7 +132,13 @@ fn every_mutant_is_rejected_and_named() {
             gpu.clone(),
             Dtype::F32,
             Kind::InputClampDiffers,
-            policy(|q| q.domain = InputDomain::Clamp { eps: 1e-3 }),
+            policy(|q| {
+                q.domain = InputDomain::Clamp {
+                    eps: 1e-3,
+                    scope: ClampScope::Target,
+                    at_bound: BoundGradient::Pass,
+                }
+            }),
         ),
         (
             "angle clamp missing",
@@ -168,7 +176,7 @@ fn every_mutant_is_rejected_and_named() {
         ),
         (
             "float theta added (analytic base)",
-            Profile::analytic(),
+            Profile::preset("analytic").unwrap(),
             Dtype::F64,
             Kind::ThetaPrecisionDiffers,
             policy(|q| q.theta = ThetaPrecision::F32),
@@ -341,7 +349,7 @@ fn every_mutant_is_rejected_and_named() {
 #[test]
 fn float_theta_is_equivalent_in_f32() {
     let p = Params::new(1.0, 0.3, 0.2).with_scale(64.0);
-    let base = Profile::caffe_gpu();
+    let base = Profile::preset("caffe-gpu").unwrap();
     let mut native = base.clone();
     native.theta = ThetaPrecision::Native;
     let (cos, labels, top) = inputs(&base, &p, Dtype::F32, 42);

@@ -153,7 +153,7 @@ fn generated_fixture_round_trips_bit_for_bit() {
             params.s = s;
         }
         let g = generate(&Spec {
-            profile: Profile::analytic(),
+            profile: Profile::preset("analytic").unwrap(),
             params,
             scaled: scale.is_some(),
             n: 80,
@@ -208,7 +208,7 @@ fn generated_fixture_round_trips_bit_for_bit() {
 #[test]
 fn filled_in_outputs_round_trip_through_the_writer() {
     let g = generate(&Spec {
-        profile: Profile::caffe_gpu(),
+        profile: Profile::preset("caffe-gpu").unwrap(),
         params: Params::new(1.0, 0.3, 0.2),
         scaled: false,
         n: 5,

@@ -242,7 +242,7 @@ fn wrong_models_are_rejected() {
         &f64_cases,
         "analytic profile (f64)",
         &|c| LossConfig {
-            profile: Profile::analytic(),
+            profile: Profile::preset("analytic").unwrap(),
             ..c.cfg.clone()
         },
         "margin_logits",

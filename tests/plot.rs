@@ -68,7 +68,7 @@ fn every_kink_is_tagged_and_listed() {
 fn a_profile_without_kinks_has_no_tags() {
     // analytic at (1, 0, 0) is the identity: no kink at all (teeth for the test above).
     let spec = PlotSpec {
-        profiles: vec![Profile::analytic()],
+        profiles: vec![Profile::preset("analytic").unwrap()],
         params: Params::new(1.0, 0.0, 0.0),
         ..default_spec()
     };
@@ -97,7 +97,7 @@ fn values_outside_the_range_are_named() {
 #[test]
 fn curves_are_dense_at_kinks_and_break_at_the_jump() {
     let p = Params::new(1.0, 0.5, 0.0);
-    let prof = Profile::arcface_thmm(false);
+    let prof = Profile::preset("arcface-thmm").unwrap();
     let s = forward_curve(&prof, &p, Dtype::F64);
     // th = cos(pi - m2) for m1 = 1: theta_th = 180 - 0.5 rad in degrees.
     let th_deg = 180.0 - 0.5f64.to_degrees();
@@ -117,9 +117,9 @@ fn curves_are_dense_at_kinks_and_break_at_the_jump() {
             && s.iter().any(|q| q.branch == Branch::Margin)
     );
     // The raw curve is one piece; its factor's NaN-free values are clamped into the range.
-    let raw = forward_curve(&Profile::analytic(), &p, Dtype::F64);
+    let raw = forward_curve(&Profile::preset("analytic").unwrap(), &p, Dtype::F64);
     assert_eq!(segments(&raw, -10.0, 10.0).len(), 1);
-    let f = factor_curve(&Profile::analytic(), &p, Dtype::F64);
+    let f = factor_curve(&Profile::preset("analytic").unwrap(), &p, Dtype::F64);
     assert!(f.iter().any(|q| q.y == f64::INFINITY));
     assert!(
         f.iter().any(|q| q.x > 0.0 && 1.0 - q.x <= 1e-12),

@@ -46,7 +46,7 @@ fn twice_the_budget_is_always_caught() {
                     .unwrap(),
             };
             let profile =
-                combined_margin::compare::mapped_profile(&dump.implementation, case.easy_margin)
+                combined_margin::profile::mapped_profile(&dump.implementation, case.easy_margin)
                     .unwrap();
             let before = deviation::check(&case, &profile, dump.dtype, &declared).unwrap();
             let excused: HashSet<(Side, usize)> = before

@@ -26,6 +26,10 @@ pub const SOURCE: &str = include_str!("../../kernels/combined_margin.cu");
 /// The line of [`SOURCE`] that [`program_text`] replaces by [`HEADER`] (NVRTC gets one text
 /// and no include path: nothing is read from disk at run time).
 pub const INCLUDE_LINE: &str = "#include \"combined_margin.cuh\"";
+/// `kernels/cm_abi.h`, embedded: the header's include of it is replaced the same way.
+pub const ABI: &str = include_str!("../../kernels/cm_abi.h");
+/// The line of [`HEADER`] that [`program_text`] replaces by [`ABI`].
+pub const ABI_INCLUDE_LINE: &str = "#include \"cm_abi.h\"";
 
 /// Every `extern "C"` kernel of [`SOURCE`].
 pub const KERNELS: [&str; 9] = [
@@ -93,7 +97,8 @@ pub fn driver_present() -> bool {
 /// The program NVRTC compiles: [`SOURCE`] with its one include line replaced by [`HEADER`].
 pub fn program_text() -> String {
     debug_assert_eq!(SOURCE.matches(INCLUDE_LINE).count(), 1);
-    SOURCE.replacen(INCLUDE_LINE, HEADER, 1)
+    debug_assert_eq!(HEADER.matches(ABI_INCLUDE_LINE).count(), 1);
+    SOURCE.replacen(INCLUDE_LINE, &HEADER.replacen(ABI_INCLUDE_LINE, ABI, 1), 1)
 }
 
 /// Compiles every kernel to PTX for `arch` (e.g. `compute_90`); returns the PTX and the
@@ -382,6 +387,12 @@ impl Gpu {
         check_len("row_loss", n, bufs.row_loss.len())?;
         check_len("n_valid", 1, bufs.n_valid.len())?;
         check_len("loss", 1, bufs.loss.len())?;
+        if kp.clamp_all_entries != 0 || kp.round_trip_non_targets != 0 {
+            return Err(Error::Invalid(
+                "the fused loss kernel takes only profiles that leave non-targets unchanged (no clamp of every entry, no round trip of non-targets)".into(),
+            )
+            .into());
+        }
         if c == 0 {
             return Err(
                 Error::Invalid("the fused loss needs at least one class (C = 0)".into()).into(),
@@ -399,7 +410,7 @@ impl Gpu {
         b.arg(labels)
             .arg(&n64)
             .arg(&c64)
-            .arg(&kp.ignore_label)
+            .arg(&kp.labels)
             .arg(&mut bufs.n_valid);
         // SAFETY: reads labels[0, n), writes n_valid[0].
         unsafe { b.launch(one_block(SMALL_THREADS)) }.map_err(drv("cm_count_valid"))?;
@@ -708,13 +719,13 @@ pub fn check_status(
 ) -> Result<(), Error> {
     for (row, (&st, &label)) in status.iter().zip(labels).enumerate() {
         match st {
-            code::ROW_TARGET | code::ROW_IGNORED => {}
+            code::ROW_TARGET | code::ROW_IGNORED | code::ROW_NO_TARGET => {}
             code::ROW_BAD_LABEL => {
                 return Err(Error::LabelOutOfRange {
                     row,
                     label,
                     classes,
-                    ignore: profile.labels.ignore,
+                    allows_ignore: profile.labels.allows_ignore(),
                 })
             }
             other => {

@@ -25,11 +25,19 @@ mod ffi {
             factor: *mut f64,
             branch: *mut c_int,
         );
-        pub fn cm_host_row_status(
-            label: c_longlong,
-            classes: c_longlong,
-            ignore: c_longlong,
-        ) -> c_int;
+        pub fn cm_host_row_status(label: c_longlong, classes: c_longlong, labels: c_int) -> c_int;
+        pub fn cm_host_non_target_f32(
+            c: f32,
+            pr: *const KernelProfile,
+            out: *mut f32,
+            factor: *mut f32,
+        );
+        pub fn cm_host_non_target_f64(
+            c: f64,
+            pr: *const KernelProfile,
+            out: *mut f64,
+            factor: *mut f64,
+        );
         pub fn cm_host_profile_layout(offsets: *mut usize, capacity: usize) -> usize;
     }
 }
@@ -53,6 +61,8 @@ fn branch(code: i32) -> Branch {
 /// The kernels' per-entry math in T, on the host.
 pub trait HostEval: KernelFloat {
     fn host_eval(c: Self, pr: &KernelProfile) -> HostEntry<Self>;
+    /// `cm_non_target`: (out, factor) of a non-target entry.
+    fn host_non_target(c: Self, pr: &KernelProfile) -> (Self, Self);
 }
 
 impl HostEval for f32 {
@@ -67,6 +77,12 @@ impl HostEval for f32 {
             branch: branch(b),
         }
     }
+    fn host_non_target(c: f32, pr: &KernelProfile) -> (f32, f32) {
+        let (mut out, mut factor) = (0.0f32, 0.0f32);
+        // SAFETY: as host_eval.
+        unsafe { ffi::cm_host_non_target_f32(c, pr, &mut out, &mut factor) };
+        (out, factor)
+    }
 }
 
 impl HostEval for f64 {
@@ -80,18 +96,25 @@ impl HostEval for f64 {
             branch: branch(b),
         }
     }
+    fn host_non_target(c: f64, pr: &KernelProfile) -> (f64, f64) {
+        let (mut out, mut factor) = (0.0f64, 0.0f64);
+        // SAFETY: as host_eval.
+        unsafe { ffi::cm_host_non_target_f64(c, pr, &mut out, &mut factor) };
+        (out, factor)
+    }
 }
 
 /// `cm_row_status` of the header: how a kernel classifies a row's label
-/// ([`super::code::ROW_TARGET`], `ROW_IGNORED` or `ROW_BAD_LABEL`).
-pub fn row_status(label: i64, classes: i64, ignore: i64) -> i32 {
+/// ([`super::code::ROW_TARGET`], `ROW_IGNORED`, `ROW_NO_TARGET` or `ROW_BAD_LABEL`) under the
+/// label policy code `labels` (`KernelProfile::labels`).
+pub fn row_status(label: i64, classes: i64, labels: i32) -> i32 {
     // SAFETY: a pure function of three integers.
-    unsafe { ffi::cm_host_row_status(label, classes, ignore) }
+    unsafe { ffi::cm_host_row_status(label, classes, labels) }
 }
 
 /// The size of `cm_profile` and its field offsets as the C++ compiler laid it out.
 pub fn profile_layout() -> (usize, Vec<usize>) {
-    let mut offsets = vec![0usize; 23];
+    let mut offsets = vec![0usize; super::KERNEL_PROFILE_FIELDS.len()];
     // SAFETY: the buffer holds `capacity` elements.
     let size = unsafe { ffi::cm_host_profile_layout(offsets.as_mut_ptr(), offsets.len()) };
     (size, offsets)

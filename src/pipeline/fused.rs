@@ -745,6 +745,12 @@ fn targets_of<T: Real>(
     labels: &[i64],
     cfg: &LossConfig,
 ) -> Result<Vec<Option<TargetLogit<T>>>> {
+    if cfg.profile.transforms_non_targets() {
+        return Err(Error::Invalid(format!(
+            "profile {}: the fused path computes s·c for every non-target, so it takes only profiles that leave non-targets unchanged (no clamp of every entry, no round trip of non-targets); use the reference pipeline",
+            cfg.profile.name
+        )));
+    }
     let (n, c) = cos.dim();
     let cols = layer::targets(n, c, labels, &cfg.profile)?;
     let unscaled = Params {

@@ -79,7 +79,7 @@ impl LossConfig {
     pub fn caffe(params: Params, dtype: Dtype) -> LossConfig {
         LossConfig {
             params,
-            profile: Profile::caffe_cpu(),
+            profile: Profile::preset("caffe-cpu").unwrap(),
             dtype,
             norm_eps: CAFFE_NORM_EPS,
             weight_grad: WeightGrad::WrtNormalized,

@@ -8,7 +8,7 @@
 use combined_margin::compare::{self, fraction_text, CaseReport};
 use combined_margin::deviation::{self, CaseCheck, Expected, Kind, Verdict};
 use combined_margin::fixture::{read_dump, read_layer_npz, Dump, LayerCase, Limits};
-use combined_margin::profile::PRESET_NAMES;
+use combined_margin::profile::preset_names;
 use combined_margin::Profile;
 use combined_margin::{fingerprint, Dtype};
 use std::path::{Path, PathBuf};
@@ -299,7 +299,7 @@ fn matrix(dir: &Path) -> Result<ExitCode, String> {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    header.extend(PRESET_NAMES.iter().map(|s| s.to_string()));
+    header.extend(preset_names().map(|s| s.to_string()));
     header.push("status".into());
     let mut rows = Vec::new();
     let mut notes = Vec::new();
@@ -321,9 +321,8 @@ fn matrix(dir: &Path) -> Result<ExitCode, String> {
             let mut pass = 0;
             for raw in &dump.cases {
                 let case = dump.layer_view(raw).map_err(|e| e.to_string())?;
-                let r = compare::compare(&case, prof, dump.dtype)
-                    .map_err(|e| format!("{rel}: case {:?}: {e}", case.name))?;
-                if r.passed() {
+                // A preset whose label policy refuses a label of the case does not pass it.
+                if compare::compare(&case, prof, dump.dtype).is_ok_and(|r| r.passed()) {
                     pass += 1;
                 }
             }

@@ -1,0 +1,171 @@
+//! Implementations the crate has never seen, written independently in numpy from the published
+//! formulas (tests/data/independent_impls.py): each is recognised by `--profile auto`'s search
+//! (or tied with a profile no edge input separates from it), and under the profile it claims
+//! it conforms or its out-of-budget elements carry the right named cause.
+
+use combined_margin::deviation::{self, Declared, Kind, Verdict};
+use combined_margin::fingerprint;
+use combined_margin::fixture::npz::read_layer_npz;
+use combined_margin::fixture::Limits;
+use combined_margin::profile::{ExactForm, GradientMode};
+use combined_margin::{Dtype, Profile};
+use std::path::Path;
+use std::process::Command;
+
+fn numpy_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import numpy"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Generates an f64 fixture (edges and uniform rows) under `claimed`, fills it with the numpy
+/// implementation `name`, and returns the check under `claimed` and the search result.
+fn run(
+    name: &str,
+    claimed: &str,
+    (m1, m2, m3): (f64, f64, f64),
+) -> (deviation::CaseCheck, fingerprint::Search) {
+    let dir = std::env::temp_dir().join(format!("cmargin-independent-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.npz"));
+    let params = format!("{m1},{m2},{m3}");
+    let st = Command::new(env!("CARGO_BIN_EXE_cmargin"))
+        .args(["generate", "--profile", claimed, "--params", &params])
+        .args(["--inputs", "edges", "--dtype", "f64", "--force", "-o"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/independent_impls.py");
+    let st = Command::new("python3")
+        .arg(script)
+        .args([name, path.to_str().unwrap()])
+        .args([m1.to_string(), m2.to_string(), m3.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let f = read_layer_npz(&path, Limits::default()).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let prof = Profile::preset(claimed).unwrap();
+    let check = deviation::check(&f.case, &prof, Dtype::F64, &Declared::default()).unwrap();
+    let search = fingerprint::search(std::slice::from_ref(&f.case), Dtype::F64).unwrap();
+    println!(
+        "{name:<15} claimed {claimed:<13} verdict {:<8} kinds {:?}; auto: {} ({:.4} within, {} ties)",
+        check.verdict().name(),
+        check.kinds(),
+        search.best().profile.name,
+        search.best().share,
+        search.ties.len()
+    );
+    (check, search)
+}
+
+/// Every out-of-budget element is explained, and the named kinds are among `allowed`.
+fn named_only(check: &deviation::CaseCheck, allowed: &[Kind]) -> bool {
+    check.unexplained.is_empty() && check.kinds().iter().all(|k| allowed.contains(k))
+}
+
+#[test]
+#[ignore = "needs python3 with numpy (CI installs it; run with --ignored)"]
+fn independent_numpy_implementations_are_recognised_or_named() {
+    assert!(
+        numpy_available(),
+        "python3 with numpy is required for this test"
+    );
+    let arcface = (1.0, 0.5, 0.0);
+
+    // The textbook layer: the `textbook` preset, exactly.
+    let (c, s) = run("textbook", "textbook", arcface);
+    assert_eq!(c.verdict(), Verdict::Pass, "{:?}", c.kinds());
+    assert!(
+        s.best()
+            .profile
+            .same_policies(&Profile::preset("textbook").unwrap())
+            || s.best().share == 1.0
+    );
+
+    // The fallback through the angle: arcface-thmm with the round trip on the fallback.
+    let (c, s) = run("fallback_angle", "arcface-thmm", arcface);
+    assert!(
+        c.verdict() == Verdict::Pass
+            || named_only(
+                &c,
+                &[
+                    Kind::RoundTripDiffers,
+                    Kind::NonFiniteOutput,
+                    Kind::PolicyDiffers
+                ]
+            ),
+        "{:?} {:?}",
+        c.kinds(),
+        c.unexplained.first()
+    );
+    assert_eq!(s.best().share, 1.0, "{}", s.best().profile.name);
+    assert!(
+        s.best().profile.round_trip.fallback,
+        "{}",
+        s.best().profile.name
+    );
+
+    // The autograd chain in f64: within budget as the chain form, and found as such.
+    let (c, s) = run("autograd_chain", "textbook", arcface);
+    assert!(
+        c.verdict() == Verdict::Pass
+            || named_only(&c, &[Kind::GradientModeDiffers, Kind::PolicyDiffers]),
+        "{:?}",
+        c.kinds()
+    );
+    assert_eq!(s.best().share, 1.0, "{}", s.best().profile.name);
+
+    // Divided by sin(theta) of the saved theta: the sin-theta gradient form.
+    let (c, s) = run("sin_theta", "analytic", arcface);
+    assert!(
+        named_only(
+            &c,
+            &[
+                Kind::GradientModeDiffers,
+                Kind::NonFiniteOutput,
+                Kind::PolicyDiffers
+            ]
+        ) && !c.deviations.is_empty(),
+        "{:?} {:?}",
+        c.kinds(),
+        c.unexplained.first()
+    );
+    assert_eq!(s.best().share, 1.0, "{}", s.best().profile.name);
+    assert!(
+        matches!(
+            s.best().profile.gradient,
+            GradientMode::Exact {
+                form: ExactForm::SinTheta,
+                ..
+            }
+        ),
+        "{}",
+        s.best().profile.name
+    );
+
+    // m2 read in degrees: named as such.
+    let (c, _) = run("m2_degrees", "textbook", arcface);
+    assert_eq!(c.verdict(), Verdict::Fail);
+    assert!(
+        named_only(&c, &[Kind::MarginUnits]),
+        "{:?} {:?}",
+        c.kinds(),
+        c.unexplained.first()
+    );
+
+    // Teeth: the textbook layer checked under a profile it is not fails.
+    let (c, _) = run("textbook", "caffe-gpu", arcface);
+    assert_eq!(c.verdict(), Verdict::Fail);
+}
