@@ -91,6 +91,7 @@ def _run_torch(fn, fx, dtype: str, labels_shape: str, leaf: str, notes: List[str
     if leaf not in ("auto", "leaf", "clone"):
         raise ValueError(f'{who}: field "leaf": {leaf!r}: expected "auto", "leaf" or "clone"')
     modes = ["leaf", "clone"] if leaf == "auto" else [leaf]
+    fell_back = False
     for mode in modes:
         x = cos0.clone().requires_grad_(True)
         inp = x if mode == "leaf" else x.clone()
@@ -105,9 +106,10 @@ def _run_torch(fn, fx, dtype: str, labels_shape: str, leaf: str, notes: List[str
                 )
                 warnings.warn(msg, stacklevel=3)
                 notes.append(msg)
+                fell_back = True
                 continue
             raise
-        if inp._version != version:
+        if inp._version != version and not fell_back:
             msg = (
                 f"{fx.name}: the callable wrote into its input cos in place "
                 f"(version {version} -> {inp._version}, {mode}); the check compares with the "
