@@ -129,7 +129,7 @@ impl Report {
     #[getter]
     fn forward_fraction(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         Ok(self
-            .single(py)?
+            .single()?
             .forward_fraction
             .as_ref()
             .map(|a| a.clone_ref(py)))
@@ -138,7 +138,7 @@ impl Report {
     #[getter]
     fn backward_fraction(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         Ok(self
-            .single(py)?
+            .single()?
             .backward_fraction
             .as_ref()
             .map(|a| a.clone_ref(py)))
@@ -173,16 +173,13 @@ impl Report {
 }
 
 impl Report {
-    fn single<'a>(&'a self, py: Python<'_>) -> PyResult<&'a CaseResult> {
+    fn single(&self) -> PyResult<&CaseResult> {
         match self.cases.as_slice() {
             [one] => Ok(one.get()),
-            many => {
-                let _ = py;
-                Err(PyValueError::new_err(format!(
-                    "this report has {} cases; use report.cases[i].forward_fraction",
-                    many.len()
-                )))
-            }
+            many => Err(PyValueError::new_err(format!(
+                "this report has {} cases; use report.cases[i].forward_fraction",
+                many.len()
+            ))),
         }
     }
 }

@@ -37,6 +37,13 @@ pub(crate) fn guard<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
     }
 }
 
+/// Panics inside the guard, so that the test suite can show a panic surfaces as a
+/// `RuntimeError` and the interpreter lives on (python/tests/test_bad_input.py).
+#[pyfunction]
+fn _selftest_panic() -> PyResult<()> {
+    guard(|| -> PyResult<()> { panic!("deliberate panic for the test suite") })
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -56,5 +63,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(reference::loss_reference, m)?)?;
     m.add_function(wrap_pyfunction!(generate::generate, m)?)?;
     m.add_function(wrap_pyfunction!(pipeline::check_pipeline, m)?)?;
+    m.add_function(wrap_pyfunction!(_selftest_panic, m)?)?;
     Ok(())
 }

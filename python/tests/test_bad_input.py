@@ -147,3 +147,13 @@ def test_other_entry_points_locate_their_errors():
         x2 = x.copy()
         x2[0, 1] = np.nan
         cm.check_pipeline(x2, np.ones((5, 4)), np.zeros(3, dtype=np.int64), 1.0)
+
+
+def test_a_panic_is_a_runtime_error_not_an_abort():
+    from combined_margin import _core
+
+    with pytest.raises(RuntimeError, match="internal error .*deliberate panic"):
+        _core._selftest_panic()
+    # The interpreter and the extension still work.
+    assert cm.check_layer(**{k: v for k, v in good().items() if k in ("cos", "labels", "forward")},
+                          profile="recommended").passed
