@@ -157,3 +157,18 @@ def test_a_panic_is_a_runtime_error_not_an_abort():
     # The interpreter and the extension still work.
     assert cm.check_layer(**{k: v for k, v in good().items() if k in ("cos", "labels", "forward")},
                           profile="recommended").passed
+
+
+def test_an_array_on_a_device_is_refused_before_any_copy():
+    class OnDevice:
+        """A stand-in for a GPU array (cupy, jax): numpy could copy it, the driver must not."""
+
+        def __dlpack_device__(self):
+            return (2, 0)  # kDLCUDA
+
+        def __array__(self, dtype=None, copy=None):
+            raise AssertionError("must not be copied")
+
+    d = good()
+    with pytest.raises(TypeError, match=r'^check_layer: field "forward": an array on a device \(DLPack device type 2\)'):
+        cm.check_layer(d["cos"], d["labels"], OnDevice())

@@ -24,6 +24,21 @@ def is_tensor(x: Any) -> bool:
     return torch is not None and isinstance(x, torch.Tensor)
 
 
+#: DLPack device types whose memory the host reads: kDLCPU, kDLCUDAHost, kDLROCMHost.
+_HOST_DEVICES = (1, 3, 11)
+
+
+def _dlpack_device(x: Any) -> Optional[int]:
+    """The DLPack device type of ``x`` if it says (``__dlpack_device__``), else None."""
+    f = getattr(x, "__dlpack_device__", None)
+    if f is None:
+        return None
+    try:
+        return int(f()[0])
+    except Exception:  # a producer that cannot say: let numpy decide below
+        return None
+
+
 def asarray(x: Any, label: str, field: str, required: bool = True) -> Optional[np.ndarray]:
     """``x`` as a numpy array; errors are one line, located as ``label: field "name": ...``."""
     if x is None:
@@ -47,6 +62,13 @@ def asarray(x: Any, label: str, field: str, required: bool = True) -> Optional[n
             raise TypeError(
                 f'{label}: field "{field}": dtype {t.dtype} is not float32 or float64 ({e})'
             ) from None
+    device = _dlpack_device(x)
+    if device is not None and device not in _HOST_DEVICES:
+        raise TypeError(
+            f'{label}: field "{field}": an array on a device (DLPack device type {device}); '
+            f"the checker reads host memory: copy it to the host first (torch: .cpu(), "
+            f"jax: jax.device_get, cupy: .get())"
+        )
     if hasattr(x, "__dlpack__") and not hasattr(x, "__array__"):
         try:
             return np.from_dlpack(x)
