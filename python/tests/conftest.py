@@ -35,5 +35,5 @@ def require_torch():
     except ImportError:
         if os.environ.get("REQUIRE_TORCH") == "1":
             pytest.fail("REQUIRE_TORCH=1 but torch is not installed")
-        pytest.skip("needs torch (pip install torch)")
+        pytest.skip("needs torch (pip install torch)", allow_module_level=True)
     return torch
