@@ -1,26 +1,23 @@
 #!/usr/bin/env python3
-"""Validate a numpy implementation of the combined margin with cmargin, end to end.
+"""Validate a numpy implementation of the combined margin in-process, with the Python package.
 
-The loop a user runs for their own implementation:
-  1. `cmargin generate` writes .npz fixtures (inputs, a top_diff, the reference outputs);
+The same loop as examples/validate_numpy_cli.py (which drives the `cmargin` CLI through
+files), without files or subprocesses:
+  1. `combined_margin.generate` makes the inputs (cos, labels, top_diff) in memory;
   2. a numpy-only implementation of the formula computes forward and backward;
-  3. its outputs go back into the fixture as `impl_forward` / `impl_backward` (np.savez);
-  4. `cmargin check` validates them against the profile with the tolerance model.
+  3. `combined_margin.check_layer` checks them against the profile with the tolerance model
+     and returns a Report whose text is what `cmargin check` prints.
 
-It also plants a typical porting bug (the Caffe GPU angle clamp forgotten) to show that the
-check rejects it. Exit status 0 when every verdict is the expected one.
+It plants a typical porting bug (the Caffe GPU angle clamp forgotten) to show that the
+check rejects it and names why. Exit status 0 when every verdict is the expected one.
 
-Usage: python3 examples/validate_numpy.py [--cmargin PATH] [--workdir DIR]
-(default cmargin: $CMARGIN, else `cargo run --release --quiet --`).
+Usage: python3 examples/validate_numpy.py   (after `pip install ./python`)
 """
-import argparse
-import os
-import shlex
-import subprocess
 import sys
-import tempfile
 
 import numpy as np
+
+import combined_margin as cm
 
 
 def combined_margin(cos, labels, top, m1, m2, m3, s, *, clamp_eps=None, angle_hi=None,
@@ -61,47 +58,33 @@ CAFFE_GPU = dict(clamp_eps=1e-4, angle_hi=np.pi - 1e-4, factor_clip=(0.0, 2.0), 
 
 # (profile, params, generate options, patches of the numpy implementation, expected exit code)
 SCENARIOS = [
-    ("analytic", (1.0, 0.5, 0.0), ["--inputs", "uniform", "--shape", "64,100", "--scale", "64"], {}, 0),
-    ("analytic", (1.0, 0.3, 0.2), ["--inputs", "realistic", "--shape", "32,1000", "--scale", "64"], {}, 0),
-    ("caffe-gpu", (1.0, 0.5, 0.0), ["--inputs", "edges"], CAFFE_GPU, 0),
-    ("caffe-gpu", (1.0, 0.3, 0.2), ["--inputs", "uniform", "--shape", "64,10"], CAFFE_GPU, 0),
-    # The porting bug: the angle clamp forgotten. The check must reject it (exit 1).
-    ("caffe-gpu", (1.0, 0.5, 0.0), ["--inputs", "edges"], dict(CAFFE_GPU, angle_hi=None), 1),
+    ("analytic", (1.0, 0.5, 0.0), dict(inputs="uniform", shape=(64, 100), s=64.0), {}, 0),
+    ("analytic", (1.0, 0.3, 0.2), dict(inputs="realistic", shape=(32, 1000), s=64.0), {}, 0),
+    ("caffe-gpu", (1.0, 0.5, 0.0), dict(inputs="edges"), CAFFE_GPU, 0),
+    ("caffe-gpu", (1.0, 0.3, 0.2), dict(inputs="uniform", shape=(64, 10)), CAFFE_GPU, 0),
+    # The porting bug: the angle clamp forgotten. The check must reject it (exit code 1).
+    ("caffe-gpu", (1.0, 0.5, 0.0), dict(inputs="edges"), dict(CAFFE_GPU, angle_hi=None), 1),
 ]
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cmargin", default=os.environ.get("CMARGIN"))
-    ap.add_argument("--workdir", default=None)
-    args = ap.parse_args()
-    cmargin = shlex.split(args.cmargin) if args.cmargin else ["cargo", "run", "--release", "--quiet", "--"]
-    workdir = args.workdir or tempfile.mkdtemp(prefix="cmargin-numpy-")
-    os.makedirs(workdir, exist_ok=True)
-
     ok = True
     print(f"{'#':>2}  {'profile':<10} {'(m1, m2, m3)':<16} {'inputs':<10} {'implementation':<22} {'exit':>4}  verdict")
-    for k, (profile, (m1, m2, m3), gen, patches, want) in enumerate(SCENARIOS):
-        path = os.path.join(workdir, f"case{k}.npz")
-        subprocess.run(cmargin + ["generate", "--profile", profile, "--params", f"{m1},{m2},{m3}",
-                                  "--dtype", "f32", "--seed", str(100 + k), "--force", "-o", path] + gen,
-                       check=True, stdout=subprocess.DEVNULL)
-        f = dict(np.load(path))
-        s = float(f["s"]) if "s" in f else 1.0
-        fwd, bwd = combined_margin(f["cos"], f["labels"], f["top_diff"], m1, m2, m3, s, **patches)
-        f["impl_forward"], f["impl_backward"] = fwd, bwd
-        np.savez(path, **f)
-        r = subprocess.run(cmargin + ["check", path], capture_output=True, text=True)
+    for k, (profile, params, gen, patches, want) in enumerate(SCENARIOS):
+        fx = cm.generate(profile=profile, params=params, dtype="f32", seed=100 + k, **gen)
+        s = fx.s if fx.s is not None else 1.0
+        fwd, bwd = combined_margin(fx.cos, fx.labels, fx.top_diff, *params, s, **patches)
+        r = cm.check_layer(fx.cos, fx.labels, fwd, bwd, fx.top_diff, params=params, s=fx.s,
+                           profile=profile, name=fx.name)
         impl = "numpy" if patches == CAFFE_GPU or not patches else "numpy, angle clamp lost"
-        good = r.returncode == want
+        good = r.exit_code == want
         ok &= good
-        print(f"{k:>2}  {profile:<10} {f'({m1}, {m2}, {m3})':<16} {gen[1]:<10} {impl:<22} {r.returncode:>4}  "
+        print(f"{k:>2}  {profile:<10} {str(params):<16} {gen['inputs']:<10} {impl:<22} {r.exit_code:>4}  "
               f"{'as expected' if good else 'UNEXPECTED'}")
         if not good or want != 0:
-            for line in r.stdout.splitlines()[:6]:
+            for line in str(r).splitlines()[:6]:
                 print("      " + line)
-            if r.stderr.strip():
-                print("      " + r.stderr.strip())
+            print(f"      named: {', '.join(r.deviation_names) or 'nothing'}")
     print("all verdicts as expected" if ok else "some verdicts were not as expected")
     return 0 if ok else 1
 

@@ -24,6 +24,7 @@ pub mod params;
 pub mod pipeline;
 pub mod plot;
 pub mod profile;
+pub mod report;
 pub mod rng;
 pub mod space;
 pub mod tolerance;

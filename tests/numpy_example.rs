@@ -1,4 +1,4 @@
-//! examples/validate_numpy.py, run end to end when python3 with numpy is available (CI
+//! examples/validate_numpy_cli.py, run end to end when python3 with numpy is available (CI
 //! installs numpy in .ci/run): generate .npz fixtures, compute outputs with a numpy-only
 //! implementation, write them back, and have `cmargin check` accept the correct ones and
 //! reject the planted porting bug.
@@ -20,7 +20,7 @@ fn numpy_round_trip_through_cmargin_check() {
     let out = Command::new("python3")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/examples/validate_numpy.py"
+            "/examples/validate_numpy_cli.py"
         ))
         .args(["--cmargin", env!("CARGO_BIN_EXE_cmargin"), "--workdir"])
         .arg(&dir)

@@ -5,12 +5,12 @@
 //! (or policy variant) the implementation behaves like, ranked. With no file: every shipped
 //! golden dump, as a conformance matrix checked against `expected_deviations.json`.
 
-use combined_margin::compare::{self, fraction_text, CaseReport};
-use combined_margin::deviation::{self, CaseCheck, Expected, Kind, Verdict};
+use combined_margin::compare;
+use combined_margin::deviation::{self, CaseCheck, Expected, Kind};
 use combined_margin::fixture::{read_dump, read_layer_npz, Dump, LayerCase, Limits};
 use combined_margin::profile::preset_names;
 use combined_margin::Profile;
-use combined_margin::{fingerprint, Dtype};
+use combined_margin::{report, Dtype};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -139,14 +139,7 @@ fn load(file: &Path) -> Result<Dump, String> {
     read_dump(file, Limits::default()).map_err(|e| e.to_string())
 }
 
-fn worst_line(r: &CaseReport) -> String {
-    match r.worst() {
-        Some(e) => r.describe(e),
-        None => "no elements".into(),
-    }
-}
-
-/// Prints one file's per-case report; returns whether every case is accepted.
+/// Prints one file's per-case report ([`report::file_report`]); returns whether every case is accepted.
 fn report_file(
     file: &str,
     implementation: &str,
@@ -155,127 +148,17 @@ fn report_file(
     allowed: &[Kind],
     verbose: bool,
 ) -> bool {
-    println!(
-        "{file}  ({implementation}, {dtype}, {} cases)",
-        checks.len()
-    );
-    let w = checks
-        .iter()
-        .map(|c| c.report.name.len())
-        .max()
-        .unwrap_or(4);
-    let pw = checks
-        .iter()
-        .map(|c| c.report.profile.name.len())
-        .max()
-        .unwrap_or(7);
-    let (mut pass, mut dev, mut fail, mut accepted) = (0, 0, 0, 0);
-    for ck in checks {
-        let r = &ck.report;
-        let v = ck.verdict();
-        match v {
-            Verdict::Pass => pass += 1,
-            Verdict::Deviates => dev += 1,
-            Verdict::Fail => fail += 1,
-        }
-        let ok = v == Verdict::Pass || ck.accepted_with(allowed);
-        if ok {
-            accepted += 1;
-        }
-        println!(
-            "  {:<8} {:<w$}  {:<pw$}  {:>6}/{:<6} within budget, max {}",
-            v.name(),
-            r.name,
-            r.profile.name,
-            r.within(),
-            r.count(),
-            fraction_text(r.max_fraction()),
-        );
-        println!("  {:<8} worst: {}", "", worst_line(r));
-        for d in &ck.deviations {
-            let mark = if allowed.contains(&d.kind) {
-                " (allowed)"
-            } else {
-                ""
-            };
-            if verbose {
-                println!("  {:<8} deviation {}{mark}: {}", "", d.kind, d.detail);
-            } else {
-                println!("  {:<8} deviation {}{mark}", "", d.kind);
-            }
-        }
-        if !ck.unexplained.is_empty() {
-            println!(
-                "  {:<8} {} out-of-budget element(s) with no named cause",
-                "",
-                ck.unexplained.len()
-            );
-            if verbose {
-                for e in ck.unexplained.iter().take(5) {
-                    println!("  {:<8}   {}", "", r.describe(e));
-                }
-            }
-        }
-    }
-    println!(
-        "  summary: {pass} pass, {dev} deviate, {fail} fail; {accepted} of {} accepted{}",
-        checks.len(),
-        if allowed.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " (allowing {})",
-                allowed
-                    .iter()
-                    .map(|k| k.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        }
-    );
-    accepted == checks.len()
+    let (text, ok) = report::file_report(file, implementation, dtype, checks, allowed, verbose);
+    print!("{text}");
+    ok
 }
 
-/// Ranks every candidate (`combined_margin::fingerprint`), prints the top of the ranking and
+/// Ranks every candidate ([`report::fingerprint_report`]), prints the top of the ranking and
 /// returns the best.
 fn fingerprint(file: &str, cases: &[LayerCase], dtype: Dtype) -> Result<Profile, String> {
-    let ranked = fingerprint::rank(cases, dtype).map_err(|e| format!("{file}: {e}"))?;
-    println!(
-        "{file}: fingerprint over {} candidate profiles",
-        ranked.len()
-    );
-    let w = ranked
-        .iter()
-        .take(5)
-        .map(|f| f.profile.name.len())
-        .max()
-        .unwrap_or(8);
-    for f in ranked.iter().take(5) {
-        println!(
-            "  {:<w$}  {:>7.3}% of elements within budget, worst {}",
-            f.profile.name,
-            100.0 * f.share,
-            fraction_text(f.worst)
-        );
-    }
-    let perfect = ranked.iter().filter(|f| f.share == 1.0).count();
-    if perfect > 1 {
-        println!(
-            "  ({perfect} candidates fit every element: these inputs cannot tell them apart; \
-             inputs near the kinks would)"
-        );
-    }
-    let best = ranked.into_iter().next().ok_or("no candidates")?;
-    let how = if best.share == 1.0 {
-        format!(
-            "every element within budget, worst {}",
-            fraction_text(best.worst)
-        )
-    } else {
-        format!("{:.3}% of elements within budget", 100.0 * best.share)
-    };
-    println!("  => behaves like {} ({how})\n", best.profile.name);
-    Ok(best.profile)
+    let (text, best, _) = report::fingerprint_report(file, cases, dtype)?;
+    print!("{text}");
+    Ok(best)
 }
 
 /// Shortens an implementation string to its last component ("CombinedMarginLoss@9097cd7").

@@ -1,0 +1,292 @@
+"""combined_margin: the Combined Margin loss's reference, checker and fingerprint, in-process.
+
+The loss (insightface's combined margin, SphereFace/CosFace/ArcFace unified): for row i
+with label y (an integer in [0, C), or -1 = ignore the row) and input c = cos θ,
+
+    target entry (j = y):   out = cos(m1·θ + m2) − m3,   θ = acos(c)          (dimensionless)
+                            d out / d c = m1·sin(m1·θ + m2) / sqrt(1 − c²)
+    every other entry:      out = c,                       d out / d c = 1
+
+then every logit is scaled by s and fed to softmax cross-entropy (nats). m2 is in radians,
+m3 in cosine units. acos is singular at ±1 and m1·θ + m2 can pass π; each real
+implementation patches this differently, and a *profile* names each patch (``Profile``,
+``preset_names()``; SPEC.md §3).
+
+Everything here calls the Rust crate ``combined-margin`` (its ``_core`` extension): the
+reference, the tolerance model, the named deviations and the report text are the crate's,
+so ``str(report)`` is what ``cmargin check`` prints for the same check.
+
+Arrays: numpy arrays, CPU torch tensors (read in place), anything ``numpy.asarray`` or DLPack
+takes. The dtype (float32 or float64) is taken from ``cos``. Bad input raises ``ValueError``
+or ``TypeError`` with the CLI's one-line message (``label: field "labels": ...``).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _core
+from ._arrays import asarray as _asarray
+from ._core import (
+    CaseResult,
+    Deviation,
+    Fixture,
+    PipelineReport,
+    Profile,
+    Report,
+    Worst,
+    deviation_names,
+    preset_names,
+)
+from ._drive import Comparison, assert_conforms, check_module, compare
+
+__version__ = _core.__version__
+
+ProfileLike = Union[str, Profile]
+Params = Tuple[float, float, float]
+
+#: ArcFace (m1, m2, m3) = (1, 0.5, 0): the default of ``cmargin generate``.
+ARCFACE: Params = (1.0, 0.5, 0.0)
+
+__all__ = [
+    "ARCFACE",
+    "CaseResult",
+    "Comparison",
+    "Deviation",
+    "Fixture",
+    "PipelineReport",
+    "Profile",
+    "Report",
+    "Worst",
+    "assert_conforms",
+    "check_layer",
+    "check_module",
+    "check_pipeline",
+    "compare",
+    "deviation_names",
+    "generate",
+    "kinks",
+    "loss_reference",
+    "preset_names",
+    "reference",
+]
+
+
+def _params(params: Sequence[float], label: str) -> Params:
+    try:
+        m1, m2, m3 = (float(v) for v in params)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f'{label}: field "params": expected (m1, m2, m3), got {params!r}'
+        ) from None
+    return m1, m2, m3
+
+
+def reference(
+    cos,
+    labels,
+    params: Sequence[float] = ARCFACE,
+    s: Optional[float] = None,
+    profile: ProfileLike = "recommended",
+    top_diff=None,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """The layer's reference (forward, backward), bit-identical to the crate's fixtures.
+
+    forward[i, y_i] = s·(cos(m1·θ + m2) − m3) under the profile's patches, every other entry
+    s·c; backward = top_diff · d out / d c (top_diff = ones if None, so backward is then the
+    factor). Both computed in f64 on the inputs as given, times s only if ``s`` is given,
+    rounded once to the dtype of ``cos`` (float32 or float64), NaN as the positive quiet NaN.
+    """
+    label = "reference"
+    m1, m2, m3 = _params(params, label)
+    return _core.reference(
+        _asarray(cos, label, "cos"),
+        _asarray(labels, label, "labels"),
+        m1,
+        m2,
+        m3,
+        s,
+        profile,
+        _asarray(top_diff, label, "top_diff", required=False),
+    )
+
+
+def kinks(
+    params: Sequence[float] = ARCFACE, profile: ProfileLike = "recommended", dtype: str = "f64"
+) -> List[Dict]:
+    """Where the profile's forward or backward is not smooth, in cos-space (SPEC.md §4).
+
+    A list of dicts sorted by ``c``: ``c`` (cos θ, as ``dtype`` represents the profile's
+    constants), ``theta`` = acos(c) in radians, ``kind`` (e.g. "angle clamp (phi = hi)",
+    "th/mm threshold", "pole at c = +1") and ``smoothness`` (jump, corner, pole, boundary,
+    gradientcorner, smooth).
+    """
+    m1, m2, m3 = _params(params, "kinks")
+    return _core.kinks(m1, m2, m3, profile, dtype)
+
+
+def loss_reference(
+    features,
+    weights,
+    labels,
+    params: Sequence[float] = ARCFACE,
+    s: float = 64.0,
+    profile: ProfileLike = "recommended",
+    norm_eps: float = 0.0,
+    dtype: Optional[str] = None,
+) -> Dict[str, object]:
+    """The loss pipeline's f64 reference with every intermediate and the gradients (SPEC.md §8).
+
+    x̂ = x / sqrt(Σx² + eps) (features [N, D]), ŵ = w / sqrt(Σw² + eps) (weights [C, D]),
+    cos = x̂·ŵᵀ, m = margin(cos), z = s·m, loss = (1/N_valid) Σ_valid logsumexp(z_i) − z_i,y
+    (nats). Keys: features_normalized, weights_normalized, cos, margin_logits, scaled_logits,
+    probs, lse, row_loss (NaN for ignored rows), loss, valid, d_scaled_logits,
+    d_margin_logits, d_cos, d_features_normalized, d_features, d_weights (all f64).
+    ``dtype`` (default: that of ``features``) rounds the profile's constants as the
+    implementation would hold them.
+    """
+    label = "loss_reference"
+    m1, m2, m3 = _params(params, label)
+    return _core.loss_reference(
+        _asarray(features, label, "features"),
+        _asarray(weights, label, "weights"),
+        _asarray(labels, label, "labels"),
+        m1,
+        m2,
+        m3,
+        float(s),
+        profile,
+        float(norm_eps),
+        dtype,
+    )
+
+
+def check_layer(
+    cos,
+    labels,
+    forward=None,
+    backward=None,
+    top_diff=None,
+    *,
+    params: Sequence[float] = ARCFACE,
+    s: Optional[float] = None,
+    profile: ProfileLike = "auto",
+    allow: Iterable[str] = (),
+    name: str = "check_layer",
+    verbose: bool = False,
+) -> Report:
+    """Checks an implementation's layer outputs against the reference (SPEC.md §5, §6).
+
+    ``cos`` [N, C] float32/float64 (the precision the implementation ran in), ``labels`` [N]
+    or [N, 1] (−1 = ignored row), ``forward`` and/or ``backward`` [N, C] (any float
+    precision; widened, never rounded), ``top_diff`` [N, C] (required with ``backward``).
+    ``s``: the scale the outputs carry (None: the layer does not scale). ``profile``: a
+    ``Profile``, a preset name, or "auto" (rank every preset and variant, check against the
+    best, as ``cmargin check --profile auto``). Each element passes when
+    |got − want| ≤ budget; ``allow`` names deviations to accept.
+
+    Returns a ``Report``; ``str(report)`` is ``cmargin check``'s text for the same check.
+    """
+    m1, m2, m3 = _params(params, name)
+    case = {
+        "name": name,
+        "cos": _asarray(cos, name, "cos"),
+        "labels": _asarray(labels, name, "labels"),
+        "forward": _asarray(forward, name, "forward", required=False),
+        "backward": _asarray(backward, name, "backward", required=False),
+        "top_diff": _asarray(top_diff, name, "top_diff", required=False),
+    }
+    return _core.check_cases(
+        name, "arrays", [case], m1, m2, m3, s, profile, list(allow), verbose
+    )
+
+
+def check_pipeline(
+    features,
+    weights,
+    labels,
+    loss: float,
+    d_features=None,
+    d_weights=None,
+    *,
+    params: Sequence[float] = ARCFACE,
+    s: float = 64.0,
+    profile: ProfileLike = "recommended",
+    norm_eps: float = 0.0,
+    dtype: Optional[str] = None,
+    name: str = "check_pipeline",
+) -> PipelineReport:
+    """Checks a loss head's outputs (loss in nats, d loss / d features [N, D], d loss / d
+    weights [C, D]) against ``loss_reference`` within the pipeline budget (SPEC.md §8.3).
+
+    A weight gradient that equals d loss / d ŵ (not through the normalization) is named
+    ``weight-gradient-wrt-normalized`` (SPEC.md §8.4).
+    """
+    m1, m2, m3 = _params(params, name)
+    return _core.check_pipeline(
+        name,
+        _asarray(features, name, "features"),
+        _asarray(weights, name, "weights"),
+        _asarray(labels, name, "labels"),
+        float(loss),
+        _asarray(d_features, name, "d_features", required=False),
+        _asarray(d_weights, name, "d_weights", required=False),
+        m1,
+        m2,
+        m3,
+        float(s),
+        profile,
+        float(norm_eps),
+        dtype,
+    )
+
+
+def generate(
+    profile: ProfileLike = "recommended",
+    params: Sequence[float] = ARCFACE,
+    s: Optional[float] = None,
+    shape: Optional[Tuple[int, int]] = None,
+    dtype: str = "f32",
+    seed: int = 1,
+    inputs: str = "uniform",
+    dim: int = 512,
+    top_diff: str = "uniform",
+    ignore_every: int = 8,
+    out: Union[None, str, Sequence[str]] = None,
+    force: bool = False,
+) -> Fixture:
+    """The fixture ``cmargin generate`` makes from the same arguments (SPEC.md §7).
+
+    ``inputs``: "uniform" (cos ~ U(−1, 1)), "realistic" (clip(N(0, 1)/sqrt(dim), −1, 1)) or
+    "edges" (the profile's edge-case catalogue at the targets). ``shape`` (N, C) defaults to
+    16×10, or with edges to enough rows for the whole catalogue. Every ``ignore_every``-th
+    row is ignored (label −1, out-of-range cos). ``out``: path(s) ending in .json or .npz,
+    written atomically with the bytes the CLI writes; an existing file needs ``force=True``.
+    """
+    m1, m2, m3 = _params(params, "generate")
+    fx = _core.generate(
+        profile,
+        m1,
+        m2,
+        m3,
+        s,
+        None if shape is None else (int(shape[0]), int(shape[1])),
+        dtype,
+        int(seed),
+        inputs,
+        int(dim),
+        top_diff,
+        int(ignore_every),
+    )
+    paths = [] if out is None else [out] if isinstance(out, (str, bytes)) or hasattr(out, "__fspath__") else list(out)
+    import os
+
+    if not force:
+        for p in paths:
+            if os.path.exists(p):
+                raise FileExistsError(f"{os.fspath(p)} exists; pass force=True to overwrite it")
+    for p in paths:
+        fx.write(os.fspath(p), force)
+    return fx
