@@ -33,7 +33,7 @@ fn main() {
         arg(&args, "--c", 10_000),
         arg(&args, "--reps", 3),
     );
-    let profile = Profile::recommended();
+    let profile = Profile::preset("recommended").unwrap();
     let spec = Spec {
         profile: profile.clone(),
         params: Params::new(1.0, 0.5, 0.0),

@@ -153,10 +153,13 @@ template <typename T> CM_HD T cm_clamp_input(T c, const cm_profile& pr, int* blo
 }
 
 // margin::round_trip_factor: d cos(acos c)/dc = sin(theta)/sqrt(1 - c^2), 1 inside (-1, 1);
-// 0/0 at +-1: NaN under IEEE evaluation, the limit 1 under CM_POLE_LIMIT.
+// at +-1 sin(acos c)/0 under IEEE evaluation (NaN at +1, +-inf at -1), the limit 1 under
+// CM_POLE_LIMIT; NaN beyond.
 template <typename T> CM_HD T cm_round_trip_factor(T c_eff, const cm_profile& pr) {
+    // Outside [-1, 1] (unclamped) sin(acos c) is NaN.
+    if (pr.gradient == CM_GRAD_EXACT && cm_fabs(c_eff) > T(1)) return cm_inf<T>() - cm_inf<T>();
     if (pr.gradient == CM_GRAD_EXACT && cm_fabs(c_eff) == T(1)) {
-        return pr.pole == CM_POLE_IEEE ? cm_inf<T>() - cm_inf<T>() : T(1);
+        return pr.pole == CM_POLE_IEEE ? cm_sin(cm_acos(c_eff)) / T(0) : T(1);
     }
     return T(1);
 }

@@ -1128,9 +1128,21 @@ pub fn check_dump(
     dump: &Dump,
     profile: Option<&Profile>,
 ) -> std::result::Result<Vec<CaseCheck>, FixtureError> {
+    let per_case: Option<Vec<Profile>> = profile.map(|p| vec![p.clone(); dump.cases.len()]);
+    check_dump_per_case(dump, per_case.as_deref())
+}
+
+/// [`check_dump`] with one profile per case (`--profile auto` on a file whose parameter sets
+/// take different code paths), or the mapped profile where `profiles` is `None`.
+pub fn check_dump_per_case(
+    dump: &Dump,
+    profiles: Option<&[Profile]>,
+) -> std::result::Result<Vec<CaseCheck>, FixtureError> {
     dump.cases
         .iter()
-        .map(|raw| {
+        .enumerate()
+        .map(|(i, raw)| {
+            let profile = profiles.and_then(|ps| ps.get(i));
             let case = dump.layer_view(raw)?;
             let declared = Declared {
                 forward_rows_not_executed: raw.indices_opt("forward_rows_not_executed", case.n)?,

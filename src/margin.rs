@@ -182,12 +182,17 @@ fn pole_factor(theta: f64, phi: f64, m1: f64, rule: PoleRule) -> f64 {
 }
 
 /// The derivative of the round trip `cos(acos c̃)`, `sin θ / sqrt(1 − c̃²)`: 1 inside (−1, 1),
-/// 0/0 at ±1 (NaN under IEEE evaluation, the limit 1 under [`PoleRule::Limit`]).
-fn round_trip_factor(c_eff: f64, gradient: GradientMode) -> f64 {
+/// at ±1 `sin θ̂ / 0` under IEEE evaluation (NaN at +1, ±inf at −1 by the sign of sin of the
+/// dtype's π), the limit 1 under [`PoleRule::Limit`]; NaN beyond.
+fn round_trip_factor(c_eff: f64, gradient: GradientMode, dtype: Dtype) -> f64 {
     let at_pole = c_eff.abs() == 1.0;
     match gradient {
+        // Outside [−1, 1] (unclamped) sin(acos c) is NaN.
+        GradientMode::Exact { .. } if c_eff.abs() > 1.0 => f64::NAN,
         GradientMode::Exact { pole, .. } if at_pole => match pole {
-            PoleRule::Ieee => f64::NAN,
+            // sin(acos c) / 0 with acos c as the dtype holds it: 0/0 = NaN at c = 1; at
+            // c = −1, sin of the dtype's π (+1.2e-16 in f64, −8.7e-8 in f32) / 0 = ±inf.
+            PoleRule::Ieee => dtype.round(c_eff.acos()).sin() / 0.0,
             PoleRule::Limit => 1.0,
         },
         GradientMode::Exact { .. } | GradientMode::FormulaAtClamped { .. } => 1.0,
@@ -300,7 +305,7 @@ pub fn eval_with(c: f64, p: &Params, profile: &Profile, k: &Constants) -> Entry 
             let g = if linear_factor == 0.0 {
                 0.0
             } else {
-                round_trip_factor(c_eff, profile.gradient)
+                round_trip_factor(c_eff, profile.gradient, k.dtype)
             };
             (c_eff.acos().cos(), g)
         } else {
@@ -389,7 +394,7 @@ pub fn non_target(c: f64, profile: &Profile, k: &Constants) -> (f64, f64, bool) 
         let g = if blocked_factor == 0.0 {
             0.0
         } else {
-            round_trip_factor(c_eff, profile.gradient)
+            round_trip_factor(c_eff, profile.gradient, k.dtype)
         };
         (c_eff.acos().cos(), g, true)
     } else {

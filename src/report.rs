@@ -117,19 +117,33 @@ pub fn file_report(
     (out, accepted == checks.len())
 }
 
-/// Ranks every candidate ([`fingerprint::rank`]) and returns the ranking's text (the top
-/// five, and the verdict line), the best profile and the full ranking.
+/// Searches the policy space ([`fingerprint::search`]) and returns the search's text (the
+/// top five, the candidates these inputs cannot tell apart with an input that would, and the
+/// verdict line), the best profile and the full ranking.
 pub fn fingerprint_report(
     file: &str,
     cases: &[LayerCase],
     dtype: Dtype,
 ) -> Result<(String, Profile, Vec<Fit>), String> {
-    let ranked = fingerprint::rank(cases, dtype).map_err(|e| format!("{file}: {e}"))?;
+    let search = fingerprint::search(cases, dtype).map_err(|e| format!("{file}: {e}"))?;
+    let text = search_text(file, &search);
+    let best = search.best().profile.clone();
+    Ok((text, best, search.ranked))
+}
+
+/// The text of one search (see [`fingerprint_report`]).
+fn search_text(label: &str, search: &fingerprint::Search) -> String {
+    let ranked = &search.ranked;
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{file}: fingerprint over {} candidate profiles",
-        ranked.len()
+        "{label}: fingerprint over {} candidate profiles of the policy space (presets, then a search one axis at a time{})",
+        ranked.len(),
+        if search.searched_non_targets {
+            ""
+        } else {
+            "; every non-target within budget, so the non-target axes were not searched"
+        }
     );
     let w = ranked
         .iter()
@@ -146,15 +160,28 @@ pub fn fingerprint_report(
             fraction_text(f.worst)
         );
     }
-    let perfect = ranked.iter().filter(|f| f.share == 1.0).count();
-    if perfect > 1 {
+    if !search.ties.is_empty() {
         let _ = writeln!(
             out,
-            "  ({perfect} candidates fit every element: these inputs cannot tell them apart; \
-             inputs near the kinks would)"
+            "  {} other candidate(s) fit every element: these inputs cannot tell them apart",
+            search.ties.len()
         );
+        for t in search.ties.iter().take(8) {
+            let why = match t.separating_input {
+                Some(c) => format!(
+                    "an input at c = {} (hex {}) would",
+                    crate::compare::num(c),
+                    hex(c)
+                ),
+                None => "no catalogue or kink input separates them".to_string(),
+            };
+            let _ = writeln!(out, "    {}: {why}", t.profile.name);
+        }
+        if search.ties.len() > 8 {
+            let _ = writeln!(out, "    … and {} more", search.ties.len() - 8);
+        }
     }
-    let best = ranked.first().cloned().ok_or("no candidates")?;
+    let best = search.best();
     let how = if best.share == 1.0 {
         format!(
             "every element within budget, worst {}",
@@ -164,5 +191,44 @@ pub fn fingerprint_report(
         format!("{:.3}% of elements within budget", 100.0 * best.share)
     };
     let _ = writeln!(out, "  => behaves like {} ({how})\n", best.profile.name);
-    Ok((out, best.profile, ranked))
+    out
+}
+
+/// An f64's bits in hex, as `0x3fe0000000000000`.
+fn hex(x: f64) -> String {
+    format!("{:#018x}", x.to_bits())
+}
+
+/// `--profile auto` for a file that may mix code paths: the cases are grouped by parameter
+/// set and each group is searched on its own. Returns the text and a profile per case.
+pub fn fingerprint_groups_report(
+    file: &str,
+    cases: &[LayerCase],
+    dtype: Dtype,
+) -> Result<(String, Vec<Profile>), String> {
+    let groups = fingerprint::groups(cases);
+    let mut text = String::new();
+    let mut per_group = Vec::new();
+    for (p, group) in &groups {
+        let label = if groups.len() == 1 {
+            file.to_string()
+        } else {
+            format!("{file} [{p}, {} case(s)]", group.len())
+        };
+        let search = fingerprint::search(group, dtype).map_err(|e| format!("{label}: {e}"))?;
+        text.push_str(&search_text(&label, &search));
+        per_group.push((*p, search.best().profile.clone()));
+    }
+    let per_case = cases
+        .iter()
+        .map(|c| {
+            let p = crate::compare::output_params(c);
+            per_group
+                .iter()
+                .find(|(q, _)| *q == p)
+                .map(|(_, prof)| prof.clone())
+                .expect("every case is in a group")
+        })
+        .collect();
+    Ok((text, per_case))
 }

@@ -2,7 +2,7 @@
 //! resolution of `profile=` arguments: a `Profile`, a preset name, or "auto" (fingerprint).
 
 use combined_margin::deviation::Kind;
-use combined_margin::profile::{self as cmprofile, PRESET_NAMES};
+use combined_margin::profile::{self as cmprofile};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -98,7 +98,7 @@ impl ProfileArg {
 /// The preset names, in the order reports list them.
 #[pyfunction]
 pub fn preset_names() -> Vec<String> {
-    PRESET_NAMES.iter().map(|s| s.to_string()).collect()
+    cmprofile::preset_names().map(|s| s.to_string()).collect()
 }
 
 /// The names of the deviation kinds the checker can detect (SPEC.md §6.2).

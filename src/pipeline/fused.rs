@@ -745,7 +745,7 @@ fn targets_of<T: Real>(
     labels: &[i64],
     cfg: &LossConfig,
 ) -> Result<Vec<Option<TargetLogit<T>>>> {
-    if cfg.profile.transforms_non_targets() {
+    if !supports(&cfg.profile) {
         return Err(Error::Invalid(format!(
             "profile {}: the fused path computes s·c for every non-target, so it takes only profiles that leave non-targets unchanged (no clamp of every entry, no round trip of non-targets); use the reference pipeline",
             cfg.profile.name
@@ -777,6 +777,12 @@ fn finish<T: Real>(per_row: Vec<Option<(T, T)>>) -> FusedOutput<T> {
             .collect(),
         valid,
     }
+}
+
+/// Whether the fused path takes `profile`: it computes s·c for every non-target entry, so
+/// only profiles that leave non-targets unchanged.
+pub fn supports(profile: &crate::profile::Profile) -> bool {
+    !profile.transforms_non_targets()
 }
 
 /// Fused forward: the loss and per-row lse, one pass over cos.

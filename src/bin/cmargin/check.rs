@@ -61,7 +61,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
             continue;
         }
         let dump = load(file)?;
-        let profile = match a.profile.as_deref() {
+        let profiles: Option<Vec<Profile>> = match a.profile.as_deref() {
             None => None,
             Some("auto") => {
                 let cases = dump
@@ -70,11 +70,18 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
                     .map(|raw| dump.layer_view(raw))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| e.to_string())?;
-                Some(fingerprint(&dump.file, &cases, dump.dtype)?)
+                let (text, per_case) =
+                    report::fingerprint_groups_report(&dump.file, &cases, dump.dtype)?;
+                print!("{text}");
+                Some(per_case)
             }
-            Some(name) => Some(Profile::preset(name).map_err(|e| format!("--profile: {e}"))?),
+            Some(name) => {
+                let p = Profile::preset(name).map_err(|e| format!("--profile: {e}"))?;
+                Some(vec![p; dump.cases.len()])
+            }
         };
-        let checks = deviation::check_dump(&dump, profile.as_ref()).map_err(|e| e.to_string())?;
+        let checks = deviation::check_dump_per_case(&dump, profiles.as_deref())
+            .map_err(|e| e.to_string())?;
         ok &= report_file(
             &dump.file,
             &dump.implementation,
