@@ -435,8 +435,12 @@ pub fn mapped_profile(implementation: &str, easy_margin: Option<bool>) -> Option
     } else if implementation.contains("CosFace@") || implementation.contains("margin_softmax@") {
         "analytic"
     } else {
-        // A dump this crate wrote names its profile as the implementation.
-        return Profile::preset(implementation).ok();
+        // A dump this crate wrote names its profile as the implementation:
+        // `cmargin generate` writes "reference/<preset>".
+        let name = implementation
+            .strip_prefix("reference/")
+            .unwrap_or(implementation);
+        return Profile::preset(name).ok();
     };
     Some(Profile::preset(name).expect("mapped names are presets"))
 }

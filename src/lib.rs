@@ -13,6 +13,7 @@ pub mod compare;
 pub mod cuda;
 pub mod deviation;
 pub mod dtype;
+pub mod embedded;
 pub mod error;
 pub mod fingerprint;
 pub mod fixture;

@@ -1,6 +1,9 @@
 //! The integration tests: one binary, shared strategies (tests/common).
 
+mod cli_args;
 mod cli_check;
+mod cli_loss;
+mod cli_verdicts;
 mod common;
 mod cuda_gpu;
 mod cuda_host;

@@ -4,10 +4,17 @@
 //! its input, label and region; the named deviations). With `--profile auto`: which preset
 //! (or policy variant) the implementation behaves like, ranked. With no file: every shipped
 //! golden dump, as a conformance matrix checked against `expected_deviations.json`.
+//!
+//! Every case gets one verdict word, and the words, the summary and the exit code agree:
+//! PASS and ALLOWED (deviations accepted by `--allow`) are accepted (exit 0 when every case
+//! is); DEVIATES, FAIL and MISSING (a side `--require` asks for has no outputs) are not (1).
 
-use combined_margin::compare::{self, fraction_text, CaseReport};
+use combined_margin::compare::{self, fraction_text, CaseReport, Side};
 use combined_margin::deviation::{self, CaseCheck, Expected, Kind, Verdict};
-use combined_margin::fixture::{read_dump, read_layer_npz, Dump, LayerCase, Limits};
+use combined_margin::embedded;
+use combined_margin::fixture::{
+    file_is_zip, read_dump, read_dump_str, read_layer_npz, Dump, LayerCase, Limits,
+};
 use combined_margin::profile::PRESET_NAMES;
 use combined_margin::Profile;
 use combined_margin::{fingerprint, Dtype};
@@ -23,7 +30,8 @@ pub struct Args {
     /// Default: the profile SPEC.md §6 maps the dump's implementation to.
     #[arg(long)]
     profile: Option<String>,
-    /// Directory of the golden dumps (default: the crate's fixtures/golden).
+    /// Directory of golden dumps to check instead of the ones embedded in this binary
+    /// (fixtures/golden at build time).
     #[arg(long)]
     fixtures: Option<PathBuf>,
     /// Deviations to accept (comma-separated names), e.g. non-finite-output.
@@ -32,6 +40,87 @@ pub struct Args {
     /// Print every deviation's evidence and the unexplained elements.
     #[arg(long, short)]
     verbose: bool,
+    /// With -v: how many unexplained elements to list per case (the rest are counted).
+    #[arg(long, default_value_t = 5)]
+    max_elements: usize,
+    /// Sides every case must have outputs for (comma-separated: forward, backward); a case
+    /// lacking one is MISSING (exit 1). Without it a missing side is reported, not refused.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    require: Vec<Required>,
+}
+
+/// A side of the layer whose outputs `--require` insists on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Required {
+    Forward,
+    Backward,
+}
+
+impl Required {
+    fn side(self) -> Side {
+        match self {
+            Required::Forward => Side::Forward,
+            Required::Backward => Side::Backward,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Required::Forward => "forward",
+            Required::Backward => "backward",
+        }
+    }
+}
+
+/// How the per-case reports are judged and printed.
+struct Opts<'a> {
+    allowed: &'a [Kind],
+    require: &'a [Required],
+    verbose: bool,
+    max_elements: usize,
+}
+
+/// The word printed for a case; PASS and ALLOWED are the accepted ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Word {
+    Pass,
+    /// Not a pass, but every deviation is accepted by `--allow` and nothing is unexplained.
+    Allowed,
+    Deviates,
+    Fail,
+    /// A side required by `--require` has no outputs.
+    Missing,
+}
+
+impl Word {
+    fn of(ck: &CaseCheck, o: &Opts, missing: bool) -> Word {
+        if missing {
+            return Word::Missing;
+        }
+        match (ck.verdict(), ck.accepted_with(o.allowed)) {
+            (Verdict::Pass, _) => Word::Pass,
+            (Verdict::Deviates | Verdict::Fail, true) => Word::Allowed,
+            (Verdict::Deviates, false) => Word::Deviates,
+            (Verdict::Fail, false) => Word::Fail,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Word::Pass => "PASS",
+            Word::Allowed => "ALLOWED",
+            Word::Deviates => "DEVIATES",
+            Word::Fail => "FAIL",
+            Word::Missing => "MISSING",
+        }
+    }
+
+    fn accepted(self) -> bool {
+        match self {
+            Word::Pass | Word::Allowed => true,
+            Word::Deviates | Word::Fail | Word::Missing => false,
+        }
+    }
 }
 
 pub fn run(a: Args) -> Result<ExitCode, String> {
@@ -48,16 +137,19 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     if a.files.is_empty() {
-        let dir = a
-            .fixtures
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/golden"));
-        return matrix(&dir);
+        return matrix(a.fixtures.as_deref());
     }
+    let opts = Opts {
+        allowed: &allowed,
+        require: &a.require,
+        verbose: a.verbose,
+        max_elements: a.max_elements,
+    };
     let mut ok = true;
     for file in &a.files {
-        if is_npz(file) {
-            ok &= check_npz(file, a.profile.as_deref(), &allowed, a.verbose)?;
+        // By content, not by name: an .npz is a zip archive whatever it is called.
+        if file_is_zip(file) {
+            ok &= check_npz(file, a.profile.as_deref(), &opts)?;
             continue;
         }
         let dump = load(file)?;
@@ -75,14 +167,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
             Some(name) => Some(Profile::preset(name).map_err(|e| format!("--profile: {e}"))?),
         };
         let checks = deviation::check_dump(&dump, profile.as_ref()).map_err(|e| e.to_string())?;
-        ok &= report_file(
-            &dump.file,
-            &dump.implementation,
-            dump.dtype,
-            &checks,
-            &allowed,
-            a.verbose,
-        );
+        ok &= report_file(&dump.file, &dump.implementation, dump.dtype, &checks, &opts);
     }
     Ok(if ok {
         ExitCode::SUCCESS
@@ -91,19 +176,9 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
     })
 }
 
-fn is_npz(file: &Path) -> bool {
-    file.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("npz"))
-}
-
 /// A `.npz` layer fixture (SPEC.md §7.2) with the implementation's `impl_forward` /
 /// `impl_backward` filled in. Profile: `--profile`, else the one the fixture was written for.
-fn check_npz(
-    file: &Path,
-    profile: Option<&str>,
-    allowed: &[Kind],
-    verbose: bool,
-) -> Result<bool, String> {
+fn check_npz(file: &Path, profile: Option<&str>, opts: &Opts) -> Result<bool, String> {
     let npz = read_layer_npz(file, Limits::default()).map_err(|e| e.to_string())?;
     let label = npz.file.clone();
     let case = npz.case;
@@ -125,14 +200,7 @@ fn check_npz(
     };
     let ck = deviation::check(&case, &prof, npz.dtype, &deviation::Declared::default())
         .map_err(|e| format!("{label}: case {:?}: {e}", case.name))?;
-    Ok(report_file(
-        &label,
-        "npz fixture",
-        npz.dtype,
-        &[ck],
-        allowed,
-        verbose,
-    ))
+    Ok(report_file(&label, "npz fixture", npz.dtype, &[ck], opts))
 }
 
 fn load(file: &Path) -> Result<Dump, String> {
@@ -146,14 +214,14 @@ fn worst_line(r: &CaseReport) -> String {
     }
 }
 
-/// Prints one file's per-case report; returns whether every case is accepted.
+/// Prints one file's per-case report; returns whether every case is accepted (its word is
+/// PASS or ALLOWED), which is what the exit code says.
 fn report_file(
     file: &str,
     implementation: &str,
     dtype: Dtype,
     checks: &[CaseCheck],
-    allowed: &[Kind],
-    verbose: bool,
+    o: &Opts,
 ) -> bool {
     println!(
         "{file}  ({implementation}, {dtype}, {} cases)",
@@ -169,22 +237,35 @@ fn report_file(
         .map(|c| c.report.profile.name.len())
         .max()
         .unwrap_or(7);
-    let (mut pass, mut dev, mut fail, mut accepted) = (0, 0, 0, 0);
+    let mut counts = [0usize; 5];
+    let (mut accepted, mut no_backward, mut no_forward) = (0, 0, 0);
     for ck in checks {
         let r = &ck.report;
-        let v = ck.verdict();
-        match v {
-            Verdict::Pass => pass += 1,
-            Verdict::Deviates => dev += 1,
-            Verdict::Fail => fail += 1,
-        }
-        let ok = v == Verdict::Pass || ck.accepted_with(allowed);
-        if ok {
+        let has = |side: Side| r.elements.iter().any(|e| e.side == side);
+        let lacking: Vec<&str> = [Side::Forward, Side::Backward]
+            .into_iter()
+            .filter(|&s| !has(s))
+            .map(|s| match s {
+                Side::Forward => "forward",
+                Side::Backward => "backward",
+            })
+            .collect();
+        let missing = o.require.iter().any(|q| !has(q.side()));
+        let word = Word::of(ck, o, missing);
+        // Indexed by the declaration order of Word: Pass, Allowed, Deviates, Fail, Missing.
+        counts[word as usize] += 1;
+        if word.accepted() {
             accepted += 1;
         }
+        no_forward += usize::from(!has(Side::Forward));
+        no_backward += usize::from(!has(Side::Backward));
+        let unchecked = match lacking.as_slice() {
+            [] => String::new(),
+            sides => format!("; {} not checked (no outputs)", sides.join(", ")),
+        };
         println!(
-            "  {:<8} {:<w$}  {:<pw$}  {:>6}/{:<6} within budget, max {}",
-            v.name(),
+            "  {:<8} {:<w$}  {:<pw$}  {:>6}/{:<6} within budget, max {}{unchecked}",
+            word.name(),
             r.name,
             r.profile.name,
             r.within(),
@@ -192,13 +273,24 @@ fn report_file(
             fraction_text(r.max_fraction()),
         );
         println!("  {:<8} worst: {}", "", worst_line(r));
+        let predicted = r
+            .elements
+            .iter()
+            .filter(|e| !e.actual.is_finite() && e.passed())
+            .count();
+        if predicted > 0 {
+            println!(
+                "  {:<8} {predicted} non-finite output(s) exactly where {} predicts them (agreement)",
+                "", r.profile.name
+            );
+        }
         for d in &ck.deviations {
-            let mark = if allowed.contains(&d.kind) {
+            let mark = if o.allowed.contains(&d.kind) {
                 " (allowed)"
             } else {
                 ""
             };
-            if verbose {
+            if o.verbose {
                 println!("  {:<8} deviation {}{mark}: {}", "", d.kind, d.detail);
             } else {
                 println!("  {:<8} deviation {}{mark}", "", d.kind);
@@ -210,27 +302,61 @@ fn report_file(
                 "",
                 ck.unexplained.len()
             );
-            if verbose {
-                for e in ck.unexplained.iter().take(5) {
+            if o.verbose {
+                for e in ck.unexplained.iter().take(o.max_elements) {
                     println!("  {:<8}   {}", "", r.describe(e));
+                }
+                let left = ck.unexplained.len().saturating_sub(o.max_elements);
+                if left > 0 {
+                    println!(
+                        "  {:<8}   … and {left} more (--max-elements N lists more)",
+                        ""
+                    );
                 }
             }
         }
     }
+    let [pass, allowed, dev, fail, missing] = counts;
+    let mut summary = format!("{pass} pass");
+    if !o.allowed.is_empty() {
+        summary.push_str(&format!(", {allowed} allowed"));
+    }
+    summary.push_str(&format!(", {dev} deviate, {fail} fail"));
+    if !o.require.is_empty() {
+        summary.push_str(&format!(", {missing} missing"));
+    }
+    let mut notes = Vec::new();
+    if !o.allowed.is_empty() {
+        notes.push(format!(
+            "allowing {}",
+            o.allowed
+                .iter()
+                .map(|k| k.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    for (n, side) in [(no_forward, "forward"), (no_backward, "backward")] {
+        if n > 0 {
+            notes.push(format!(
+                "{side} not checked in {n} of {} case{}: no outputs{}",
+                checks.len(),
+                if checks.len() == 1 { "" } else { "s" },
+                if o.require.iter().any(|q| q.name() == side) {
+                    ""
+                } else {
+                    "; --require forward,backward refuses that"
+                }
+            ));
+        }
+    }
     println!(
-        "  summary: {pass} pass, {dev} deviate, {fail} fail; {accepted} of {} accepted{}",
+        "  summary: {summary}; {accepted} of {} accepted{}",
         checks.len(),
-        if allowed.is_empty() {
+        if notes.is_empty() {
             String::new()
         } else {
-            format!(
-                " (allowing {})",
-                allowed
-                    .iter()
-                    .map(|k| k.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+            format!(" ({})", notes.join("; "))
         }
     );
     accepted == checks.len()
@@ -283,17 +409,68 @@ fn short_impl(s: &str) -> &str {
     s.rsplit(['.', ':']).next().unwrap_or(s)
 }
 
-fn matrix(dir: &Path) -> Result<ExitCode, String> {
+/// The golden dumps to tabulate and their expected-deviations table.
+struct GoldenSet {
+    /// Where they come from, for the heading.
+    place: String,
+    /// (path relative to the golden directory, dump), sorted by path.
+    dumps: Vec<(String, Dump)>,
+    expected: Expected,
+}
+
+/// The golden dumps in `dir`, or the ones embedded in the binary ([`embedded`]).
+fn golden_set(dir: Option<&Path>) -> Result<GoldenSet, String> {
+    let Some(dir) = dir else {
+        let mut dumps = Vec::new();
+        for (rel, bytes) in embedded::dumps() {
+            let label = embedded::label(rel);
+            let text =
+                std::str::from_utf8(bytes).map_err(|_| format!("{label}: not UTF-8 text"))?;
+            dumps.push((
+                rel.to_string(),
+                read_dump_str(&label, text, Limits::default()).map_err(|e| e.to_string())?,
+            ));
+        }
+        let label = embedded::label(deviation::EXPECTED_FILE);
+        let text = embedded::expected()
+            .ok_or_else(|| format!("{label}: missing"))
+            .and_then(|b| std::str::from_utf8(b).map_err(|_| format!("{label}: not UTF-8 text")))?;
+        let expected = Expected::parse(&label, text).map_err(|e| e.to_string())?;
+        return Ok(GoldenSet {
+            place: "embedded in this binary (fixtures/golden at build time)".into(),
+            dumps,
+            expected,
+        });
+    };
     let files = deviation::golden_files(dir)
         .map_err(|e| format!("{}: cannot list the golden dumps: {e}", dir.display()))?;
-    if files.is_empty() {
-        return Err(format!(
-            "{}: no golden dumps found (pass --fixtures DIR)",
-            dir.display()
+    let mut dumps = Vec::new();
+    for (rel, path) in files {
+        dumps.push((
+            rel,
+            read_dump(&path, Limits::default()).map_err(|e| e.to_string())?,
         ));
     }
     let expected =
         Expected::load(&dir.join(deviation::EXPECTED_FILE)).map_err(|e| e.to_string())?;
+    Ok(GoldenSet {
+        place: format!("in {}", dir.display()),
+        dumps,
+        expected,
+    })
+}
+
+fn matrix(dir: Option<&Path>) -> Result<ExitCode, String> {
+    let GoldenSet {
+        place,
+        dumps: files,
+        expected,
+    } = golden_set(dir)?;
+    if files.is_empty() {
+        return Err(format!(
+            "golden dumps {place}: none found (pass --fixtures DIR)"
+        ));
+    }
     let presets = Profile::presets();
     let mut header: Vec<String> = ["file", "implementation", "dtype", "cases"]
         .iter()
@@ -304,9 +481,8 @@ fn matrix(dir: &Path) -> Result<ExitCode, String> {
     let mut rows = Vec::new();
     let mut notes = Vec::new();
     let mut all_ok = true;
-    for (rel, path) in &files {
-        let dump = read_dump(path, Limits::default()).map_err(|e| e.to_string())?;
-        let checks = deviation::check_dump(&dump, None).map_err(|e| e.to_string())?;
+    for (rel, dump) in &files {
+        let checks = deviation::check_dump(dump, None).map_err(|e| e.to_string())?;
         let mapped: Vec<String> = checks
             .iter()
             .map(|c| c.report.profile.name.clone())
@@ -382,7 +558,7 @@ fn matrix(dir: &Path) -> Result<ExitCode, String> {
             notes.push(format!("{rel}: UNEXPECTED: {s}"));
         }
     }
-    println!("Conformance of the golden dumps in {}", dir.display());
+    println!("Conformance of the golden dumps {place}");
     println!("Cells: cases within budget under each profile; * marks the profile SPEC.md §6 maps the implementation to.\n");
     print_table(&header, &rows);
     println!("\nDeviations detected under the mapped profile (SPEC.md §6; expected ones are listed in {}):", deviation::EXPECTED_FILE);
