@@ -1,17 +1,16 @@
 //! `cmargin loss`: the loss and its breakdown, for given inputs (.npz) or synthetic
 //! random-initialization inputs, with the closed-form random-init estimate (SPEC.md §8.6).
 //!
-//! `--input` goes through the crate's one limit-checked `.npz` reader
-//! ([`combined_margin::fixture::NpzArrays`]); every input must be finite, labels in range,
-//! and the `params`, `s` and `profile` a fixture records are used (a flag that disagrees is
-//! refused). Values print with 17 significant digits (enough to tell any two f64 apart).
+//! `--input` is read by [`combined_margin::fixture::loss_input`] (the crate's one
+//! limit-checked `.npz` reader); the `params`, `s` and `profile` a fixture records are used
+//! (a flag that disagrees is refused). Values print with 17 significant digits (enough to tell any two f64 apart).
 
-use combined_margin::fixture::{is_zip, FixtureError, Limits, NpzArrays};
+use combined_margin::fixture::loss_input::{read_loss_input, Arrays};
+use combined_margin::fixture::Limits;
 use combined_margin::pipeline::{estimate, fused, reference, synthetic, LossConfig};
-use combined_margin::profile::IGNORE_LABEL;
 use combined_margin::{Dtype, Params, Profile};
 use ndarray::{Array2, ArrayView2};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -58,20 +57,6 @@ pub struct Args {
     norm_eps: f64,
 }
 
-/// What a `--input` file holds: the arrays, and the settings a fixture records.
-struct FileInputs {
-    arrays: Arrays,
-    labels: Vec<i64>,
-    params: Option<[f64; 3]>,
-    s: Option<f64>,
-    profile: Option<String>,
-}
-
-enum Arrays {
-    Cos(Array2<f64>),
-    FeaturesWeights(Array2<f64>, Array2<f64>),
-}
-
 struct Inputs {
     what: String,
     cos: Array2<f64>,
@@ -79,118 +64,6 @@ struct Inputs {
     d: Option<usize>,
     /// ‖d loss / d x‖ and ‖d loss / d w‖ (Frobenius) where features and weights were given.
     feature_grads: Option<(f64, f64)>,
-}
-
-/// A 2-D float array, every element finite (an error names the array, element, row, column).
-fn finite_2d(z: &mut NpzArrays, name: &str) -> Result<Array2<f64>, FixtureError> {
-    let (rows, cols, v) = z.floats_2d(name)?;
-    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-        return Err(z.err(
-            name,
-            format!(
-                "element {i} (row {}, column {}) is {}; inputs must be finite numbers",
-                i / cols.max(1),
-                i % cols.max(1),
-                v[i]
-            ),
-        ));
-    }
-    Ok(Array2::from_shape_vec((rows, cols), v).expect("rows * cols values"))
-}
-
-/// Reads `--input` through the limit-checked reader. Format by content: a zip archive.
-fn read_input(path: &Path) -> Result<FileInputs, FixtureError> {
-    let file = path.display().to_string();
-    let limits = Limits::default();
-    let meta = std::fs::metadata(path)
-        .map_err(|e| FixtureError::new(&file, format!("cannot read: {e}")))?;
-    if meta.len() > limits.max_file_bytes {
-        return Err(FixtureError::new(
-            &file,
-            format!(
-                "file is {} bytes, over the limit of {}",
-                meta.len(),
-                limits.max_file_bytes
-            ),
-        ));
-    }
-    let bytes =
-        std::fs::read(path).map_err(|e| FixtureError::new(&file, format!("cannot read: {e}")))?;
-    if !is_zip(&bytes) {
-        return Err(FixtureError::new(
-            &file,
-            "not an .npz: the file does not start with the zip magic PK\\x03\\x04",
-        ));
-    }
-    let mut z = NpzArrays::open(&file, &bytes, limits)?;
-    let arrays = if z.has("cos") {
-        Arrays::Cos(finite_2d(&mut z, "cos")?)
-    } else if z.has("features") && z.has("weights") {
-        let x = finite_2d(&mut z, "features")?;
-        let w = finite_2d(&mut z, "weights")?;
-        if x.ncols() != w.ncols() || x.ncols() == 0 {
-            return Err(z.err(
-                "weights",
-                format!(
-                    "shape ({}, {}): rows must have the D = {} columns of features (D > 0)",
-                    w.nrows(),
-                    w.ncols(),
-                    x.ncols()
-                ),
-            ));
-        }
-        Arrays::FeaturesWeights(x, w)
-    } else {
-        return Err(FixtureError::new(
-            &file,
-            format!(
-                "needs arrays \"cos\" and \"labels\", or \"features\", \"weights\" and \"labels\"; found {:?}",
-                z.names()
-            ),
-        ));
-    };
-    let (n, c) = match &arrays {
-        Arrays::Cos(cos) => cos.dim(),
-        Arrays::FeaturesWeights(x, w) => (x.nrows(), w.nrows()),
-    };
-    if c == 0 {
-        return Err(z.err(
-            if matches!(arrays, Arrays::Cos(_)) {
-                "cos"
-            } else {
-                "weights"
-            },
-            "C = 0 classes: need at least one",
-        ));
-    }
-    let labels = z.labels(n as u64)?;
-    for (i, &l) in labels.iter().enumerate() {
-        if l != IGNORE_LABEL && !(l >= 0 && (l as u64) < c as u64) {
-            return Err(z.err(
-                "labels",
-                format!("element {i} (row {i}) is {l}; expected {IGNORE_LABEL} (ignore) or an integer in [0, {c})"),
-            ));
-        }
-    }
-    let params = if z.has("params") {
-        let v = z.floats("params", &[3])?;
-        Some([v[0], v[1], v[2]])
-    } else {
-        None
-    };
-    let s = if z.has("s") {
-        Some(z.floats("s", &[])?[0])
-    } else {
-        None
-    };
-    let profile = z.text("profile")?;
-    Ok(FileInputs {
-        arrays,
-        labels,
-        params,
-        s,
-        profile,
-    })
 }
 
 /// Equal as given, or equal once both are rounded to f32 (a float32 `params` array).
@@ -271,7 +144,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
     let file = match (&a.input, a.synthetic) {
         (Some(path), _) => Some((
             path.display().to_string(),
-            read_input(path).map_err(|e| e.to_string())?,
+            read_loss_input(path, Limits::default()).map_err(|e| e.to_string())?,
         )),
         (None, true) => None,
         (None, false) => return Err("give --input FILE.npz or --synthetic".into()),
