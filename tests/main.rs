@@ -21,5 +21,6 @@ mod pipeline;
 mod pipeline_golden;
 mod plot;
 mod properties;
+mod reader_mutations;
 mod spec;
 mod tolerance_teeth;

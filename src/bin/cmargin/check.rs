@@ -384,6 +384,9 @@ fn fingerprint(file: &str, cases: &[LayerCase], dtype: Dtype) -> Result<Profile,
             fraction_text(f.worst)
         );
     }
+    if ranked.len() > 5 {
+        println!("  … and {} more, ranked lower", ranked.len() - 5);
+    }
     let perfect = ranked.iter().filter(|f| f.share == 1.0).count();
     if perfect > 1 {
         println!(
