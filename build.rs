@@ -37,10 +37,12 @@ fn embed_golden() {
     // A directory: cargo rescans it, so an added or edited dump re-embeds.
     println!("cargo:rerun-if-changed=fixtures/golden");
     let mut table = String::from("&[\n");
-    for (rel, path) in files_under(&dir) {
+    // Paths relative to the crate root, resolved when the library compiles: the generated
+    // table holds no absolute path, so it stays right if the checkout moves.
+    for (rel, _) in files_under(&dir) {
         table.push_str(&format!(
-            "    ({rel:?}, include_bytes!({:?}) as &[u8]),\n",
-            path.display().to_string()
+            "    ({rel:?}, include_bytes!(concat!(env!(\"CARGO_MANIFEST_DIR\"), {:?})) as &[u8]),\n",
+            format!("/fixtures/golden/{rel}")
         ));
     }
     table.push_str("]\n");
