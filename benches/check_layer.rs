@@ -73,7 +73,13 @@ fn main() {
         };
         let ck = deviation::check(&case, &profile, Dtype::F32, &Declared::default())
             .expect("a valid case");
-        let (text, ok) = report::file_report(&name, "arrays", Dtype::F32, &[ck], &[], false);
+        let (text, ok) = report::file_report(
+            &name,
+            "arrays",
+            Dtype::F32,
+            &[ck],
+            &report::ReportOptions::default(),
+        );
         black_box((text, ok));
         drop(case);
         println!("seconds: {:.4}", t.elapsed().as_secs_f64());

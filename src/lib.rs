@@ -10,9 +10,11 @@
 
 pub mod catalogue;
 pub mod compare;
+pub mod conformance;
 pub mod cuda;
 pub mod deviation;
 pub mod dtype;
+pub mod embedded;
 pub mod error;
 pub mod fingerprint;
 pub mod fixture;

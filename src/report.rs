@@ -4,7 +4,7 @@
 //! the same words for the same check. Pure formatting: every number comes from
 //! [`crate::deviation`] and [`crate::fingerprint`].
 
-use crate::compare::{fraction_text, CaseReport};
+use crate::compare::{fraction_text, CaseReport, Side};
 use crate::deviation::{CaseCheck, Kind, Verdict};
 use crate::dtype::Dtype;
 use crate::fingerprint::{self, Fit};
@@ -20,15 +20,90 @@ pub fn worst_line(r: &CaseReport) -> String {
     }
 }
 
-/// One file's per-case report (verdict, count within budget, worst element, deviations) and
-/// whether every case is accepted: within budget with every deviation in `allowed`.
+/// How the per-case reports are judged and printed.
+#[derive(Clone, Debug)]
+pub struct ReportOptions {
+    /// Deviations accepted (`--allow`).
+    pub allowed: Vec<Kind>,
+    /// Sides every case must have outputs for (`--require`).
+    pub require: Vec<Side>,
+    /// Every deviation's evidence and the unexplained elements.
+    pub verbose: bool,
+    /// With `verbose`: how many unexplained elements to list per case.
+    pub max_elements: usize,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        ReportOptions {
+            allowed: Vec::new(),
+            require: Vec::new(),
+            verbose: false,
+            max_elements: 5,
+        }
+    }
+}
+
+/// The word printed for a case; PASS and ALLOWED are the accepted ones, and the exit code
+/// says the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Word {
+    Pass,
+    /// Not a pass, but every deviation is accepted by `--allow` and nothing is unexplained.
+    Allowed,
+    Deviates,
+    Fail,
+    /// A side required by `--require` has no outputs.
+    Missing,
+}
+
+impl Word {
+    pub fn of(ck: &CaseCheck, o: &ReportOptions, missing: bool) -> Word {
+        if missing {
+            return Word::Missing;
+        }
+        match (ck.verdict(), ck.accepted_with(&o.allowed)) {
+            (Verdict::Pass, _) => Word::Pass,
+            (Verdict::Deviates | Verdict::Fail, true) => Word::Allowed,
+            (Verdict::Deviates, false) => Word::Deviates,
+            (Verdict::Fail, false) => Word::Fail,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Word::Pass => "PASS",
+            Word::Allowed => "ALLOWED",
+            Word::Deviates => "DEVIATES",
+            Word::Fail => "FAIL",
+            Word::Missing => "MISSING",
+        }
+    }
+
+    pub fn accepted(self) -> bool {
+        match self {
+            Word::Pass | Word::Allowed => true,
+            Word::Deviates | Word::Fail | Word::Missing => false,
+        }
+    }
+}
+
+fn side_name(s: Side) -> &'static str {
+    match s {
+        Side::Forward => "forward",
+        Side::Backward => "backward",
+    }
+}
+
+/// One file's per-case report (verdict word, count within budget, worst element, predicted
+/// non-finite outputs, deviations, unchecked sides) and whether every case is accepted (its
+/// word is PASS or ALLOWED).
 pub fn file_report(
     file: &str,
     implementation: &str,
     dtype: Dtype,
     checks: &[CaseCheck],
-    allowed: &[Kind],
-    verbose: bool,
+    o: &ReportOptions,
 ) -> (String, bool) {
     let mut out = String::new();
     // Writing into a String cannot fail; the results are ignored for that reason.
@@ -47,23 +122,33 @@ pub fn file_report(
         .map(|c| c.report.profile.name.len())
         .max()
         .unwrap_or(7);
-    let (mut pass, mut dev, mut fail, mut accepted) = (0, 0, 0, 0);
+    let mut counts = [0usize; 5];
+    let (mut accepted, mut no_backward, mut no_forward) = (0, 0, 0);
     for ck in checks {
         let r = &ck.report;
-        let v = ck.verdict();
-        match v {
-            Verdict::Pass => pass += 1,
-            Verdict::Deviates => dev += 1,
-            Verdict::Fail => fail += 1,
-        }
-        let ok = v == Verdict::Pass || ck.accepted_with(allowed);
-        if ok {
+        let has = |side: Side| r.elements.iter().any(|e| e.side == side);
+        let lacking: Vec<&str> = [Side::Forward, Side::Backward]
+            .into_iter()
+            .filter(|&s| !has(s))
+            .map(side_name)
+            .collect();
+        let missing = o.require.iter().any(|&q| !has(q));
+        let word = Word::of(ck, o, missing);
+        // Indexed by the declaration order of Word: Pass, Allowed, Deviates, Fail, Missing.
+        counts[word as usize] += 1;
+        if word.accepted() {
             accepted += 1;
         }
+        no_forward += usize::from(!has(Side::Forward));
+        no_backward += usize::from(!has(Side::Backward));
+        let unchecked = match lacking.as_slice() {
+            [] => String::new(),
+            sides => format!("; {} not checked (no outputs)", sides.join(", ")),
+        };
         let _ = writeln!(
             out,
-            "  {:<8} {:<w$}  {:<pw$}  {:>6}/{:<6} within budget, max {}",
-            v.name(),
+            "  {:<8} {:<w$}  {:<pw$}  {:>6}/{:<6} within budget, max {}{unchecked}",
+            word.name(),
             r.name,
             r.profile.name,
             r.within(),
@@ -71,13 +156,25 @@ pub fn file_report(
             fraction_text(r.max_fraction()),
         );
         let _ = writeln!(out, "  {:<8} worst: {}", "", worst_line(r));
+        let predicted = r
+            .elements
+            .iter()
+            .filter(|e| !e.actual.is_finite() && e.passed())
+            .count();
+        if predicted > 0 {
+            let _ = writeln!(
+                out,
+                "  {:<8} {predicted} non-finite output(s) exactly where {} predicts them (agreement)",
+                "", r.profile.name
+            );
+        }
         for d in &ck.deviations {
-            let mark = if allowed.contains(&d.kind) {
+            let mark = if o.allowed.contains(&d.kind) {
                 " (allowed)"
             } else {
                 ""
             };
-            if verbose {
+            if o.verbose {
                 let _ = writeln!(out, "  {:<8} deviation {}{mark}: {}", "", d.kind, d.detail);
             } else {
                 let _ = writeln!(out, "  {:<8} deviation {}{mark}", "", d.kind);
@@ -90,28 +187,64 @@ pub fn file_report(
                 "",
                 ck.unexplained.len()
             );
-            if verbose {
-                for e in ck.unexplained.iter().take(5) {
+            if o.verbose {
+                for e in ck.unexplained.iter().take(o.max_elements) {
                     let _ = writeln!(out, "  {:<8}   {}", "", r.describe(e));
+                }
+                let left = ck.unexplained.len().saturating_sub(o.max_elements);
+                if left > 0 {
+                    let _ = writeln!(
+                        out,
+                        "  {:<8}   … and {left} more (--max-elements N lists more)",
+                        ""
+                    );
                 }
             }
         }
     }
+    let [pass, allowed, dev, fail, missing] = counts;
+    let mut summary = format!("{pass} pass");
+    if !o.allowed.is_empty() {
+        summary.push_str(&format!(", {allowed} allowed"));
+    }
+    summary.push_str(&format!(", {dev} deviate, {fail} fail"));
+    if !o.require.is_empty() {
+        summary.push_str(&format!(", {missing} missing"));
+    }
+    let mut notes = Vec::new();
+    if !o.allowed.is_empty() {
+        notes.push(format!(
+            "allowing {}",
+            o.allowed
+                .iter()
+                .map(|k| k.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    for (n, side) in [(no_forward, Side::Forward), (no_backward, Side::Backward)] {
+        if n > 0 {
+            notes.push(format!(
+                "{} not checked in {n} of {} case{}: no outputs{}",
+                side_name(side),
+                checks.len(),
+                if checks.len() == 1 { "" } else { "s" },
+                if o.require.contains(&side) {
+                    ""
+                } else {
+                    "; --require forward,backward refuses that"
+                }
+            ));
+        }
+    }
     let _ = writeln!(
         out,
-        "  summary: {pass} pass, {dev} deviate, {fail} fail; {accepted} of {} accepted{}",
+        "  summary: {summary}; {accepted} of {} accepted{}",
         checks.len(),
-        if allowed.is_empty() {
+        if notes.is_empty() {
             String::new()
         } else {
-            format!(
-                " (allowing {})",
-                allowed
-                    .iter()
-                    .map(|k| k.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+            format!(" ({})", notes.join("; "))
         }
     );
     (out, accepted == checks.len())
@@ -159,6 +292,9 @@ fn search_text(label: &str, search: &fingerprint::Search) -> String {
             100.0 * f.share,
             fraction_text(f.worst)
         );
+    }
+    if ranked.len() > 5 {
+        let _ = writeln!(out, "  … and {} more, ranked lower", ranked.len() - 5);
     }
     if !search.ties.is_empty() {
         let _ = writeln!(

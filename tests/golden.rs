@@ -3,80 +3,41 @@
 //! budget of SPEC.md §5 or is accounted for by a detected deviation, and the detected
 //! deviations are exactly the ones `expected_deviations.json` lists for it.
 
-use combined_margin::deviation::{self, Expected, Kind};
-use combined_margin::fixture::{read_dump, Limits};
-use std::collections::BTreeSet;
+use combined_margin::conformance::{self, Expected};
 use std::path::PathBuf;
 
 pub fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/golden")
 }
 
+/// The conformance of the shipped dumps, through the library's one implementation
+/// (`conformance::run`, which `cmargin check` prints as the matrix).
 #[test]
 fn every_golden_case_agrees_or_carries_its_expected_deviations() {
-    let dir = golden_dir();
-    let expected = Expected::load(&dir.join(deviation::EXPECTED_FILE)).expect("expected table");
-    let files = deviation::golden_files(&dir).expect("golden dir");
+    let set = conformance::golden_set(Some(&golden_dir())).expect("golden set");
     assert_eq!(
-        files.len(),
+        set.dumps.len(),
         24,
         "the shipped golden dumps (6 Caffe, 2 MXNet, 10 PyTorch, 2 OneFlow, 4 SpeechBrain)"
     );
-    let mut used = vec![false; expected.entries.len()];
-    let mut problems = Vec::new();
+    let c = conformance::run(&set).expect("golden cases check");
     println!(
         "{:<56} {:>5} {:>6} {:>12} {:>12}  deviations (cases)",
         "file", "cases", "agree", "max in-budg", "max overall"
     );
-    for (rel, path) in &files {
-        let dump = read_dump(path, Limits::default()).expect("golden dump reads");
-        let checks = deviation::check_dump(&dump, None).expect("golden cases check");
-        let mut agree = 0;
-        let mut max_in = 0.0f64;
-        let mut max_all = 0.0f64;
-        let mut kinds: std::collections::BTreeMap<Kind, usize> = Default::default();
-        for ck in &checks {
-            let name = &ck.report.name;
-            if ck.report.passed() {
-                agree += 1;
-            }
-            for e in &ck.report.elements {
-                if e.passed() {
-                    max_in = max_in.max(e.fraction);
-                }
-                max_all = max_all.max(e.fraction);
-            }
-            let got: BTreeSet<Kind> = ck.kinds().into_iter().collect();
-            for k in &got {
-                *kinds.entry(*k).or_default() += 1;
-            }
-            let want: BTreeSet<Kind> = expected.kinds_for(rel, name).into_iter().collect();
-            for (i, e) in expected.entries.iter().enumerate() {
-                if e.file == *rel
-                    && e.cases.iter().any(|p| deviation::glob_match(p, name))
-                    && got.contains(&e.deviation)
-                {
-                    used[i] = true;
-                }
-            }
-            if got != want {
-                problems.push(format!(
-                    "{rel}: {name}: detected {:?}, expected {:?}",
-                    got.iter().map(|k| k.name()).collect::<Vec<_>>(),
-                    want.iter().map(|k| k.name()).collect::<Vec<_>>()
-                ));
-            }
-            for e in ck.unexplained.iter().take(3) {
-                problems.push(format!(
-                    "{rel}: {name}: unexplained: {}",
-                    ck.report.describe(e)
-                ));
-            }
-        }
+    for f in &c.files {
+        let agree = f.checks.iter().filter(|ck| ck.report.passed()).count();
+        let fractions = f.checks.iter().flat_map(|ck| &ck.report.elements);
+        let max_in = fractions
+            .clone()
+            .filter(|e| e.passed())
+            .map(|e| e.fraction)
+            .fold(0.0, f64::max);
+        let max_all = fractions.map(|e| e.fraction).fold(0.0, f64::max);
         println!(
             "{:<56} {:>5} {:>6} {:>12.3} {:>12}  {}",
-            rel,
-            checks.len(),
+            f.rel,
+            f.checks.len(),
             agree,
             max_in,
             if max_all.is_finite() {
@@ -84,22 +45,20 @@ fn every_golden_case_agrees_or_carries_its_expected_deviations() {
             } else {
                 "inf".into()
             },
-            kinds
+            f.kinds
                 .iter()
                 .map(|(k, n)| format!("{k} ({n})"))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
     }
-    for (i, e) in expected.entries.iter().enumerate() {
-        if !used[i] {
-            problems.push(format!(
-                "expected_deviations.json entry {i} ({} {:?} {}) matched no detection: the deviation is no longer detected",
-                e.file, e.cases, e.deviation
-            ));
-        }
-    }
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    let problems: Vec<String> = c
+        .files
+        .iter()
+        .flat_map(|f| f.surprises.iter().map(move |s| format!("{}: {s}", f.rel)))
+        .chain(c.stale.iter().cloned())
+        .collect();
+    assert!(c.all_ok() && problems.is_empty(), "{}", problems.join("\n"));
 }
 
 /// The mapping of SPEC.md §6, case by case: which profile each implementation gets.

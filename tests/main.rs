@@ -1,10 +1,14 @@
 //! The integration tests: one binary, shared strategies (tests/common).
 
+mod cli_args;
 mod cli_check;
+mod cli_loss;
+mod cli_verdicts;
 mod common;
 mod cuda_gpu;
 mod cuda_host;
 mod cuda_nvrtc;
+mod embedded;
 mod fingerprint;
 mod generate;
 mod golden;
@@ -18,6 +22,7 @@ mod pipeline;
 mod pipeline_golden;
 mod plot;
 mod properties;
+mod reader_mutations;
 mod space;
 mod spec;
 mod tolerance_teeth;

@@ -36,7 +36,7 @@ fn twice_the_budget_is_always_caught() {
     let mut absorbed = 0usize;
     let mut min_fraction = f64::INFINITY;
     let mut misses = Vec::new();
-    for (rel, path) in deviation::golden_files(&dir).unwrap() {
+    for (rel, path) in combined_margin::conformance::golden_files(&dir).unwrap() {
         let dump = read_dump(&path, Limits::default()).unwrap();
         for raw in &dump.cases {
             let case = dump.layer_view(raw).unwrap();

@@ -412,14 +412,13 @@ pub fn check_cases(
                     .map_err(|e| format!("{label_s}: case {:?}: {e}", case.name))?;
                 checks.push(ck);
             }
-            let (body, passed) = report::file_report(
-                &label_s,
-                &implementation_s,
-                dtype,
-                &checks,
-                &allowed,
+            let opts = report::ReportOptions {
+                allowed: allowed.clone(),
                 verbose,
-            );
+                ..report::ReportOptions::default()
+            };
+            let (body, passed) =
+                report::file_report(&label_s, &implementation_s, dtype, &checks, &opts);
             text.push_str(&body);
             let digests: Vec<Digest> = checks.iter().map(|ck| digest(ck, &allowed)).collect();
             let shape = layer.iter().map(|c| (c.n, c.c)).collect::<Vec<_>>();

@@ -13,13 +13,13 @@ pub struct Args {
     #[arg(long, default_value = "recommended")]
     profile: String,
     /// "m1,m2,m3" (m2 in radians, m3 in cosine units).
-    #[arg(long, default_value = "1,0.5,0")]
+    #[arg(long, default_value = "1,0.5,0", allow_hyphen_values = true)]
     params: String,
     /// Scale s: forward and backward are multiplied by s and `params.s` is recorded.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     scale: Option<f64>,
     /// "N,C". Default 16,10; with --inputs edges, enough rows for the whole catalogue.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     shape: Option<String>,
     /// f32 or f64: the precision the implementation under test runs in.
     #[arg(long, default_value = "f32")]

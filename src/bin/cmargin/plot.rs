@@ -14,15 +14,15 @@ pub struct Args {
     #[arg(long)]
     profile: Option<String>,
     /// "m1,m2,m3" (m2 in radians, m3 in cosine units).
-    #[arg(long, default_value = "1,0.5,0")]
+    #[arg(long, default_value = "1,0.5,0", allow_hyphen_values = true)]
     params: String,
     /// Dtype whose rounding of the profile constants the curves use.
     #[arg(long, default_value = "f64")]
     dtype: String,
     /// "lo,hi": vertical range of the factor panel; values outside are drawn at its edge.
-    #[arg(long, default_value = "-2,4")]
+    #[arg(long, default_value = "-2,4", allow_hyphen_values = true)]
     factor_range: String,
-    /// Output SVG file.
+    /// Output SVG file (the name must end in .svg: no other format is written).
     #[arg(short, long)]
     out: PathBuf,
     /// Replace an existing file.
@@ -44,6 +44,18 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
     let params = Params::new(p[0], p[1], p[2]);
     params.validate().map_err(|e| format!("--params: {e}"))?;
     let r = list::<f64>("--factor-range", &a.factor_range, 2)?;
+    // SVG only: a PNG would need a rasterizer and fonts for the labels (resvg finds none on a
+    // bare CI machine and drops the text), so another extension is refused, not mislabelled.
+    if !a
+        .out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("svg"))
+    {
+        return Err(format!(
+            "--out {}: only SVG is written; name the file *.svg (convert it with e.g. rsvg-convert)",
+            a.out.display()
+        ));
+    }
     if !a.force && a.out.exists() {
         return Err(format!(
             "{} exists; pass --force to overwrite it",

@@ -1,0 +1,312 @@
+//! `cmargin check` verdicts: the word on each case line, the summary and the exit code agree
+//! (ALLOWED for deviations accepted by --allow, MISSING for a side --require insists on),
+//! non-finite outputs the profile predicts are agreement, a side without outputs is said,
+//! `-v` counts what it leaves out, and what `generate` writes is checked as written.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cmargin"))
+}
+
+fn golden(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/golden")
+        .join(rel)
+}
+
+fn scratch_dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cmargin-verdicts-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// (exit code, stdout, stderr).
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().expect("cmargin runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The verdict words of the case lines (two-space indent, word, then the case name).
+fn words(stdout: &str) -> Vec<String> {
+    const WORDS: [&str; 5] = ["PASS", "ALLOWED", "DEVIATES", "FAIL", "MISSING"];
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| WORDS.contains(w))
+        .map(str::to_string)
+        .collect()
+}
+
+fn summary(stdout: &str) -> &str {
+    stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("summary:"))
+        .unwrap_or_else(|| panic!("no summary in {stdout}"))
+}
+
+/// Writes `cmargin generate ARGS -o NAME` into the scratch dir and returns its path.
+fn generate(name: &str, args: &[&str]) -> PathBuf {
+    let p = scratch_dir().join(name);
+    let (rc, _, err) = run(bin()
+        .arg("generate")
+        .args(args)
+        .arg("--force")
+        .arg("-o")
+        .arg(&p));
+    assert_eq!(rc, 0, "{err}");
+    p
+}
+
+#[test]
+fn allowed_deviations_say_allowed_and_agree_with_the_exit_code() {
+    let f = golden("insightface-torch/arcface_2e2e8c9_f32.json");
+    let (rc, out, _) = run(bin().arg("check").arg(&f));
+    assert_eq!(rc, 1, "{out}");
+    let w = words(&out);
+    assert_eq!(w.iter().filter(|w| *w == "FAIL").count(), 4, "{out}");
+    assert!(summary(&out).contains("4 fail; 12 of 16 accepted"), "{out}");
+
+    let (rc, out, _) = run(bin()
+        .args(["check", "--allow", "non-finite-output"])
+        .arg(&f));
+    assert_eq!(rc, 0, "{out}");
+    let w = words(&out);
+    assert_eq!(w.len(), 16, "{out}");
+    assert_eq!(w.iter().filter(|w| *w == "ALLOWED").count(), 4, "{out}");
+    assert!(
+        w.iter().all(|w| w == "PASS" || w == "ALLOWED"),
+        "exit 0, so no case may read FAIL or DEVIATES: {out}"
+    );
+    let s = summary(&out);
+    assert!(
+        s.contains("12 pass, 4 allowed, 0 deviate, 0 fail; 16 of 16 accepted"),
+        "{s}"
+    );
+    assert!(s.contains("allowing non-finite-output"), "{s}");
+}
+
+#[test]
+fn non_finite_outputs_the_profile_predicts_are_agreement() {
+    // The analytic profile is unclamped: acos of |c| > 1 is NaN, and the edge catalogue has
+    // such inputs. An implementation that reproduces the reference exactly (the fixture's own
+    // outputs) agrees with it, NaN included.
+    let p = generate(
+        "analytic_edges.json",
+        &[
+            "--profile",
+            "analytic",
+            "--inputs",
+            "edges",
+            "--dtype",
+            "f64",
+        ],
+    );
+    let dump: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    let fwd = dump["cases"][0]["forward"].as_array().unwrap();
+    let nan_at = fwd
+        .iter()
+        .position(|v| v == "NaN")
+        .expect("a predicted NaN");
+    let (rc, out, _) = run(bin().arg("check").arg(&p));
+    assert_eq!(rc, 0, "{out}");
+    assert_eq!(words(&out), ["PASS"], "{out}");
+    assert!(
+        out.contains("exactly where analytic predicts them (agreement)"),
+        "{out}"
+    );
+    assert!(!out.contains("deviation non-finite-output"), "{out}");
+
+    // Teeth: a NaN where the profile predicts a number is still the deviation (exit 1).
+    let finite_at = fwd
+        .iter()
+        .position(|v| v.is_number())
+        .expect("a finite output");
+    let mut bad = dump.clone();
+    bad["cases"][0]["forward"][finite_at] = Value::String("NaN".into());
+    let q = scratch_dir().join("analytic_edges_nan.json");
+    std::fs::write(&q, serde_json::to_string(&bad).unwrap()).unwrap();
+    let (rc, out, _) = run(bin().arg("check").arg(&q));
+    assert_eq!(rc, 1, "{out}");
+    assert!(out.contains("deviation non-finite-output"), "{out}");
+    // And a number where the profile predicts NaN is out of budget, not agreement.
+    let mut bad = dump;
+    bad["cases"][0]["forward"][nan_at] = serde_json::json!(0.5);
+    std::fs::write(&q, serde_json::to_string(&bad).unwrap()).unwrap();
+    let (rc, out, _) = run(bin().arg("check").arg(&q));
+    assert_eq!(rc, 1, "{out}");
+    assert_eq!(words(&out), ["FAIL"], "{out}");
+}
+
+#[test]
+fn a_side_without_outputs_is_said_and_require_refuses_it() {
+    let p = generate("fwd_only.json", &[]);
+    let mut dump: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    dump["cases"][0].as_object_mut().unwrap().remove("backward");
+    std::fs::write(&p, serde_json::to_string(&dump).unwrap()).unwrap();
+
+    let (rc, out, _) = run(bin().arg("check").arg(&p));
+    assert_eq!(rc, 0, "{out}");
+    let case_line = out.lines().find(|l| l.starts_with("  PASS")).unwrap();
+    assert!(
+        case_line.contains("backward not checked (no outputs)"),
+        "{out}"
+    );
+    let s = summary(&out);
+    assert!(s.contains("backward not checked in 1 of 1 case"), "{s}");
+    assert!(s.contains("--require forward,backward"), "{s}");
+
+    let (rc, out, _) = run(bin()
+        .args(["check", "--require", "forward,backward"])
+        .arg(&p));
+    assert_eq!(rc, 1, "{out}");
+    assert_eq!(words(&out), ["MISSING"], "{out}");
+    assert!(
+        summary(&out).contains("1 missing; 0 of 1 accepted"),
+        "{out}"
+    );
+    // Requiring only the side that is there passes.
+    let (rc, out, _) = run(bin().args(["check", "--require", "forward"]).arg(&p));
+    assert_eq!(rc, 0, "{out}");
+    assert_eq!(words(&out), ["PASS"], "{out}");
+    // An unknown side is a usage error (exit 2), not ignored.
+    let (rc, _, err) = run(bin().args(["check", "--require", "sideways"]).arg(&p));
+    assert_eq!(rc, 2, "{err}");
+    assert!(err.contains("sideways"), "{err}");
+
+    // Neither side: nothing to check is bad input, not a pass.
+    dump["cases"][0].as_object_mut().unwrap().remove("forward");
+    std::fs::write(&p, serde_json::to_string(&dump).unwrap()).unwrap();
+    let (rc, out, err) = run(bin().arg("check").arg(&p));
+    assert_eq!(rc, 2, "{out}");
+    assert!(
+        err.contains(&p.display().to_string()) && err.contains("nothing to compare"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_empty_case_list_is_bad_input() {
+    let p = scratch_dir().join("no_cases.json");
+    std::fs::write(
+        &p,
+        r#"{"format":"golden-dump/1","source":"t","implementation":"caffe-cpu","dtype":"f64","kind":"layer","cases":[]}"#,
+    )
+    .unwrap();
+    let (rc, out, err) = run(bin().arg("check").arg(&p));
+    assert_eq!(rc, 2, "{out}");
+    assert!(
+        err.contains(&p.display().to_string())
+            && err.contains("field \"cases\"")
+            && err.contains("no cases"),
+        "{err}"
+    );
+}
+
+#[test]
+fn verbose_lists_at_most_max_elements_and_counts_the_rest() {
+    // A Caffe CPU dump whose first case's forward targets carry an irregular error no profile
+    // of the space and no named cause explains: 23 out-of-budget elements with no named cause.
+    let text = std::fs::read_to_string(golden("caffe/layer_cpu_f64.json")).unwrap();
+    let mut dump: Value = serde_json::from_str(&text).unwrap();
+    let case = &mut dump["cases"][0];
+    let c = case["shape"][1].as_u64().unwrap() as usize;
+    let labels: Vec<i64> = case["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    let mut broken = 0;
+    for side in ["forward", "backward"] {
+        for (row, &label) in labels.iter().enumerate() {
+            if label < 0 || broken == 23 {
+                continue;
+            }
+            let k = row * c + label as usize;
+            if let Some(x) = case[side][k].as_f64() {
+                case[side][k] = Value::from(x + 1e-3 * (1.0 + (row % 5) as f64));
+                broken += 1;
+            }
+        }
+    }
+    assert_eq!(broken, 23);
+    let f = scratch_dir().join("broken_targets.json");
+    std::fs::write(&f, serde_json::to_string(&dump).unwrap()).unwrap();
+    let listing = |extra: &[&str]| {
+        let (rc, out, _) = run(bin().args(["check", "-v"]).args(extra).arg(&f));
+        assert_eq!(rc, 1);
+        let block: Vec<&str> = out
+            .lines()
+            .skip_while(|l| !l.contains("23 out-of-budget element(s) with no named cause"))
+            .skip(1)
+            .take_while(|l| l.starts_with("             "))
+            .collect();
+        block
+            .iter()
+            .map(|l| l.trim().to_string())
+            .collect::<Vec<_>>()
+    };
+    let five = listing(&[]);
+    assert_eq!(five.len(), 6, "{five:?}");
+    assert!(five[5].starts_with("… and 18 more"), "{five:?}");
+    let two = listing(&["--max-elements", "2"]);
+    assert_eq!(two.len(), 3, "{two:?}");
+    assert_eq!(two[..2], five[..2]);
+    assert!(two[2].starts_with("… and 21 more"), "{two:?}");
+    let all = listing(&["--max-elements", "100"]);
+    assert_eq!(all.len(), 23, "every element, no '... more' line: {all:?}");
+}
+
+#[test]
+fn what_generate_writes_check_reads_without_flags() {
+    for (name, args) in [
+        ("g_default.json", vec![]),
+        (
+            "g_caffe_gpu.json",
+            vec!["--profile", "caffe-gpu", "--inputs", "edges"],
+        ),
+        ("g_scaled.json", vec!["--scale", "30", "--dtype", "f64"]),
+    ] {
+        let p = generate(name, &args);
+        let (rc, out, err) = run(bin().arg("check").arg(&p));
+        assert_eq!(rc, 0, "{name}: {out}{err}");
+        assert!(words(&out).iter().all(|w| w == "PASS"), "{name}: {out}");
+    }
+}
+
+#[test]
+fn the_format_is_told_by_content_not_by_name() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let bytes = std::fs::read(data.join("numpy_savez_filled.npz")).unwrap();
+    for name in ["filled_npz_named.json", "filled_npz_no_extension"] {
+        let p = scratch_dir().join(name);
+        std::fs::write(&p, &bytes).unwrap();
+        let (rc, out, err) = run(bin().arg("check").arg(&p));
+        assert_eq!(rc, 0, "{name}: {err}");
+        assert!(out.contains("12/12"), "{name}: {out}");
+    }
+    // A JSON dump named .npz is read as JSON.
+    let p = scratch_dir().join("dump_named.npz");
+    std::fs::copy(golden("insightface-torch/cosface_f32.json"), &p).unwrap();
+    let (rc, out, _) = run(bin().arg("check").arg(&p));
+    assert_eq!(rc, 0, "{out}");
+    // Neither: bytes that are not UTF-8 and not a zip get one located line, exit 2.
+    let p = scratch_dir().join("binary.json");
+    std::fs::write(&p, b"{\"a\": \xff\xfe}").unwrap();
+    let (rc, _, err) = run(bin().arg("check").arg(&p));
+    assert_eq!(rc, 2);
+    assert!(
+        err.contains(&p.display().to_string())
+            && err.contains("not UTF-8 text at byte 6")
+            && err.contains("neither a JSON dump nor an .npz"),
+        "{err}"
+    );
+}
