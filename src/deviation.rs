@@ -61,10 +61,15 @@ pub enum Kind {
     /// The backward targets match a different gradient mode (exact, formula at the clamped
     /// values, f32 rsqrt).
     GradientModeDiffers,
+    /// A threshold or clamp constant of the profile, rounded to the dtype, lies on the wrong
+    /// side of its exact value, and target inputs of the case fall between the two (the th/mm
+    /// threshold sends them to the other branch; a clamp bound rounded to ±1 leaves the pole
+    /// unclamped), where the outputs follow the rounded constant (`crate::degeneracy`).
+    ConstantRoundedWrongSide,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 17] = [
         Kind::NonFiniteOutput,
         Kind::NonTargetAltered,
         Kind::IgnoreLabelNotHonoured,
@@ -81,6 +86,7 @@ impl Kind {
         Kind::GradientDetached,
         Kind::GradientSignFlipped,
         Kind::GradientModeDiffers,
+        Kind::ConstantRoundedWrongSide,
     ];
 
     pub fn name(self) -> &'static str {
@@ -101,6 +107,7 @@ impl Kind {
             Kind::GradientDetached => "gradient-detached",
             Kind::GradientSignFlipped => "gradient-sign-flipped",
             Kind::GradientModeDiffers => "gradient-mode-differs",
+            Kind::ConstantRoundedWrongSide => "constant-rounded-wrong-side",
         }
     }
 
@@ -250,6 +257,7 @@ pub fn detect(case: &LayerCase, r: &CaseReport, declared: &Declared) -> Result<V
     out.extend(target_variant(case, r, &taken)?);
     out.extend(easy_margin_claim(case, r, &out)?);
     out.extend(theta_closer_fit(case, r)?);
+    out.extend(crate::degeneracy::wrong_side_deviation(r));
     Ok(out)
 }
 

@@ -11,6 +11,7 @@
 pub mod catalogue;
 pub mod compare;
 pub mod cuda;
+pub mod degeneracy;
 pub mod deviation;
 pub mod dtype;
 pub mod error;

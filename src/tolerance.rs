@@ -44,6 +44,26 @@ pub mod consts {
 
 use consts::*;
 
+/// Absolute error of one library function documented at `k` ulp, with result v, as an
+/// implementation in `t` carries it. In f32/f64 that is k ulp_T(v). The half types are
+/// storage types (SPEC.md §5.6, PyTorch's "opmath"): the function runs in f32 (k ulp of f32)
+/// and its result is rounded once to the storage type (½ ulp_T), so the half budget is about
+/// ½ ulp_T, not k ulp_T: a budget k = 2 half-ulps wide would hide a missing rounding.
+pub fn libm_abs(k: f64, t: Dtype, v: f64) -> f64 {
+    match t {
+        Dtype::F32 | Dtype::F64 => k * t.ulp(v),
+        Dtype::F16 | Dtype::BF16 => k * Dtype::F32.ulp(v) + ROUNDING_ULP * t.ulp(v),
+    }
+}
+
+/// [`libm_abs`] as a relative error bound: k·2u_T, or k·2u_f32 + u_T for the half types.
+pub fn libm_rel(k: f64, t: Dtype) -> f64 {
+    match t {
+        Dtype::F32 | Dtype::F64 => k * 2.0 * t.unit_roundoff(),
+        Dtype::F16 | Dtype::BF16 => k * 2.0 * Dtype::F32.unit_roundoff() + t.unit_roundoff(),
+    }
+}
+
 /// Forward and backward budgets of one element, in the compared units.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Budget {
@@ -64,7 +84,7 @@ fn one_minus_c2_error(c: f64, t: Dtype) -> (f64, f64) {
 
 /// Error in θ (radians) that an implementation in T may carry relative to the reference.
 fn theta_error(e: &Entry, profile: &Profile, t: Dtype) -> f64 {
-    let mut d = ACOS_ULP * t.ulp(e.theta);
+    let mut d = libm_abs(ACOS_ULP, t, e.theta);
     if profile.theta == ThetaPrecision::F32 {
         d += THETA_F32_ULP * Dtype::F32.ulp(e.theta);
     }
@@ -102,7 +122,8 @@ pub fn target_budget_for(
             } else {
                 let mm = p.m2 * p.m2.sin();
                 let subs = ROUNDING_ULP * (t.ulp(e.c_eff - mm) + t.ulp(e.out));
-                let consts = (SIN_ULP + ROUNDING_ULP) * t.ulp(mm) + PARAM_ULP * t.ulp(p.m3);
+                let consts =
+                    libm_abs(SIN_ULP, t, mm) + ROUNDING_ULP * t.ulp(mm) + PARAM_ULP * t.ulp(p.m3);
                 (subs + consts, 0.0)
             }
         }
@@ -122,7 +143,7 @@ pub fn target_budget_for(
             };
             let fwd = sin_phi * dphi
                 + 0.5 * dphi * dphi
-                + COS_ULP * t.ulp(e.phi.cos())
+                + libm_abs(COS_ULP, t, e.phi.cos())
                 + ROUNDING_ULP * t.ulp(e.out)
                 + PARAM_ULP * t.ulp(p.m3)
                 + p.m2.sin().abs() * dsin_theta;
@@ -197,8 +218,9 @@ fn factor_error(e: &Entry, p: &Params, profile: &Profile, t: Dtype, dphi: f64, u
     }
     let r = one_mc2.powf(-0.5);
     let g = p.m1 * e.phi.sin() * r;
-    let rel_r = POW_ULP * 2.0 * rsqrt_t.unit_roundoff() + 0.5 * d1mc2 / one_mc2;
-    p.m1 * e.phi.cos().abs() * r * dphi + g.abs() * (rel_r + (SIN_ULP + BACKWARD_MULS) * 2.0 * u)
+    let rel_r = libm_rel(POW_ULP, rsqrt_t) + 0.5 * d1mc2 / one_mc2;
+    p.m1 * e.phi.cos().abs() * r * dphi
+        + g.abs() * (rel_r + libm_rel(SIN_ULP, t) + BACKWARD_MULS * 2.0 * u)
 }
 
 /// Budget of a non-target (or ignored-row) element: forward `s·x`, backward `s·top_diff`.

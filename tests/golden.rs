@@ -19,8 +19,8 @@ fn every_golden_case_agrees_or_carries_its_expected_deviations() {
     let files = deviation::golden_files(&dir).expect("golden dir");
     assert_eq!(
         files.len(),
-        18,
-        "the shipped golden dumps (6 Caffe, 2 MXNet, 10 PyTorch)"
+        27,
+        "the shipped golden dumps (6 Caffe, 2 MXNet, 10 PyTorch, 9 PyTorch half)"
     );
     let mut used = vec![false; expected.entries.len()];
     let mut problems = Vec::new();

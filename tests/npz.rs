@@ -159,6 +159,7 @@ fn generated_fixture_round_trips_bit_for_bit() {
             n: 80,
             c: 6,
             dtype,
+            input_grid: None,
             seed: 3,
             inputs,
             top_diff: TopDiff::Uniform,
@@ -214,6 +215,7 @@ fn filled_in_outputs_round_trip_through_the_writer() {
         n: 5,
         c: 4,
         dtype: Dtype::F64,
+        input_grid: None,
         seed: 11,
         inputs: Inputs::Uniform,
         top_diff: TopDiff::Ones,
@@ -373,7 +375,7 @@ fn refuses_malformed_files_with_located_errors() {
     expect_err(
         &zip_of(&[("cos.npy", ints)]),
         "cos",
-        &["not float32 or float64"],
+        &["not float16, float32 or float64"],
     );
     let garbage = npy(
         "{'descr': '<f8', 'shape': (1, 1), 'fortran_order': Maybe}",
