@@ -334,6 +334,21 @@ pub fn table(profiles: &[Profile], configs: &[(f64, f64, f64)], dtypes: &[Dtype]
     out
 }
 
+/// Whether a domain clamp of `profile` clamps nothing in `dtype` (its bound rounds to ±1).
+pub fn clamp_collapses(profile: &Profile, p: &Params, dtype: Dtype) -> bool {
+    degeneracies(profile, p, dtype, dtype)
+        .iter()
+        .any(|d| d.effect == Effect::NoOp)
+}
+
+/// [`Profile::promises_finite`] in `dtype`: the promise rests on the domain clamp keeping c
+/// away from ±1 (or on the factor clip), and a clamp that collapses to a no-op brings the
+/// pole back: caffe-gpu in f16/bf16 at c = ±1 with sin φ = 0 there (m2 = 0) evaluates
+/// 0·∞ = NaN, which its `d > 2 ? 2 : d` clip keeps.
+pub fn promises_finite_in(profile: &Profile, p: &Params, dtype: Dtype) -> bool {
+    profile.promises_finite() && !clamp_collapses(profile, p, dtype)
+}
+
 /// The `constant-rounded-wrong-side` detector (SPEC.md §6): target inputs of the case that a
 /// wrong-side threshold or a no-op clamp treats differently from the exact constant, where the
 /// implementation's forward agrees with the rounded-constant reference (within budget), i.e.

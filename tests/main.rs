@@ -9,6 +9,7 @@ mod fingerprint;
 mod generate;
 mod golden;
 mod gradcheck;
+mod half_precision;
 mod layer;
 mod mutants;
 mod npz;

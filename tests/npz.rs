@@ -47,7 +47,7 @@ fn expect_err(bytes: &[u8], field: &str, words: &[&str]) -> FixtureError {
 }
 
 /// An NPY 1.0 array with a hand-written header and `data` bytes.
-fn npy(header: &str, data: &[u8]) -> Vec<u8> {
+pub fn npy(header: &str, data: &[u8]) -> Vec<u8> {
     let mut h = header.to_string();
     while !(10 + h.len() + 1).is_multiple_of(64) {
         h.push(' ');
@@ -60,7 +60,7 @@ fn npy(header: &str, data: &[u8]) -> Vec<u8> {
     out
 }
 
-fn zip_of(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
+pub fn zip_of(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
     let mut z = zip::ZipWriter::new(Cursor::new(Vec::new()));
     let o =
         zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);

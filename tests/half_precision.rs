@@ -1,0 +1,590 @@
+//! Half precision (f16, bf16), SPEC.md §4.3, §5.6, §7.3: the golden half dumps read as exact
+//! half values, generated fixtures round-trip bit for bit (JSON and .npz, and numpy reads the
+//! .npz), the degeneracies the half README records are what the crate computes, the
+//! wrong-side threshold is named (and the detector has teeth), and the reference properties
+//! hold in the half dtypes. Expected values come from the README, the issue text, brute force
+//! over every half value, or identities; never from the code under test.
+
+use crate::common::{self, batch, cos_for, params, profiles};
+use crate::golden::golden_dir;
+use crate::npz::{npy, zip_of};
+use combined_margin::catalogue::edge_cases;
+use combined_margin::compare::{Role, Side};
+use combined_margin::degeneracy::{
+    clamp_collapses, degeneracies, promises_finite_in, Constant, Effect,
+};
+use combined_margin::deviation::{self, Declared, Kind};
+use combined_margin::fixture::generate::{generate, Generated, Inputs, Spec, TopDiff};
+use combined_margin::fixture::{read_dump, read_dump_str, read_layer_npz_bytes, Limits};
+use combined_margin::profile::InputDomain;
+use combined_margin::{layer, margin, tolerance, Dtype, Params, Profile};
+use ndarray::Array2;
+use proptest::prelude::*;
+use std::f64::consts::PI;
+
+const HALF: [Dtype; 2] = [Dtype::F16, Dtype::BF16];
+
+fn half_file(name: &str) -> std::path::PathBuf {
+    golden_dir().join("insightface-torch-half").join(name)
+}
+
+/// Every value of a 16-bit type in [−1, 1], decoded by the `half` crate (not by the code under test).
+fn grid_in_unit(dt: Dtype) -> Vec<f64> {
+    (0..=u16::MAX)
+        .map(|b| match dt {
+            Dtype::F16 => half::f16::from_bits(b).to_f64(),
+            Dtype::BF16 => half::bf16::from_bits(b).to_f64(),
+            Dtype::F32 | Dtype::F64 => unreachable!("16-bit types only"),
+        })
+        .filter(|x| (-1.0..=1.0).contains(x))
+        // −0 and +0 are one value (the README counts values, not bit patterns).
+        .filter(|x| !(*x == 0.0 && x.is_sign_negative()))
+        .collect()
+}
+
+#[test]
+fn golden_half_dumps_read_as_exact_half_values() {
+    let mut rounded_away = 0usize;
+    for (file, dt) in [
+        ("combined_margin_loss_5ef9804_f16.json", Dtype::F16),
+        ("arcface_9097cd7_bf16.json", Dtype::BF16),
+        ("cosface_f16.json", Dtype::F16),
+    ] {
+        let dump = read_dump(&half_file(file), Limits::default()).unwrap();
+        assert_eq!(dump.dtype, dt, "{file}");
+        for (raw, case) in dump.cases.iter().zip(dump.layer_cases().unwrap()) {
+            let len = case.n * case.c;
+            let text = raw.f64s("forward", len).unwrap();
+            let arrays = [
+                &case.cos,
+                case.top_diff.as_ref().unwrap(),
+                case.forward.as_ref().unwrap(),
+                case.backward.as_ref().unwrap(),
+            ];
+            for v in arrays {
+                for &x in v.iter() {
+                    assert!(
+                        !x.is_finite() || dt.is_exact(x),
+                        "{file} {}: {x:e}",
+                        case.name
+                    );
+                }
+            }
+            // The 9-digit text is not always the half value itself: reading must round.
+            rounded_away += text
+                .iter()
+                .zip(case.forward.as_ref().unwrap())
+                .filter(|(t, x)| t.is_finite() && t.to_bits() != x.to_bits())
+                .count();
+        }
+    }
+    assert!(
+        rounded_away > 100,
+        "{rounded_away} forward tokens differ from their half value"
+    );
+    // README "Sanity checks done": -0.584472656 is -0.58447265625.
+    let dump = read_dump_str(
+        "t.json",
+        r#"{"format":"golden-dump/1","dtype":"f16","kind":"layer","implementation":"x","cases":[
+            {"name":"a","params":{"m1":1,"m2":0.5,"m3":0},"shape":[1,1],"labels":[-1],"cos":[-0.584472656]}]}"#,
+        Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(dump.layer_cases().unwrap()[0].cos[0], -0.58447265625);
+}
+
+fn spec(profile: &str, dtype: Dtype, grid: Option<Dtype>, inputs: Inputs) -> Spec {
+    Spec {
+        profile: Profile::preset(profile).unwrap(),
+        params: Params::new(1.0, 0.5, 0.0).with_scale(64.0),
+        scaled: true,
+        n: 40,
+        c: 8,
+        dtype,
+        input_grid: grid,
+        seed: 7,
+        inputs,
+        top_diff: TopDiff::Uniform,
+        ignore_every: 8,
+    }
+}
+
+fn same_bits(a: &[f64], b: &[f64]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
+}
+
+fn assert_round_trip(g: &Generated) {
+    let dt = g.spec.dtype;
+    let d = read_dump_str("t.json", &g.to_json(), Limits::default()).unwrap();
+    assert_eq!(d.dtype, dt);
+    let back = &d.layer_cases().unwrap()[0];
+    for (name, a, b) in [
+        ("cos", &g.case.cos, &back.cos),
+        (
+            "top_diff",
+            g.case.top_diff.as_ref().unwrap(),
+            back.top_diff.as_ref().unwrap(),
+        ),
+        (
+            "forward",
+            g.case.forward.as_ref().unwrap(),
+            back.forward.as_ref().unwrap(),
+        ),
+        (
+            "backward",
+            g.case.backward.as_ref().unwrap(),
+            back.backward.as_ref().unwrap(),
+        ),
+    ] {
+        assert!(same_bits(a, b), "JSON {dt} {name}");
+    }
+    let f = read_layer_npz_bytes("t.npz", &g.to_npz().unwrap(), Limits::default()).unwrap();
+    assert_eq!(f.dtype, dt);
+    assert!(same_bits(&g.case.cos, &f.case.cos), "npz {dt} cos");
+    assert!(same_bits(
+        g.case.top_diff.as_ref().unwrap(),
+        f.case.top_diff.as_ref().unwrap()
+    ));
+    assert!(same_bits(
+        g.case.forward.as_ref().unwrap(),
+        f.reference_forward.as_ref().unwrap()
+    ));
+    assert!(same_bits(
+        g.case.backward.as_ref().unwrap(),
+        f.reference_backward.as_ref().unwrap()
+    ));
+}
+
+#[test]
+fn generated_half_fixtures_round_trip_bit_exactly() {
+    for dt in HALF {
+        for inputs in [Inputs::Uniform, Inputs::Edges] {
+            for profile in ["arcface-thmm", "recommended", "caffe-gpu"] {
+                let g = generate(&spec(profile, dt, None, inputs)).unwrap();
+                assert!(g.case.cos.iter().all(|&x| dt.is_exact(x)));
+                assert_round_trip(&g);
+            }
+        }
+    }
+    // Autocast-style: an f32 implementation fed f16-rounded inputs.
+    let g = generate(&spec(
+        "arcface-thmm",
+        Dtype::F32,
+        Some(Dtype::F16),
+        Inputs::Edges,
+    ))
+    .unwrap();
+    assert!(g.case.cos.iter().all(|&x| Dtype::F16.is_exact(x)));
+    assert!(g.case.name.contains("_f32_f16inputs_"), "{}", g.case.name);
+    assert_round_trip(&g);
+    // f16 is not inside bf16 (nor bf16 inside f16): refused.
+    assert!(generate(&spec(
+        "analytic",
+        Dtype::BF16,
+        Some(Dtype::F16),
+        Inputs::Uniform
+    ))
+    .is_err());
+}
+
+#[test]
+fn edge_catalogue_sits_on_the_half_grid() {
+    let p = Params::new(1.0, 0.5, 0.0);
+    let thmm = Profile::arcface_thmm(false);
+    let f16 = edge_cases(&thmm, &p, Dtype::F16);
+    // README "halfedges": pred(1), succ(-1), succ(1), pred(-1), and H(thr(0.5)) with its neighbours.
+    for want in [
+        0.99951171875,
+        -0.99951171875,
+        1.0009765625,
+        -1.0009765625,
+        1.0,
+        -1.0,
+        -0.876953125,
+        -0.87744140625,
+        -0.8779296875,
+    ] {
+        assert!(f16.contains(&want), "f16 catalogue lacks {want}");
+    }
+    let bf16 = edge_cases(&thmm, &p, Dtype::BF16);
+    for want in [0.99609375, 1.0078125, -0.875, -0.87890625, -0.8828125] {
+        assert!(bf16.contains(&want), "bf16 catalogue lacks {want}");
+    }
+    // 1 − 1e-4 is 1 in both: no separate catalogue entry survives between pred(1) and 1.
+    assert!(!f16.iter().any(|&x| x > 0.99951171875 && x < 1.0));
+}
+
+/// Reads a hand-built .npz: `dtype` text, `cos` with the given descr/bytes, labels, params.
+fn npz_with_cos(dtype: &str, descr: &str, cos: &[u8]) -> Vec<u8> {
+    let n = dtype.chars().count();
+    let text: Vec<u8> = dtype
+        .chars()
+        .flat_map(|c| (c as u32).to_le_bytes())
+        .collect();
+    let dt = npy(
+        &format!("{{'descr': '<U{n}', 'fortran_order': False, 'shape': (), }}"),
+        &text,
+    );
+    let cos = npy(
+        &format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': (2, 2), }}"),
+        cos,
+    );
+    let labels = npy(
+        "{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }",
+        &[0i64, 1]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect::<Vec<_>>(),
+    );
+    let params = npy(
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }",
+        &[1.0f64, 0.5, 0.0]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect::<Vec<_>>(),
+    );
+    zip_of(&[
+        ("dtype.npy", dt),
+        ("cos.npy", cos),
+        ("labels.npy", labels),
+        ("params.npy", params),
+    ])
+}
+
+#[test]
+fn npz_half_layouts_are_enforced() {
+    let f32s = |v: [f32; 4]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    // bf16 as float32 values exact in bf16: read.
+    let ok = npz_with_cos("bf16", "<f4", &f32s([0.5, -0.87890625, 1.0, 0.99609375]));
+    let f = read_layer_npz_bytes("t.npz", &ok, Limits::default()).unwrap();
+    assert_eq!(f.dtype, Dtype::BF16);
+    assert_eq!(f.case.cos[1], -0.87890625);
+    // One float32 that is not a bf16 value (1 + 2^-9): refused, element named.
+    let bad = npz_with_cos("bf16", "<f4", &f32s([0.5, 1.0 + 1.0 / 512.0, 1.0, 0.25]));
+    let e = read_layer_npz_bytes("t.npz", &bad, Limits::default()).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("cos"), "{e}");
+    assert!(
+        e.problem.contains("element 1 (row 0, column 1)") && e.problem.contains("not a bf16 value"),
+        "{e}"
+    );
+    // f16 must be <f2; a float32 array in an f16 fixture is refused.
+    let wrong_width = npz_with_cos("f16", "<f4", &f32s([0.5, 0.25, 1.0, 0.5]));
+    let e = read_layer_npz_bytes("t.npz", &wrong_width, Limits::default()).unwrap_err();
+    assert!(
+        e.problem.contains("does not match the fixture's dtype f16"),
+        "{e}"
+    );
+    // <f2 without a dtype array: inferred f16, values exact.
+    let f2: Vec<u8> = [0x3bffu16, 0xbb05, 0x3c00, 0x0001]
+        .iter()
+        .flat_map(|b| b.to_le_bytes())
+        .collect();
+    let f =
+        read_layer_npz_bytes("t.npz", &npz_with_cos("f16", "<f2", &f2), Limits::default()).unwrap();
+    assert_eq!(f.case.cos[0], 0.99951171875);
+    assert_eq!(f.case.cos[2], 1.0);
+    assert_eq!(f.case.cos[3], 2f64.powi(-24));
+}
+
+#[test]
+fn numpy_reads_the_half_npz() {
+    let has_numpy = std::process::Command::new("python3")
+        .args(["-c", "import numpy"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !has_numpy {
+        // As tests/numpy_example.rs: CI installs numpy (.ci/run); a bare machine says so.
+        println!("SKIP numpy_reads_the_half_npz: python3 with numpy not found");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("cmargin-half-npz-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for dt in HALF {
+        let g = generate(&spec("arcface-thmm", dt, None, Inputs::Edges)).unwrap();
+        let path = dir.join(format!("{dt}.npz"));
+        std::fs::write(&path, g.to_npz().unwrap()).unwrap();
+        let script = r#"
+import json, sys, numpy as np
+z = np.load(sys.argv[1], allow_pickle=False)
+cos = z["cos"]
+low16 = bool((cos.view(np.uint32) & 0xFFFF == 0).all()) if cos.dtype == np.float32 else None
+print(json.dumps({"dtype": str(z["dtype"]), "descr": cos.dtype.str, "low16_zero": low16,
+                  "cos": [float(x) for x in cos.astype(np.float64).ravel()]}))
+"#;
+        let out = std::process::Command::new("python3")
+            .args(["-c", script])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["dtype"], dt.name());
+        let cos: Vec<f64> = v["cos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert!(same_bits(&cos, &g.case.cos), "{dt}: numpy's cos differs");
+        match dt {
+            Dtype::F16 => assert_eq!(v["descr"], "<f2"),
+            Dtype::BF16 => {
+                assert_eq!(v["descr"], "<f4");
+                assert_eq!(v["low16_zero"], true, "bf16 as float32 has zero low halves");
+            }
+            Dtype::F32 | Dtype::F64 => unreachable!(),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The wrong-side count by brute force: every value of the grid in [−1, 1], the rounded
+/// comparison `c > T(th)` against the exact criterion "θ + m2 < π" (acos in f64).
+fn brute_wrong_side(dt: Dtype, m2: f64) -> Vec<f64> {
+    let th = dt.round((PI - m2).cos());
+    grid_in_unit(dt)
+        .into_iter()
+        .filter(|&c| (c > th) != (c.acos() + m2 < PI))
+        .collect()
+}
+
+#[test]
+fn degeneracies_are_the_ones_the_readme_and_the_issue_record() {
+    let p = Params::new(1.0, 0.5, 0.0);
+    let thmm = Profile::arcface_thmm(false);
+    let th = |dt: Dtype, p: &Params| {
+        degeneracies(&thmm, p, dt, dt)
+            .into_iter()
+            .find(|d| d.constant == Constant::Threshold)
+            .unwrap()
+    };
+    // f16: th rounds to −0.877441406, above the exact value: one grid value on the wrong side
+    // (README "What the thresholds and margins become": the only one of 30,721).
+    let d = th(Dtype::F16, &p);
+    assert_eq!(d.rounded, -0.87744140625);
+    assert_eq!((d.effect, d.inputs), (Effect::WrongSide, 1));
+    assert!(d.affects(-0.87744140625) && !d.affects(-0.876953125) && !d.affects(-0.8779296875));
+    assert_eq!(brute_wrong_side(Dtype::F16, 0.5), vec![-0.87744140625]);
+    assert_eq!(grid_in_unit(Dtype::F16).len(), 30_721);
+    // bf16: below the exact value, no wrong side (32,513 values run as targets: none).
+    let d = th(Dtype::BF16, &p);
+    assert_eq!(
+        (d.rounded, d.effect, d.inputs),
+        (-0.87890625, Effect::Moved, 0)
+    );
+    assert!(brute_wrong_side(Dtype::BF16, 0.5).is_empty());
+    assert_eq!(grid_in_unit(Dtype::BF16).len(), 32_513);
+    // m = 0.3: both round below the exact value.
+    let p3 = Params::new(1.0, 0.3, 0.0);
+    for (dt, want) in [(Dtype::F16, -0.955566406), (Dtype::BF16, -0.95703125)] {
+        let d = th(dt, &p3);
+        assert!(
+            (d.rounded - want).abs() < 1e-9 && d.effect == Effect::Moved,
+            "{dt}: {d:?}"
+        );
+        assert!(brute_wrong_side(dt, 0.3).is_empty());
+    }
+    // f32 (insightface-torch/README.md quirk 6): the f32 th is "equal, not greater".
+    let d = th(Dtype::F32, &p);
+    assert_eq!(d.rounded, (-0.877_582_56f32) as f64);
+    assert_eq!((d.effect, d.inputs), (Effect::WrongSide, 1));
+    // f64 is its own resolution: nothing to report.
+    assert!(degeneracies(&thmm, &p, Dtype::F64, Dtype::F64).is_empty());
+
+    // The issue: 1 − 1e-4, 1 − 1e-5, 1 − 1e-7 round to 1 in f16, 1 − 1e-3 does in bf16.
+    let clamp = |eps: f64, dt: Dtype| {
+        let prof = Profile {
+            domain: InputDomain::Clamp { eps },
+            ..Profile::recommended()
+        };
+        degeneracies(&prof, &p, dt, dt)
+            .into_iter()
+            .find(|d| d.constant == Constant::DomainHigh)
+            .unwrap()
+            .effect
+    };
+    for eps in [1e-4, 1e-5, 1e-7] {
+        assert_eq!(clamp(eps, Dtype::F16), Effect::NoOp, "1 - {eps} in f16");
+        assert_eq!(clamp(eps, Dtype::BF16), Effect::NoOp, "1 - {eps} in bf16");
+    }
+    assert_eq!(clamp(1e-3, Dtype::BF16), Effect::NoOp);
+    assert_ne!(
+        clamp(1e-3, Dtype::F16),
+        Effect::NoOp,
+        "0.999 is 0.99902344 in f16"
+    );
+    assert_ne!(clamp(1e-4, Dtype::F32), Effect::NoOp);
+}
+
+#[test]
+fn the_f16_wrong_side_threshold_is_named_and_has_teeth() {
+    let dump = read_dump(
+        &half_file("combined_margin_loss_5ef9804_f16.json"),
+        Limits::default(),
+    )
+    .unwrap();
+    let prof = Profile::arcface_thmm(false);
+    let case = dump
+        .layer_cases()
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name == "arcface_s64_m1_1_m2_0.5_m3_0_edges_n16_c8")
+        .unwrap();
+    let ck = deviation::check(&case, &prof, Dtype::F16, &Declared::default()).unwrap();
+    let d = ck
+        .deviations
+        .iter()
+        .find(|d| d.kind == Kind::ConstantRoundedWrongSide)
+        .expect("named");
+    assert!(
+        d.detail.contains("-0.877441406") && d.detail.contains("3 target input"),
+        "{}",
+        d.detail
+    );
+    // The float32 code's value there (README: -64, the margin branch) is not what an f16
+    // implementation holding the rounded constant returns: out of budget, and not excused.
+    let mut moved = case.clone();
+    let wrong: Vec<usize> = ck
+        .report
+        .elements
+        .iter()
+        .filter(|e| e.side == Side::Forward && e.role == Role::Target && e.input == -0.87744140625)
+        .map(|e| e.index(case.c))
+        .collect();
+    assert_eq!(wrong.len(), 3, "edges rows 5, 6, 7");
+    for &i in &wrong {
+        moved.forward.as_mut().unwrap()[i] = -64.0;
+    }
+    let after = deviation::check(&moved, &prof, Dtype::F16, &Declared::default()).unwrap();
+    assert!(
+        !after.kinds().contains(&Kind::ConstantRoundedWrongSide),
+        "{:?}",
+        after.kinds()
+    );
+    assert_eq!(after.unexplained.len(), 3, "{:?}", after.kinds());
+    // bf16 rounds th below the exact value: the same case is not flagged.
+    let bf = read_dump(
+        &half_file("combined_margin_loss_5ef9804_bf16.json"),
+        Limits::default(),
+    )
+    .unwrap();
+    for c in bf.layer_cases().unwrap() {
+        let ck = deviation::check(&c, &prof, Dtype::BF16, &Declared::default()).unwrap();
+        assert!(
+            !ck.kinds().contains(&Kind::ConstantRoundedWrongSide),
+            "{}",
+            c.name
+        );
+    }
+}
+
+/// caffe-gpu's clamp ±(1 − 1e-4) is ±1 in f16 and bf16: at c = 1 with m2 = 0 the backward is
+/// 0·∞ = NaN (Caffe's clip keeps NaN), the finiteness the clamp bought in f32 is gone; in f32
+/// the same input is clamped and finite.
+#[test]
+fn half_collapsed_clamp_loses_finiteness() {
+    let gpu = Profile::caffe_gpu();
+    let p = Params::new(1.0, 0.0, 0.35);
+    for dt in HALF {
+        assert!(clamp_collapses(&gpu, &p, dt) && !promises_finite_in(&gpu, &p, dt));
+        assert!(margin::eval(1.0, &p, &gpu, dt).factor.is_nan(), "{dt}");
+    }
+    assert!(promises_finite_in(&gpu, &p, Dtype::F32));
+    assert!(margin::eval(1.0, &p, &gpu, Dtype::F32).factor.is_finite());
+    // recommended (ε = 0, limit rule, clip) keeps its promise in half.
+    let rec = Profile::recommended();
+    for dt in HALF {
+        assert!(promises_finite_in(&rec, &p, dt));
+        assert!(margin::eval(1.0, &p, &rec, dt).factor.is_finite());
+    }
+}
+
+fn half_dtypes() -> impl Strategy<Value = Dtype> {
+    prop::sample::select(HALF.to_vec())
+}
+
+fn half_entry() -> impl Strategy<Value = (Profile, Params, Dtype, f64)> {
+    (profiles(), params(), half_dtypes()).prop_flat_map(|(prof, p, dt)| {
+        let c = cos_for(&prof, &p, dt);
+        (Just(prof), Just(p), Just(dt), c)
+    })
+}
+
+proptest! {
+    #![proptest_config(common::config(2048))]
+
+    /// (1, 0, 0) is the identity in f16/bf16 too: exactly with the shortcut, within the half
+    /// budget through cos(acos(c)).
+    #[test]
+    fn half_identity_at_1_0_0((prof, _p, dt, c) in half_entry()) {
+        let p = Params::new(1.0, 0.0, 0.0);
+        prop_assume!((-1.0..=1.0).contains(&c));
+        let e = margin::eval(c, &p, &prof, dt);
+        if prof.shortcut {
+            prop_assert_eq!(e.out.to_bits(), c.to_bits());
+        } else {
+            let b = tolerance::target_budget(c, 1.0, &p, &prof, dt);
+            prop_assert!(tolerance::within(dt.round(e.out), e.c_eff, b.forward),
+                "{} {}: {:e} vs {:e} (budget {:e})", prof.name, dt, e.out, e.c_eff, b.forward);
+        }
+    }
+
+    /// Non-target entries and ignored rows are bit-identical in f16/bf16 batches.
+    #[test]
+    fn half_non_targets_untouched(
+        (prof, p, dt, (n, c, cos, labels, top)) in (profiles(), params(), half_dtypes())
+            .prop_flat_map(|(prof, p, dt)| (Just(prof.clone()), Just(p), Just(dt), batch(prof, p, dt)))
+    ) {
+        let cos = Array2::from_shape_vec((n, c), cos).unwrap();
+        let top = Array2::from_shape_vec((n, c), top).unwrap();
+        let fwd = layer::forward(cos.view(), &labels, &p, &prof, dt).unwrap();
+        let bwd = layer::backward(cos.view(), &labels, top.view(), &p, &prof, dt).unwrap();
+        for i in 0..n {
+            for j in 0..c {
+                if labels[i] != j as i64 {
+                    prop_assert_eq!(fwd[[i, j]].to_bits(), cos[[i, j]].to_bits());
+                    prop_assert_eq!(bwd[[i, j]].to_bits(), top[[i, j]].to_bits());
+                }
+            }
+        }
+    }
+
+    /// Presets that promise finiteness stay finite with half constants, unless their clamp
+    /// collapses in the dtype (`half_collapsed_clamp_loses_finiteness` shows that case).
+    #[test]
+    fn half_clamped_presets_finite(
+        (prof, dt) in half_dtypes().prop_flat_map(|dt| {
+            // Whether a clamp collapses depends on ε and the dtype only, not on (m1, m2, m3).
+            let keep: Vec<Profile> = Profile::presets()
+                .into_iter()
+                .filter(|q| promises_finite_in(q, &Params::new(1.0, 0.5, 0.0), dt))
+                .collect();
+            (prop::sample::select(keep), Just(dt))
+        }),
+        p in params(),
+        c in prop_oneof![-1.5f64..1.5, Just(1.0), Just(-1.0)],
+    ) {
+        prop_assert!(promises_finite_in(&prof, &p, dt));
+        let c = dt.round(c);
+        let e = margin::eval(c, &p, &prof, dt);
+        prop_assert!(e.out.is_finite() && e.factor.is_finite(), "{} {} at {:e}: {:e} / {:e}", prof.name, dt, c, e.out, e.factor);
+    }
+
+    /// The factor clip bounds the backward in f16/bf16 (where the clamp still clamps).
+    #[test]
+    fn half_gradient_bounds((prof, p, dt, c) in half_entry()) {
+        prop_assume!(!clamp_collapses(&prof, &p, dt));
+        if let Some((lo, hi)) = prof.factor_clip {
+            let g = margin::eval(c, &p, &prof, dt).factor;
+            prop_assert!(g >= lo && g <= hi, "{} {}: {:e} at {:e}", prof.name, dt, g, c);
+        }
+    }
+}
