@@ -588,3 +588,162 @@ proptest! {
         }
     }
 }
+
+/// A half-precision head as PyTorch computes it under its opmath model (SPEC.md §5.5): every
+/// op in f32, its result rounded to the storage type; the softmax sum accumulated in f32. The
+/// margin logits come from the reference rounded to half (the layer is checked on its own
+/// elsewhere). `shift` = false omits the max subtraction (a porting bug the budget must catch).
+struct HalfHead {
+    loss: f64,
+    probs: Vec<f64>,
+    d_cos: Vec<f64>,
+}
+
+fn half_head(
+    h: &combined_margin::pipeline::reference::HeadForward,
+    labels: &[i64],
+    cfg: &combined_margin::pipeline::LossConfig,
+    dt: Dtype,
+    shift: bool,
+) -> HalfHead {
+    let (n, c) = h.cos.dim();
+    let r = |x: f64| dt.round(x as f32 as f64);
+    let s = cfg.params.s;
+    let unscaled = Params {
+        s: 1.0,
+        ..cfg.params
+    };
+    let mut probs = vec![0.0; n * c];
+    let mut d_cos = vec![0.0; n * c];
+    let mut total = 0.0f32;
+    let nv = h.valid.max(1) as f64;
+    for i in 0..n {
+        let z: Vec<f64> = (0..c).map(|j| r(s * r(h.margin_logits[[i, j]]))).collect();
+        let m = if shift {
+            z.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+        } else {
+            0.0
+        };
+        let e: Vec<f64> = z
+            .iter()
+            .map(|&v| r((r(v - m) as f32).exp() as f64))
+            .collect();
+        let sum = e.iter().map(|&v| v as f32).sum::<f32>() as f64;
+        for j in 0..c {
+            probs[i * c + j] = r(e[j] / sum);
+        }
+        if let Some(y) = h.targets[i] {
+            let lse = r((sum as f32).ln() as f64 + m);
+            total += r(lse - z[y]) as f32;
+            for j in 0..c {
+                let onehot = if j == y { 1.0 } else { 0.0 };
+                let ds = r(r(probs[i * c + j] - onehot) / nv);
+                let dm = r(s * ds);
+                d_cos[i * c + j] = if j == y {
+                    let f = margin::eval(h.cos[[i, j]], &unscaled, &cfg.profile, dt).factor;
+                    r(dm * f)
+                } else {
+                    dm
+                };
+            }
+        }
+    }
+    let _ = labels;
+    HalfHead {
+        loss: (total as f64 / nv) as f32 as f64,
+        probs,
+        d_cos,
+    }
+}
+
+#[test]
+fn half_pipeline_head_within_its_budget_and_underflow_is_budgeted() {
+    use combined_margin::pipeline::{budget, reference, LossConfig};
+    for dt in HALF {
+        for prof in [Profile::recommended(), Profile::arcface_thmm(false)] {
+            let cfg = LossConfig::exact(
+                Params::new(1.0, 0.5, 0.0).with_scale(64.0),
+                prof.clone(),
+                dt,
+                0.0,
+            );
+            // Realistic logits: cos ~ N(0, 1/512) off target; the target 0.6 (odd rows) or
+            // 0.95 (even rows: 64·cos(θ + 0.5) = 43.8, whose exp overflows f16); C = 1000.
+            let (n, c) = (8, 1000);
+            let mut rng = combined_margin::rng::SplitMix64::new(11);
+            let mut cos = Array2::zeros((n, c));
+            let labels: Vec<i64> = (0..n as i64).map(|i| (i * 97) % c as i64).collect();
+            for i in 0..n {
+                for j in 0..c {
+                    let target = if i % 2 == 0 { 0.95 } else { 0.6 };
+                    let v = if j as i64 == labels[i] {
+                        target
+                    } else {
+                        rng.normal() / 512f64.sqrt()
+                    };
+                    cos[[i, j]] = dt.round(v);
+                }
+            }
+            let h = reference::head_forward(cos.view(), &labels, &cfg).unwrap();
+            let hb = reference::head_backward(&h, &labels, &cfg).unwrap();
+            let zero = Array2::zeros((n, c));
+            let b = budget::head(&h, &hb, zero.view(), &cfg, dt);
+            let got = half_head(&h, &labels, &cfg, dt, true);
+            let fl = tolerance::error_fraction(got.loss, h.loss, b.loss);
+            assert!(
+                fl <= 1.0,
+                "{dt} {prof}: loss {} vs {}: {fl}",
+                got.loss,
+                h.loss
+            );
+            let mut underflowed = 0;
+            let mut worst: f64 = 0.0;
+            for (k, (&p, &bp)) in h.probs.iter().zip(b.probs.iter()).enumerate() {
+                let fr = tolerance::error_fraction(got.probs[k], p, bp);
+                assert!(
+                    fr <= 1.0,
+                    "{dt} {prof}: p[{k}] {} vs {p:e}: {fr}",
+                    got.probs[k]
+                );
+                worst = worst.max(fr);
+                if got.probs[k] == 0.0 && p > 0.0 {
+                    underflowed += 1;
+                }
+            }
+            for (k, (&g, &bg)) in hb.d_cos.iter().zip(b.d_cos.iter()).enumerate() {
+                let fr = tolerance::error_fraction(got.d_cos[k], g, bg);
+                assert!(
+                    fr <= 1.0,
+                    "{dt} {prof}: d_cos[{k}] {} vs {g:e}: {fr}",
+                    got.d_cos[k]
+                );
+                worst = worst.max(fr);
+            }
+            // f16 probabilities below 2^-25 flush to 0 (s = 64, C = 1000): the budget's
+            // spacing term admits them. bf16 has f32's exponent range: nothing flushes.
+            match dt {
+                Dtype::F16 => assert!(underflowed > 0, "f16 must exercise underflow"),
+                Dtype::BF16 => assert_eq!(underflowed, 0),
+                Dtype::F32 | Dtype::F64 => unreachable!(),
+            }
+            println!(
+                "{dt} {prof}: worst {worst:.3} of budget, {underflowed} probabilities flushed to 0"
+            );
+            // Teeth: without the max shift, exp(64·cos) overflows f16 (e^11.09 = 65504):
+            // rejected. bf16 does not overflow at s = 64 and is not asserted.
+            if dt == Dtype::F16 {
+                let bad = half_head(&h, &labels, &cfg, dt, false);
+                let rejected = tolerance::error_fraction(bad.loss, h.loss, b.loss) > 1.0
+                    || bad
+                        .probs
+                        .iter()
+                        .zip(h.probs.iter().zip(b.probs.iter()))
+                        .any(|(&a, (&p, &bp))| tolerance::error_fraction(a, p, bp) > 1.0);
+                assert!(
+                    rejected,
+                    "{prof}: an unshifted f16 softmax must be rejected"
+                );
+            }
+        }
+    }
+}
