@@ -747,3 +747,95 @@ fn half_pipeline_head_within_its_budget_and_underflow_is_budgeted() {
         }
     }
 }
+
+/// The CLI with the half dtypes: generate → check passes (JSON and .npz), kinks reports the
+/// wrong side, plot accepts bf16, --profile auto runs on a half dump, a bad dtype is exit 2.
+#[test]
+fn cli_takes_the_half_dtypes() {
+    let bin = || std::process::Command::new(env!("CARGO_BIN_EXE_cmargin"));
+    let dir = std::env::temp_dir().join(format!("cmargin-half-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (dt, grid) in [("f16", None), ("bf16", None), ("f32", Some("f16"))] {
+        let json = dir.join(format!("{dt}.json"));
+        let npz = dir.join(format!("{dt}.npz"));
+        let mut g = bin();
+        g.args([
+            "generate",
+            "--profile",
+            "arcface-thmm",
+            "--inputs",
+            "edges",
+            "--scale",
+            "64",
+        ])
+        .args(["--dtype", dt, "--force", "-o"])
+        .arg(&json)
+        .arg("-o")
+        .arg(&npz);
+        if let Some(grid) = grid {
+            g.args(["--input-grid", grid]);
+        }
+        let out = g.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The reference checked against itself (the JSON's forward/backward): within budget;
+        // the catalogue's ±1 and out-of-range inputs give NaN/inf (arcface-thmm predicts them),
+        // and in f16 the catalogue holds T(th) = -0.877441406, on the wrong side.
+        let out = bin()
+            .args(["check", "--profile", "arcface-thmm", "--allow"])
+            .arg("non-finite-output,constant-rounded-wrong-side")
+            .arg(&json)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{dt}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains(&format!(", {dt}, 1 cases)")), "{text}");
+        assert!(text.contains("within budget"), "{text}");
+        assert_eq!(
+            text.contains("deviation constant-rounded-wrong-side"),
+            dt == "f16",
+            "{text}"
+        );
+    }
+    let out = bin()
+        .args(["kinks", "--dtype", "f16", "--profile", "arcface-thmm"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        text.contains("-0.877582562 -> -0.877441406 wrong side (1 in"),
+        "{text}"
+    );
+    let svg = dir.join("p.svg");
+    let out = bin()
+        .args(["plot", "--dtype", "bf16", "-o"])
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    let out = bin()
+        .args(["check", "--profile", "auto"])
+        .arg(half_file("cosface_bf16.json"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("=> behaves like analytic"));
+    let out = bin().args(["kinks", "--dtype", "f8"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected f64, f32, f16 or bf16"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
