@@ -1,4 +1,5 @@
-// CUDA kernels of the combined margin, for float (_f32) and double (_f64).
+// CUDA kernels of the combined margin, for float (_f32) and double (_f64); the margin layer
+// also for half storage with f32 math (_f16, _bf16).
 //
 // Layout: cos, logits and gradients are row-major [N, C] of T; labels are [N] of int64
 // (PyTorch's torch.long, the reference's i64); the ignore value is cm_profile.ignore_label.
@@ -67,6 +68,78 @@ extern "C" __global__ void cm_margin_backward_f64(const double* cos, double* gra
                                                   const long long* labels, int* status,
                                                   long long n, long long c, cm_profile pr) {
     cm_margin_backward<double>(cos, grad, labels, status, n, c, pr);
+}
+
+// (a') Half storage, f32 opmath (SPEC.md §5.5, §9.4): IEEE binary16 (`__half`'s layout) and
+// bfloat16 (`__nv_bfloat16`'s) are loaded, widened exactly to float, evaluated by the same
+// cm_eval<float> as the _f32 kernels, and the result rounded once (nearest even) to storage.
+// The profile carries the constants and parameters rounded to the storage type
+// (KernelProfile::new with Dtype::F16/BF16). The 16-bit values travel as unsigned short and
+// are converted by PTX cvt, not through cuda_fp16.h / cuda_bf16.h: the pinned NVRTC wheel
+// ships no headers and the program is compiled with no include path (src/cuda/device.rs).
+struct cm_f16 {
+    __device__ static inline float load(unsigned short h) {
+        float f;
+        asm("{ .reg .b16 t; mov.b16 t, %1; cvt.f32.f16 %0, t; }" : "=f"(f) : "h"(h));
+        return f;
+    }
+    __device__ static inline unsigned short store(float f) {
+        unsigned short h;
+        asm("{ .reg .b16 t; cvt.rn.f16.f32 t, %1; mov.b16 %0, t; }" : "=h"(h) : "f"(f));
+        return h;
+    }
+};
+struct cm_bf16 {
+    // bf16 is the upper half of an f32: widening is a shift.
+    __device__ static inline float load(unsigned short h) {
+        return __uint_as_float(((unsigned int)h) << 16);
+    }
+    __device__ static inline unsigned short store(float f) {
+        unsigned short h;
+        asm("{ .reg .b16 t; cvt.rn.bf16.f32 t, %1; mov.b16 %0, t; }" : "=h"(h) : "f"(f));
+        return h;
+    }
+};
+
+template <typename H>
+__device__ void cm_margin_forward_half(unsigned short* logits, const long long* labels,
+                                       int* status, long long n, long long c,
+                                       const cm_profile& pr) {
+    long long k;
+    if (!cm_row_target(labels, status, n, c, pr, k)) return;
+    logits[k] = H::store(cm_eval<float>(H::load(logits[k]), pr).out);
+}
+
+// The product top_diff·factor in f32, rounded once: one storage rounding per output.
+template <typename H>
+__device__ void cm_margin_backward_half(const unsigned short* cos, unsigned short* grad,
+                                        const long long* labels, int* status, long long n,
+                                        long long c, const cm_profile& pr) {
+    long long k;
+    if (!cm_row_target(labels, status, n, c, pr, k)) return;
+    grad[k] = H::store(H::load(grad[k]) * cm_eval<float>(H::load(cos[k]), pr).factor);
+}
+
+extern "C" __global__ void cm_margin_forward_f16(unsigned short* logits, const long long* labels,
+                                                 int* status, long long n, long long c,
+                                                 cm_profile pr) {
+    cm_margin_forward_half<cm_f16>(logits, labels, status, n, c, pr);
+}
+extern "C" __global__ void cm_margin_forward_bf16(unsigned short* logits,
+                                                  const long long* labels, int* status,
+                                                  long long n, long long c, cm_profile pr) {
+    cm_margin_forward_half<cm_bf16>(logits, labels, status, n, c, pr);
+}
+extern "C" __global__ void cm_margin_backward_f16(const unsigned short* cos, unsigned short* grad,
+                                                  const long long* labels, int* status,
+                                                  long long n, long long c, cm_profile pr) {
+    cm_margin_backward_half<cm_f16>(cos, grad, labels, status, n, c, pr);
+}
+extern "C" __global__ void cm_margin_backward_bf16(const unsigned short* cos,
+                                                   unsigned short* grad,
+                                                   const long long* labels, int* status,
+                                                   long long n, long long c, cm_profile pr) {
+    cm_margin_backward_half<cm_bf16>(cos, grad, labels, status, n, c, pr);
 }
 
 // ---------------------------------------------------------------------------------------

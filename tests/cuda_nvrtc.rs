@@ -6,7 +6,7 @@ use combined_margin::cuda::device::{self, CudaError};
 use std::io::Write;
 
 /// Whether NVRTC is loadable; if not, panics under REQUIRE_NVRTC=1, else prints one line.
-fn nvrtc_or_skip(test: &str) -> bool {
+pub fn nvrtc_or_skip(test: &str) -> bool {
     if device::nvrtc_present() {
         return true;
     }

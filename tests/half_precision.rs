@@ -839,3 +839,96 @@ fn cli_takes_the_half_dtypes() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected f64, f32, f16 or bf16"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The half margin kernels' math on the host: the `_f16`/`_bf16` kernels evaluate
+/// `cm_eval<float>` of the widened input under the profile rounded to the storage type and
+/// round the result once (kernels/combined_margin.cu, (a')). The host build of that same
+/// header text, rounded the same way, must agree with the half reference within its budget
+/// on the half catalogue of every preset at the paper parameter sets.
+#[test]
+fn half_kernel_math_on_the_host_matches_the_reference() {
+    use combined_margin::cuda::host::HostEval;
+    use combined_margin::cuda::KernelProfile;
+    use combined_margin::params::PAPER_CONFIGS;
+    let mut n = 0usize;
+    let mut worst: f64 = 0.0;
+    for dt in HALF {
+        for prof in Profile::presets() {
+            for (m1, m2, m3) in PAPER_CONFIGS {
+                let p = Params::new(m1, m2, m3);
+                let kp = KernelProfile::new(&prof, &p, dt);
+                let pk = kp.params();
+                for c in edge_cases(&prof, &p, dt) {
+                    let h = <f32 as HostEval>::host_eval(c as f32, &kp);
+                    let (out, factor) = (dt.round(h.out as f64), dt.round(h.factor as f64));
+                    let e = margin::eval(c, &pk, &prof, dt);
+                    let b = tolerance::target_budget(c, 1.0, &pk, &prof, dt);
+                    let fo = tolerance::error_fraction(out, dt.round(e.out), b.forward);
+                    let fb = tolerance::error_fraction(factor, dt.round(e.factor), b.backward);
+                    assert!(
+                        fo <= 1.0 && fb <= 1.0,
+                        "{dt} {prof} {p} c = {c:e}: out {out:e} vs {:e} ({fo}), factor {factor:e} vs {:e} ({fb})",
+                        e.out,
+                        e.factor
+                    );
+                    worst = worst.max(fo).max(fb);
+                    n += 1;
+                }
+            }
+        }
+    }
+    println!("half kernel math on the host: {n} entries, worst {worst:.3} of budget");
+    assert!(n > 1000);
+    // Teeth: a half kernel handed the f32 profile (th = -0.87758255, below the f16 input
+    // -0.877441406) takes the margin branch there: -64/64 = -1 instead of the fallback -1.117.
+    let (prof, p) = (Profile::arcface_thmm(false), Params::new(1.0, 0.5, 0.0));
+    let c = -0.87744140625;
+    let wrong = KernelProfile::new(&prof, &p, Dtype::F32);
+    let right = KernelProfile::new(&prof, &p, Dtype::F16);
+    let out = |kp: &KernelProfile| {
+        Dtype::F16.round(<f32 as HostEval>::host_eval(c as f32, kp).out as f64)
+    };
+    let e = margin::eval(c, &right.params(), &prof, Dtype::F16);
+    let b = tolerance::target_budget(c, 1.0, &right.params(), &prof, Dtype::F16);
+    assert!(tolerance::within(out(&right), e.out, b.forward));
+    assert!(
+        !tolerance::within(out(&wrong), e.out, b.forward),
+        "{} vs {}",
+        out(&wrong),
+        e.out
+    );
+}
+
+/// NVRTC compiles the half kernels, and their PTX widens and rounds with the storage type's
+/// own conversions (round to nearest even: cvt.rn).
+#[test]
+fn half_kernels_compile_with_nvrtc() {
+    use combined_margin::cuda::device;
+    if !crate::cuda_nvrtc::nvrtc_or_skip("half_precision::half_kernels_compile_with_nvrtc") {
+        return;
+    }
+    let (ptx, _) = device::compile(device::CI_ARCH).unwrap();
+    let text = ptx.to_src();
+    for (name, cvts) in [
+        (
+            "cm_margin_forward_f16",
+            &["cvt.f32.f16", "cvt.rn.f16.f32"][..],
+        ),
+        (
+            "cm_margin_backward_f16",
+            &["cvt.f32.f16", "cvt.rn.f16.f32"][..],
+        ),
+        ("cm_margin_forward_bf16", &["cvt.rn.bf16.f32"][..]),
+        ("cm_margin_backward_bf16", &["cvt.rn.bf16.f32"][..]),
+    ] {
+        let body = device::ptx_entry_body(&text, name).unwrap_or_else(|| panic!("{name} in PTX"));
+        for op in cvts {
+            assert!(body.contains(op), "{name} lacks {op}");
+        }
+        // Storage is 16-bit: loads and stores of .u16/.b16, no 32-bit store of the result.
+        assert!(
+            body.contains("st.global.u16") || body.contains("st.global.b16"),
+            "{name}"
+        );
+    }
+}
