@@ -45,6 +45,7 @@ fn main() {
         inputs: Inputs::Uniform,
         top_diff: TopDiff::Uniform,
         ignore_every: 8,
+        input_grid: None,
     };
     let g = generate(&spec).expect("valid spec");
     let cos = f32s(&g.case.cos);

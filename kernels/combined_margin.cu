@@ -1,4 +1,5 @@
-// CUDA kernels of the combined margin, for float (_f32) and double (_f64).
+// CUDA kernels of the combined margin, for float (_f32) and double (_f64); the margin layer
+// also for half storage with f32 math (_f16, _bf16).
 //
 // Layout: cos, logits and gradients are row-major [N, C] of T; labels are [N] of int64
 // (PyTorch's torch.long, the reference's i64); cm_profile.labels is the label policy.
@@ -83,6 +84,96 @@ extern "C" __global__ void cm_margin_backward_f64(const double* cos, double* gra
                                                   const long long* labels, int* status,
                                                   long long n, long long c, cm_profile pr) {
     cm_margin_backward<double>(cos, grad, labels, status, n, c, pr);
+}
+
+// (a') Half storage, f32 opmath (SPEC.md §5.5, §9.4): IEEE binary16 (`__half`'s layout) and
+// bfloat16 (`__nv_bfloat16`'s) are loaded, widened exactly to float, evaluated by the same
+// cm_eval<float> as the _f32 kernels, and the result rounded once (nearest even) to storage.
+// The profile carries the constants and parameters rounded to the storage type
+// (KernelProfile::new with Dtype::F16/BF16). The 16-bit values travel as unsigned short and
+// are converted by PTX cvt, not through cuda_fp16.h / cuda_bf16.h: the pinned NVRTC wheel
+// ships no headers and the program is compiled with no include path (src/cuda/device.rs).
+struct cm_f16 {
+    __device__ static inline float load(unsigned short h) {
+        float f;
+        asm("{ .reg .b16 t; mov.b16 t, %1; cvt.f32.f16 %0, t; }" : "=f"(f) : "h"(h));
+        return f;
+    }
+    __device__ static inline unsigned short store(float f) {
+        unsigned short h;
+        asm("{ .reg .b16 t; cvt.rn.f16.f32 t, %1; mov.b16 %0, t; }" : "=h"(h) : "f"(f));
+        return h;
+    }
+};
+struct cm_bf16 {
+    // bf16 is the upper half of an f32: widening is a shift.
+    __device__ static inline float load(unsigned short h) {
+        return __uint_as_float(((unsigned int)h) << 16);
+    }
+    __device__ static inline unsigned short store(float f) {
+        unsigned short h;
+        asm("{ .reg .b16 t; cvt.rn.bf16.f32 t, %1; mov.b16 %0, t; }" : "=h"(h) : "f"(f));
+        return h;
+    }
+};
+
+template <typename H>
+__device__ void cm_margin_forward_half(unsigned short* logits, const long long* labels,
+                                       int* status, long long n, long long c,
+                                       const cm_profile& pr) {
+    long long i, y;
+    const int st = cm_row(labels, status, n, c, pr, i, y);
+    if (st == CM_ROW_IGNORED || st == CM_ROW_BAD_LABEL) return;
+    unsigned short* row = logits + i * c;
+    if (cm_transforms_non_targets(pr)) {
+        for (long long j = 0; j < c; ++j) {
+            if (st == CM_ROW_TARGET && j == y) continue;
+            row[j] = H::store(cm_non_target<float>(H::load(row[j]), pr).out);
+        }
+    }
+    if (st == CM_ROW_TARGET) row[y] = H::store(cm_eval<float>(H::load(row[y]), pr).out);
+}
+
+// The product top_diff·factor in f32, rounded once: one storage rounding per output.
+template <typename H>
+__device__ void cm_margin_backward_half(const unsigned short* cos, unsigned short* grad,
+                                        const long long* labels, int* status, long long n,
+                                        long long c, const cm_profile& pr) {
+    long long i, y;
+    const int st = cm_row(labels, status, n, c, pr, i, y);
+    if (st == CM_ROW_IGNORED || st == CM_ROW_BAD_LABEL) return;
+    const unsigned short* x = cos + i * c;
+    unsigned short* g = grad + i * c;
+    if (cm_transforms_non_targets(pr)) {
+        for (long long j = 0; j < c; ++j) {
+            if (st == CM_ROW_TARGET && j == y) continue;
+            const float f = cm_non_target<float>(H::load(x[j]), pr).factor;
+            if (f != 1.0f) g[j] = H::store(H::load(g[j]) * f);
+        }
+    }
+    if (st == CM_ROW_TARGET) g[y] = H::store(H::load(g[y]) * cm_eval<float>(H::load(x[y]), pr).factor);
+}
+
+extern "C" __global__ void cm_margin_forward_f16(unsigned short* logits, const long long* labels,
+                                                 int* status, long long n, long long c,
+                                                 cm_profile pr) {
+    cm_margin_forward_half<cm_f16>(logits, labels, status, n, c, pr);
+}
+extern "C" __global__ void cm_margin_forward_bf16(unsigned short* logits,
+                                                  const long long* labels, int* status,
+                                                  long long n, long long c, cm_profile pr) {
+    cm_margin_forward_half<cm_bf16>(logits, labels, status, n, c, pr);
+}
+extern "C" __global__ void cm_margin_backward_f16(const unsigned short* cos, unsigned short* grad,
+                                                  const long long* labels, int* status,
+                                                  long long n, long long c, cm_profile pr) {
+    cm_margin_backward_half<cm_f16>(cos, grad, labels, status, n, c, pr);
+}
+extern "C" __global__ void cm_margin_backward_bf16(const unsigned short* cos,
+                                                   unsigned short* grad,
+                                                   const long long* labels, int* status,
+                                                   long long n, long long c, cm_profile pr) {
+    cm_margin_backward_half<cm_bf16>(cos, grad, labels, status, n, c, pr);
 }
 
 // ---------------------------------------------------------------------------------------

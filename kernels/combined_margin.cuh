@@ -159,7 +159,8 @@ template <typename T> CM_HD T cm_round_trip_factor(T c_eff, const cm_profile& pr
     // Outside [-1, 1] (unclamped) sin(acos c) is NaN.
     if (pr.gradient == CM_GRAD_EXACT && cm_fabs(c_eff) > T(1)) return cm_inf<T>() - cm_inf<T>();
     if (pr.gradient == CM_GRAD_EXACT && cm_fabs(c_eff) == T(1)) {
-        return pr.pole == CM_POLE_IEEE ? cm_sin(cm_acos(c_eff)) / T(0) : T(1);
+        // sin(theta)/0 written as sin(theta)*inf (the same IEEE result, no division by zero).
+        return pr.pole == CM_POLE_IEEE ? cm_sin(cm_acos(c_eff)) * cm_inf<T>() : T(1);
     }
     return T(1);
 }

@@ -45,6 +45,7 @@ pub fn next_float(x: f64, dtype: Dtype, dir: i32) -> f64 {
             };
             f64::from_bits(nb)
         }
+        Dtype::F16 | Dtype::BF16 => dtype.next_half(x, dir),
     }
 }
 

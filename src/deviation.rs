@@ -82,10 +82,15 @@ pub enum Kind {
     /// The outputs fit a profile two or more policy axes away from the claimed one; the
     /// detail says "behaves like X except Y".
     PolicyDiffers,
+    /// A threshold or clamp constant of the profile, rounded to the dtype, lies on the wrong
+    /// side of its exact value, and target inputs of the case fall between the two (the th/mm
+    /// threshold sends them to the other branch; a clamp bound rounded to ±1 leaves the pole
+    /// unclamped), where the outputs follow the rounded constant (`crate::degeneracy`).
+    ConstantRoundedWrongSide,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 23] = [
+    pub const ALL: [Kind; 24] = [
         Kind::NonFiniteOutput,
         Kind::NonTargetAltered,
         Kind::IgnoreLabelNotHonoured,
@@ -109,6 +114,7 @@ impl Kind {
         Kind::ScaleMissingOneSide,
         Kind::ComputedInF32,
         Kind::PolicyDiffers,
+        Kind::ConstantRoundedWrongSide,
     ];
 
     pub fn name(self) -> &'static str {
@@ -136,6 +142,7 @@ impl Kind {
             Kind::ScaleMissingOneSide => "scale-missing-one-side",
             Kind::ComputedInF32 => "computed-in-f32",
             Kind::PolicyDiffers => "policy-differs",
+            Kind::ConstantRoundedWrongSide => "constant-rounded-wrong-side",
         }
     }
 
@@ -294,6 +301,7 @@ pub fn detect(case: &LayerCase, r: &CaseReport, declared: &Declared) -> Result<V
         .flat_map(|d| d.explains.iter().copied())
         .collect();
     out.extend(nearest_point(case, r, &taken)?);
+    out.extend(crate::degeneracy::wrong_side_deviation(r));
     Ok(out)
 }
 
@@ -533,7 +541,8 @@ const NARROW_FORMATS: [(&str, i32, i32, f64); 2] = [
 ];
 
 fn reduced_precision(r: &CaseReport) -> Option<Deviation> {
-    if r.passed() {
+    // A half dtype's outputs are half values by definition: nothing narrower to detect.
+    if r.passed() || r.dtype.is_half() {
         return None;
     }
     let outs: Vec<&Element> = r

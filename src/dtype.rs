@@ -4,6 +4,11 @@
 //! implementation under test used, so that (a) the profile's comparison constants
 //! (clamp bounds, thresholds) are represented exactly as that implementation holds
 //! them, and (b) the tolerance model can size its budgets in that type's ULPs.
+//!
+//! The half types (IEEE binary16 `f16`, and `bf16`, the upper 16 bits of an f32) are
+//! storage types: PyTorch and CUDA compute each operation on them in f32 ("opmath") and
+//! round the result to the storage type (SPEC.md §5.6). Their rounding here is
+//! [`Dtype::round`], correctly rounded from f64 in one step (no double rounding through f32).
 
 use serde::{Deserialize, Serialize};
 
@@ -13,15 +18,68 @@ use serde::{Deserialize, Serialize};
 pub enum Dtype {
     F32,
     F64,
+    /// IEEE 754 binary16: 11 significant bits, normal exponents [−14, 15], max 65504.
+    F16,
+    /// bfloat16: 8 significant bits, the exponent range of f32 (normal [−126, 127]).
+    BF16,
+}
+
+/// The parameters of a binary format: significant bits p (with the implicit one), the
+/// minimum normal exponent emin, and the largest finite value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Format {
+    pub precision: i32,
+    pub emin: i32,
+    pub max: f64,
 }
 
 impl Dtype {
-    /// Round an f64 to this type (round-to-nearest-even) and widen it back.
+    /// Every dtype, widest first.
+    pub const ALL: [Dtype; 4] = [Dtype::F64, Dtype::F32, Dtype::F16, Dtype::BF16];
+
+    /// The binary format's parameters (p, emin, max).
+    pub fn format(self) -> Format {
+        match self {
+            Dtype::F64 => Format {
+                precision: 53,
+                emin: -1022,
+                max: f64::MAX,
+            },
+            Dtype::F32 => Format {
+                precision: 24,
+                emin: -126,
+                max: f32::MAX as f64,
+            },
+            Dtype::F16 => Format {
+                precision: 11,
+                emin: -14,
+                max: 65504.0,
+            },
+            Dtype::BF16 => Format {
+                precision: 8,
+                emin: -126,
+                // (2 − 2⁻⁷)·2¹²⁷, the f32 whose low 16 bits are zero: exact, unlike a decimal literal.
+                max: f32::from_bits(0x7f7f_0000) as f64,
+            },
+        }
+    }
+
+    /// Whether this is a 16-bit storage type (arithmetic happens in f32, see the module doc).
+    pub fn is_half(self) -> bool {
+        match self {
+            Dtype::F16 | Dtype::BF16 => true,
+            Dtype::F32 | Dtype::F64 => false,
+        }
+    }
+
+    /// Round an f64 to this type (round-to-nearest-even, overflow to ±inf) and widen it back.
+    /// NaN stays NaN; −0 keeps its sign.
     #[inline]
     pub fn round(self, x: f64) -> f64 {
         match self {
             Dtype::F32 => x as f32 as f64,
             Dtype::F64 => x,
+            Dtype::F16 | Dtype::BF16 => round_to_format(x, self.format()),
         }
     }
 
@@ -30,6 +88,7 @@ impl Dtype {
         match self {
             Dtype::F32 => f32::EPSILON as f64 / 2.0,
             Dtype::F64 => f64::EPSILON / 2.0,
+            Dtype::F16 | Dtype::BF16 => (2.0f64).powi(-self.format().precision),
         }
     }
 
@@ -41,22 +100,7 @@ impl Dtype {
             return f64::INFINITY;
         }
         match self {
-            Dtype::F32 => {
-                let min_normal = f32::MIN_POSITIVE as f64;
-                if ax < min_normal {
-                    return (2.0f64).powi(-149);
-                }
-                let e = ax.log2().floor() as i32;
-                // log2 may be off by one at exact powers of two; correct it.
-                let e = if (2.0f64).powi(e) > ax {
-                    e - 1
-                } else if (2.0f64).powi(e + 1) <= ax {
-                    e + 1
-                } else {
-                    e
-                };
-                (2.0f64).powi(e - 23)
-            }
+            Dtype::F32 | Dtype::F16 | Dtype::BF16 => quantum(ax, self.format()),
             Dtype::F64 => {
                 if ax < f64::MIN_POSITIVE {
                     return f64::from_bits(1);
@@ -68,10 +112,44 @@ impl Dtype {
         }
     }
 
+    /// The neighbour of x (rounded to this type first) one step up (`dir > 0`) or down, for
+    /// the 16-bit types; ±0 step to the smallest subnormal, ±max steps to ±inf.
+    /// (f32/f64 step through their bit patterns in `catalogue::next_float`.)
+    pub fn next_half(self, x: f64, dir: i32) -> f64 {
+        let f = self.format();
+        let v = self.round(x);
+        if !v.is_finite() {
+            return v;
+        }
+        let tiny = (2.0f64).powi(f.emin - (f.precision - 1));
+        if v == 0.0 {
+            return if dir > 0 { tiny } else { -tiny };
+        }
+        let a = v.abs();
+        let away = (v > 0.0) == (dir > 0);
+        let q = quantum(a, f);
+        // Toward zero from a power of two the spacing halves (except at the subnormal edge).
+        let step = if !away && a == q * (2.0f64).powi(f.precision - 1) && q > tiny {
+            q / 2.0
+        } else {
+            q
+        };
+        let n = if away { a + step } else { a - step };
+        let n = if n > f.max { f64::INFINITY } else { n };
+        n.copysign(v)
+    }
+
+    /// Whether x is a value of this type (finite values only; ±0 are).
+    pub fn is_exact(self, x: f64) -> bool {
+        x.is_finite() && self.round(x).to_bits() == x.to_bits()
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Dtype::F32 => "f32",
             Dtype::F64 => "f64",
+            Dtype::F16 => "f16",
+            Dtype::BF16 => "bf16",
         }
     }
 
@@ -79,9 +157,40 @@ impl Dtype {
         match s {
             "f32" | "float32" | "float" => Some(Dtype::F32),
             "f64" | "float64" | "double" => Some(Dtype::F64),
+            "f16" | "float16" | "half" => Some(Dtype::F16),
+            "bf16" | "bfloat16" => Some(Dtype::BF16),
             _ => None,
         }
     }
+}
+
+/// Spacing 2^(max(e, emin) − (p − 1)) of the format's values at |a| (a ≥ 0, finite), where
+/// 2^e ≤ a < 2^(e+1); subnormal spacing below the smallest normal.
+fn quantum(a: f64, f: Format) -> f64 {
+    let e = if a == 0.0 {
+        f.emin
+    } else if a < f64::MIN_POSITIVE {
+        // f64 subnormal: far below every narrower format's range.
+        -1075
+    } else {
+        ((a.to_bits() >> 52) & 0x7ff) as i32 - 1023
+    };
+    (2.0f64).powi(e.max(f.emin) - (f.precision - 1))
+}
+
+/// Correctly rounded (nearest, ties to even) conversion of an f64 to a narrower binary format.
+/// a / q is exact (q is a power of two and the quotient has at most 53 bits), so one
+/// `round_ties_even` of it is the only rounding; a result above `max` overflows to ±inf,
+/// which is IEEE's rule because the rounding already happened on an unbounded exponent.
+fn round_to_format(x: f64, f: Format) -> f64 {
+    if !x.is_finite() || x == 0.0 {
+        return x;
+    }
+    let a = x.abs();
+    let q = quantum(a, f);
+    let r = (a / q).round_ties_even() * q;
+    let r = if r > f.max { f64::INFINITY } else { r };
+    r.copysign(x)
 }
 
 impl std::fmt::Display for Dtype {
@@ -93,6 +202,113 @@ impl std::fmt::Display for Dtype {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every f16 and bf16 value, from the `half` crate's bit patterns (an independent decoder).
+    fn all_half(dt: Dtype) -> Vec<f64> {
+        (0..=u16::MAX)
+            .map(|b| match dt {
+                Dtype::F16 => half::f16::from_bits(b).to_f64(),
+                Dtype::BF16 => half::bf16::from_bits(b).to_f64(),
+                Dtype::F32 | Dtype::F64 => unreachable!("half types only"),
+            })
+            .filter(|x| x.is_finite())
+            .collect()
+    }
+
+    #[test]
+    fn half_round_is_exact_on_the_grid_and_nearest_even_between() {
+        for dt in [Dtype::F16, Dtype::BF16] {
+            let mut v = all_half(dt);
+            v.sort_by(|a, b| a.total_cmp(b));
+            v.dedup();
+            for w in v.windows(2) {
+                let (a, b) = (w[0], w[1]);
+                assert_eq!(dt.round(a).to_bits(), a.to_bits(), "{dt} {a}");
+                assert!(dt.is_exact(a));
+                // The midpoint ties to the neighbour with an even last bit; one f64 ulp off
+                // it goes to the nearer one. Both are exact f64 values.
+                let mid = a + (b - a) / 2.0;
+                // a is exact, so the half crate's truncating from_f64 converts it exactly.
+                let bits = match dt {
+                    Dtype::F16 => half::f16::from_f64(a).to_bits(),
+                    Dtype::BF16 => half::bf16::from_f64(a).to_bits(),
+                    Dtype::F32 | Dtype::F64 => unreachable!("half types only"),
+                };
+                let even = bits.is_multiple_of(2);
+                let want = if even { a } else { b };
+                assert_eq!(dt.round(mid), want, "{dt} tie between {a} and {b}");
+                if mid != 0.0 {
+                    let below = f64::from_bits(mid.to_bits() - 1);
+                    let above = f64::from_bits(mid.to_bits() + 1);
+                    let (lo, hi) = if mid > 0.0 {
+                        (below, above)
+                    } else {
+                        (above, below)
+                    };
+                    assert_eq!(dt.round(lo), a, "{dt} just below the tie {a}..{b}");
+                    assert_eq!(dt.round(hi), b, "{dt} just above the tie {a}..{b}");
+                }
+                assert_eq!(dt.next_half(a, 1), b, "{dt} next up from {a}");
+                assert_eq!(dt.next_half(b, -1), a, "{dt} next down from {b}");
+                if a >= 0.0 {
+                    assert_eq!(dt.ulp(a), b - a, "{dt} ulp at {a}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn half_round_matches_the_half_crate_from_f32() {
+        // From f32 the half crate rounds with a sticky bit (correct); from f64 it truncates
+        // the low 32 bits first, so the f64 comparison is made only through f32 values.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let f = f32::from_bits(x as u32);
+            if !f.is_finite() {
+                continue;
+            }
+            let v = f as f64;
+            assert_eq!(
+                Dtype::F16.round(v).to_bits(),
+                half::f16::from_f32(f).to_f64().to_bits(),
+                "f16 of {f:e}"
+            );
+            assert_eq!(
+                Dtype::BF16.round(v).to_bits(),
+                half::bf16::from_f32(f).to_f64().to_bits(),
+                "bf16 of {f:e}"
+            );
+        }
+    }
+
+    #[test]
+    fn half_constants_of_the_readme() {
+        // fixtures/golden/insightface-torch-half/README.md, "The grid" and the constants table.
+        assert_eq!(Dtype::F16.next_half(1.0, -1), 0.99951171875);
+        assert_eq!(Dtype::BF16.next_half(1.0, -1), 0.99609375);
+        assert_eq!(Dtype::F16.next_half(1.0, 1), 1.0009765625);
+        assert_eq!(Dtype::BF16.next_half(1.0, 1), 1.0078125);
+        assert_eq!(Dtype::F16.ulp(0.75), 0.00048828125);
+        assert_eq!(Dtype::BF16.ulp(0.75), 0.00390625);
+        assert_eq!(Dtype::F16.ulp(3.0), 0.001953125);
+        assert_eq!(Dtype::BF16.ulp(3.0), 0.015625);
+        let th = (std::f64::consts::PI - 0.5).cos();
+        assert_eq!(Dtype::F16.round(th), -0.877441406250);
+        assert_eq!(Dtype::BF16.round(th), -0.87890625);
+        for eps in [1e-4, 1e-5, 1e-7] {
+            assert_eq!(Dtype::F16.round(1.0 - eps), 1.0, "1 - {eps}");
+        }
+        assert_eq!(Dtype::BF16.round(1.0 - 1e-3), 1.0);
+        assert_eq!(Dtype::F16.round(70000.0), f64::INFINITY);
+        assert_eq!(Dtype::F16.round(65504.0), 65504.0);
+        assert_eq!(Dtype::F16.unit_roundoff(), 2f64.powi(-11));
+        assert_eq!(Dtype::BF16.unit_roundoff(), 2f64.powi(-8));
+        assert_eq!(Dtype::F16.round(-0.0).to_bits(), (-0.0f64).to_bits());
+        assert!(Dtype::F16.round(f64::NAN).is_nan());
+    }
 
     #[test]
     fn ulp_matches_next_float() {

@@ -12,6 +12,7 @@ pub mod catalogue;
 pub mod compare;
 pub mod conformance;
 pub mod cuda;
+pub mod degeneracy;
 pub mod deviation;
 pub mod dtype;
 pub mod embedded;

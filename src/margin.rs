@@ -17,8 +17,8 @@
 use crate::dtype::Dtype;
 use crate::params::Params;
 use crate::profile::{
-    AnglePolicy, BoundGradient, ClampScope, ExactForm, GradientMode, InputDomain, ParamPrecision,
-    PoleRule, Profile, ThetaPrecision, ThresholdTest,
+    AnglePolicy, BoundGradient, ClampScope, ExactForm, GradientMode, InputDomain, OpMath,
+    ParamPrecision, PoleRule, Profile, ThetaPrecision, ThresholdTest,
 };
 use std::f64::consts::PI;
 
@@ -87,8 +87,11 @@ pub struct Constants {
     /// The fallback test, if the policy has one: margin branch iff c̃ > threshold (on cos), or
     /// iff θ ≤ threshold (on the angle, radians).
     pub threshold: Option<f64>,
-    /// The dtype the constants are rounded to (also the precision of a saved θ).
+    /// The dtype the constants are rounded to (the storage type).
     pub dtype: Dtype,
+    /// The precision intermediate values (θ, φ) are held in: the dtype, or f32 for a
+    /// half-precision implementation with f32 op math ([`OpMath::F32Storage`]).
+    pub op_dtype: Dtype,
 }
 
 impl Constants {
@@ -121,6 +124,7 @@ impl Constants {
             | AnglePolicy::Clamp { .. }
             | AnglePolicy::Monotone => None,
         };
+        let op_dtype = op_dtype(profile, dtype);
         Constants {
             c_lo,
             c_hi,
@@ -128,6 +132,7 @@ impl Constants {
             phi_hi,
             threshold,
             dtype,
+            op_dtype,
         }
     }
 
@@ -147,6 +152,15 @@ impl Constants {
         } else {
             (c, at_bound_blocks && (c == self.c_lo || c == self.c_hi))
         }
+    }
+}
+
+/// The precision an implementation in `dtype` holds intermediate values in under the
+/// profile's op math: f32 for half storage with f32 op math, else the dtype itself.
+pub fn op_dtype(profile: &Profile, dtype: Dtype) -> Dtype {
+    match (dtype.is_half(), profile.op_math) {
+        (true, OpMath::F32Storage) => Dtype::F32,
+        (true, OpMath::Storage) | (false, _) => dtype,
     }
 }
 
@@ -281,7 +295,7 @@ pub fn eval_with(c: f64, p: &Params, profile: &Profile, k: &Constants) -> Entry 
                 test: ThresholdTest::OnAngle,
             },
             Some(th),
-        ) => k.dtype.round(theta) > th,
+        ) => k.op_dtype.round(theta) > th,
         (
             AnglePolicy::Threshold { .. }
             | AnglePolicy::EasyMargin
@@ -305,7 +319,7 @@ pub fn eval_with(c: f64, p: &Params, profile: &Profile, k: &Constants) -> Entry 
             let g = if linear_factor == 0.0 {
                 0.0
             } else {
-                round_trip_factor(c_eff, profile.gradient, k.dtype)
+                round_trip_factor(c_eff, profile.gradient, k.op_dtype)
             };
             (c_eff.acos().cos(), g)
         } else {
@@ -325,7 +339,7 @@ pub fn eval_with(c: f64, p: &Params, profile: &Profile, k: &Constants) -> Entry 
     // The monotone extension: on [kπ, (k+1)π), (−1)^k cos φ − 2k, with derivative sign (−1)^k.
     // k is decided on φ as the dtype holds it, as the kernel does (at c = −1 in f32, φ rounds
     // above π: k = 1 there, and the pole's sign follows).
-    let phi_d = k.dtype.round(phi);
+    let phi_d = k.op_dtype.round(phi);
     let (sign, shift) = match profile.angle {
         AnglePolicy::Monotone if phi_d > PI => {
             let kk = (phi_d / PI).floor();
@@ -344,7 +358,7 @@ pub fn eval_with(c: f64, p: &Params, profile: &Profile, k: &Constants) -> Entry 
         if r.is_infinite() {
             // At c = ±1 the sign of sin φ is the dtype's: φ = π rounds above π in f32
             // (acosf(−1) = 3.14159274) and below it in f64.
-            sign * pole_factor(theta, k.dtype.round(phi), p.m1, rule)
+            sign * pole_factor(theta, k.op_dtype.round(phi), p.m1, rule)
         } else {
             sign * p.m1 * phi.sin() * r
         }
@@ -355,7 +369,7 @@ pub fn eval_with(c: f64, p: &Params, profile: &Profile, k: &Constants) -> Entry 
         GradientMode::Exact { pole, form } => match form {
             ExactForm::Fused | ExactForm::Chain => formula(inv_sin_theta(c_eff, false), pole),
             // sin θ of the θ the implementation saved, in its dtype.
-            ExactForm::SinTheta => formula(1.0 / k.dtype.round(theta).sin(), pole),
+            ExactForm::SinTheta => formula(1.0 / k.op_dtype.round(theta).sin(), pole),
         },
         GradientMode::FormulaAtClamped { rsqrt_f32 } => {
             formula(inv_sin_theta(c_eff, rsqrt_f32), PoleRule::Ieee)
@@ -394,7 +408,7 @@ pub fn non_target(c: f64, profile: &Profile, k: &Constants) -> (f64, f64, bool) 
         let g = if blocked_factor == 0.0 {
             0.0
         } else {
-            round_trip_factor(c_eff, profile.gradient, k.dtype)
+            round_trip_factor(c_eff, profile.gradient, k.op_dtype)
         };
         (c_eff.acos().cos(), g, true)
     } else {

@@ -9,7 +9,7 @@
 use crate::dtype::Dtype;
 use crate::margin::{self, Branch, Constants, Entry};
 use crate::params::Params;
-use crate::profile::{AnglePolicy, ExactForm, GradientMode, Profile, ThetaPrecision};
+use crate::profile::{AnglePolicy, ExactForm, GradientMode, OpMath, Profile, ThetaPrecision};
 
 /// Every constant of the model, in one place. "ulp" is the spacing of T at the value.
 pub mod consts {
@@ -48,6 +48,43 @@ pub mod consts {
 
 use consts::*;
 
+/// Absolute error of one library function documented at `k` ulp, with result v, as an
+/// implementation in `t` carries it. In f32/f64 that is k ulp_T(v). The half types are
+/// storage types (SPEC.md §5.6, PyTorch's "opmath"): the function runs in f32 (k ulp of f32)
+/// and its result is rounded once to the storage type (½ ulp_T), so the half budget is about
+/// ½ ulp_T, not k ulp_T: a budget k = 2 half-ulps wide would hide a missing rounding.
+pub fn libm_abs(k: f64, t: Dtype, v: f64) -> f64 {
+    match t {
+        Dtype::F32 | Dtype::F64 => k * t.ulp(v),
+        Dtype::F16 | Dtype::BF16 => k * Dtype::F32.ulp(v) + ROUNDING_ULP * t.ulp(v),
+    }
+}
+
+/// [`libm_abs`] as a relative error bound: k·2u_T, or k·2u_f32 + u_T for the half types.
+pub fn libm_rel(k: f64, t: Dtype) -> f64 {
+    match t {
+        Dtype::F32 | Dtype::F64 => k * 2.0 * t.unit_roundoff(),
+        Dtype::F16 | Dtype::BF16 => k * 2.0 * Dtype::F32.unit_roundoff() + t.unit_roundoff(),
+    }
+}
+
+/// [`libm_abs`] under the profile's op math: with all-half arithmetic ([`OpMath::Storage`])
+/// the library functions round in the storage type, k ulp of it.
+pub fn libm_abs_p(profile: &Profile, k: f64, t: Dtype, v: f64) -> f64 {
+    match profile.op_math {
+        OpMath::F32Storage => libm_abs(k, t, v),
+        OpMath::Storage => k * t.ulp(v),
+    }
+}
+
+/// [`libm_rel`] under the profile's op math (see [`libm_abs_p`]).
+pub fn libm_rel_p(profile: &Profile, k: f64, t: Dtype) -> f64 {
+    match profile.op_math {
+        OpMath::F32Storage => libm_rel(k, t),
+        OpMath::Storage => k * 2.0 * t.unit_roundoff(),
+    }
+}
+
 /// Forward and backward budgets of one element, in the compared units.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Budget {
@@ -68,7 +105,7 @@ fn one_minus_c2_error(c: f64, t: Dtype) -> (f64, f64) {
 
 /// Error in θ (radians) that an implementation in T may carry relative to the reference.
 fn theta_error(e: &Entry, profile: &Profile, t: Dtype) -> f64 {
-    let mut d = ACOS_ULP * t.ulp(e.theta);
+    let mut d = libm_abs(ACOS_ULP, t, e.theta);
     if profile.theta == ThetaPrecision::F32 {
         d += THETA_F32_ULP * Dtype::F32.ulp(e.theta);
     }
@@ -123,7 +160,9 @@ pub fn target_budget_for(
             } else {
                 let mm = p.m2 * p.m2.sin();
                 let subs = ROUNDING_ULP * (t.ulp(e.c_eff - mm) + t.ulp(e.out));
-                let consts = (SIN_ULP + ROUNDING_ULP) * t.ulp(mm) + PARAM_ULP * t.ulp(p.m3);
+                let consts = libm_abs_p(profile, SIN_ULP, t, mm)
+                    + ROUNDING_ULP * t.ulp(mm)
+                    + PARAM_ULP * t.ulp(p.m3);
                 (subs + consts + rt_fwd, rt_grad)
             }
         }
@@ -143,7 +182,7 @@ pub fn target_budget_for(
             };
             let fwd = sin_phi * dphi
                 + 0.5 * dphi * dphi
-                + COS_ULP * t.ulp(e.phi.cos())
+                + libm_abs_p(profile, COS_ULP, t, e.phi.cos())
                 + ROUNDING_ULP * t.ulp(e.out)
                 + PARAM_ULP * t.ulp(p.m3)
                 + p.m2.sin().abs() * dsin_theta;
@@ -225,7 +264,7 @@ fn factor_error(e: &Entry, p: &Params, profile: &Profile, t: Dtype, dphi: f64, u
     }
     let r = one_mc2.powf(-0.5);
     let g = p.m1 * e.phi.sin() * r;
-    let rel_r = POW_ULP * 2.0 * rsqrt_t.unit_roundoff() + 0.5 * d1mc2 / one_mc2;
+    let rel_r = libm_rel_p(profile, POW_ULP, rsqrt_t) + 0.5 * d1mc2 / one_mc2;
     let extra = match profile.gradient {
         GradientMode::Exact {
             form: ExactForm::Chain,
@@ -239,7 +278,7 @@ fn factor_error(e: &Entry, p: &Params, profile: &Profile, t: Dtype, dphi: f64, u
         | GradientMode::Detached => 0.0,
     };
     p.m1 * e.phi.cos().abs() * r * dphi
-        + g.abs() * (rel_r + (SIN_ULP + BACKWARD_MULS + extra) * 2.0 * u)
+        + g.abs() * (rel_r + libm_rel_p(profile, SIN_ULP, t) + (BACKWARD_MULS + extra) * 2.0 * u)
 }
 
 /// Error of the round trip cos(acos c) and of its derivative sin θ / sqrt(1 − c²) as T
@@ -247,7 +286,7 @@ fn factor_error(e: &Entry, p: &Params, profile: &Profile, t: Dtype, dphi: f64, u
 fn round_trip_error(c: f64, t: Dtype) -> (f64, f64) {
     let theta = c.acos();
     let sin_theta = theta.sin();
-    let fwd = ACOS_ULP * t.ulp(theta) * sin_theta.abs() + COS_ULP * t.ulp(c);
+    let fwd = libm_abs(ACOS_ULP, t, theta) * sin_theta.abs() + libm_abs(COS_ULP, t, c);
     let (d1mc2, one_mc2) = one_minus_c2_error(c, t);
     let rel_sqrt = if one_mc2 > 0.0 {
         0.5 * d1mc2 / one_mc2
@@ -259,8 +298,7 @@ fn round_trip_error(c: f64, t: Dtype) -> (f64, f64) {
     } else {
         0.0
     };
-    let u = t.unit_roundoff();
-    let grad = cot * ACOS_ULP * t.ulp(theta) + rel_sqrt + (SIN_ULP + POW_ULP) * 2.0 * u;
+    let grad = cot * libm_abs(ACOS_ULP, t, theta) + rel_sqrt + libm_rel(SIN_ULP + POW_ULP, t);
     (fwd, grad)
 }
 
@@ -304,15 +342,16 @@ fn sin_theta_factor_error(
     dphi: f64,
     u: f64,
 ) -> f64 {
-    let st = t.round(e.theta).sin();
+    let st = margin::op_dtype(profile, t).round(e.theta).sin();
     if st == 0.0 {
         // θ̂ = 0 exactly (c = 1): sin 0 = 0 in every implementation; the pole value is exact.
         return 0.0;
     }
     let r = 1.0 / st.abs();
     let g = p.m1 * e.phi.sin() * r;
-    let rel = (e.theta.cos() / st).abs() * theta_error(e, profile, t) + SIN_ULP * 2.0 * u;
-    p.m1 * e.phi.cos().abs() * r * dphi + g.abs() * (rel + (SIN_ULP + BACKWARD_MULS) * 2.0 * u)
+    let rel = (e.theta.cos() / st).abs() * theta_error(e, profile, t) + libm_rel(SIN_ULP, t);
+    p.m1 * e.phi.cos().abs() * r * dphi
+        + g.abs() * (rel + libm_rel(SIN_ULP, t) + BACKWARD_MULS * 2.0 * u)
 }
 
 /// Budget of a non-target (or ignored-row) element: forward `s·x`, backward `s·top_diff`.

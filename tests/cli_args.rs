@@ -107,7 +107,7 @@ fn bad_inputs_of_every_command_exit_2_with_one_line() {
     let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
         (vec!["check", "--allow", "nonesuch", golden], vec!["--allow \"nonesuch\"", "unknown deviation"]),
         (vec!["generate", "--profile", "nonesuch", "-o", &out], vec!["--profile", "nonesuch"]),
-        (vec!["generate", "--dtype", "f16", "-o", &out], vec!["--dtype \"f16\": expected f32 or f64"]),
+        (vec!["generate", "--dtype", "f128", "-o", &out], vec!["--dtype \"f128\": expected f64, f32, f16 or bf16"]),
         (vec!["generate", "--inputs", "gaussian", "-o", &out], vec!["--inputs \"gaussian\""]),
         (vec!["generate", "--top-diff", "zeros", "-o", &out], vec!["--top-diff \"zeros\""]),
         (vec!["generate", "--params", "1,0.5", "-o", &out], vec!["--params \"1,0.5\"", "expected 3"]),
@@ -118,7 +118,7 @@ fn bad_inputs_of_every_command_exit_2_with_one_line() {
         (vec!["plot", "--profile", "nonesuch", "--force", "-o", &exists], vec!["--profile", "nonesuch"]),
         (vec!["plot", "-o", &exists], vec![&exists, "exists; pass --force"]),
         (vec!["kinks", "--profile", "nonesuch"], vec!["nonesuch"]),
-        (vec!["kinks", "--dtype", "f16"], vec!["--dtype \"f16\""]),
+        (vec!["kinks", "--dtype", "f128"], vec!["--dtype \"f128\""]),
         (vec!["kinks", "--params", "1,0.5"], vec!["--params", "three numbers"]),
         (vec!["loss", "--input", &d_mismatch], vec![&d_mismatch, "field \"weights\"", "D = 4"]),
         (vec!["loss", "--input", &no_arrays], vec![&no_arrays, "needs arrays \"cos\""]),

@@ -175,7 +175,11 @@ fn exit_codes_pass_fail_and_allow() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("deviation non-finite-output"));
     let out = bin()
-        .args(["check", "--allow", "non-finite-output"])
+        .args([
+            "check",
+            "--allow",
+            "non-finite-output,constant-rounded-wrong-side",
+        ])
         .arg(&f)
         .output()
         .unwrap();

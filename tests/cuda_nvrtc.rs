@@ -7,7 +7,7 @@ use combined_margin::cuda::device::{self, CudaError};
 use std::io::Write;
 
 /// Panics with the reason when NVRTC is not loadable (the test was asked to run).
-fn require_nvrtc(test: &str) {
+pub fn require_nvrtc(test: &str) {
     if !device::nvrtc_present() {
         panic!("{test}: needs NVRTC: {}", CudaError::NvrtcAbsent);
     }

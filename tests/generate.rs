@@ -27,6 +27,7 @@ fn spec(
         n,
         c,
         dtype,
+        input_grid: None,
         seed: 42,
         inputs,
         top_diff: TopDiff::Uniform,

@@ -17,8 +17,8 @@ fn every_golden_case_agrees_or_carries_its_expected_deviations() {
     let set = conformance::golden_set(Some(&golden_dir())).expect("golden set");
     assert_eq!(
         set.dumps.len(),
-        24,
-        "the shipped golden dumps (6 Caffe, 2 MXNet, 10 PyTorch, 2 OneFlow, 4 SpeechBrain)"
+        33,
+        "the shipped golden dumps (6 Caffe, 2 MXNet, 10 PyTorch, 2 OneFlow, 4 SpeechBrain, 9 PyTorch half)"
     );
     let c = conformance::run(&set).expect("golden cases check");
     println!(

@@ -13,6 +13,7 @@ mod fingerprint;
 mod generate;
 mod golden;
 mod gradcheck;
+mod half_precision;
 mod independent;
 mod layer;
 mod mutants;

@@ -47,7 +47,7 @@ fn expect_err(bytes: &[u8], field: &str, words: &[&str]) -> FixtureError {
 }
 
 /// An NPY 1.0 array with a hand-written header and `data` bytes.
-fn npy(header: &str, data: &[u8]) -> Vec<u8> {
+pub fn npy(header: &str, data: &[u8]) -> Vec<u8> {
     let mut h = header.to_string();
     while !(10 + h.len() + 1).is_multiple_of(64) {
         h.push(' ');
@@ -60,7 +60,7 @@ fn npy(header: &str, data: &[u8]) -> Vec<u8> {
     out
 }
 
-fn zip_of(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
+pub fn zip_of(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
     let mut z = zip::ZipWriter::new(Cursor::new(Vec::new()));
     let o =
         zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
@@ -245,6 +245,7 @@ fn generated_fixture_round_trips_bit_for_bit() {
             n: 80,
             c: 6,
             dtype,
+            input_grid: None,
             seed: 3,
             inputs,
             top_diff: TopDiff::Uniform,
@@ -300,6 +301,7 @@ fn filled_in_outputs_round_trip_through_the_writer() {
         n: 5,
         c: 4,
         dtype: Dtype::F64,
+        input_grid: None,
         seed: 11,
         inputs: Inputs::Uniform,
         top_diff: TopDiff::Ones,
@@ -459,7 +461,7 @@ fn refuses_malformed_files_with_located_errors() {
     expect_err(
         &zip_of(&[("cos.npy", ints)]),
         "cos",
-        &["not float32 or float64"],
+        &["not float16, float32 or float64"],
     );
     let garbage = npy(
         "{'descr': '<f8', 'shape': (1, 1), 'fortran_order': Maybe}",

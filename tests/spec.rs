@@ -22,3 +22,27 @@ fn spec_kink_table_is_current() {
         "regenerate with `cargo run --release -- kinks`"
     );
 }
+
+/// SPEC.md §4.3, the half-precision degeneracy tables, are `degeneracy::table`'s output
+/// (what `cmargin kinks --dtype f16|bf16` prints after the kink table).
+#[test]
+fn spec_degeneracy_tables_are_current() {
+    let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/SPEC.md")).unwrap();
+    for dt in [Dtype::F16, Dtype::BF16] {
+        let begin = format!("<!-- degeneracy-table-{dt}:begin -->\n");
+        let end_marker = format!("<!-- degeneracy-table-{dt}:end -->");
+        let start = spec
+            .find(&begin)
+            .unwrap_or_else(|| panic!("SPEC.md has a {begin:?} marker"))
+            + begin.len();
+        let end = spec
+            .find(&end_marker)
+            .unwrap_or_else(|| panic!("SPEC.md has a {end_marker:?} marker"));
+        let want = combined_margin::degeneracy::table(&Profile::presets(), &PAPER_CONFIGS, &[dt]);
+        assert_eq!(
+            &spec[start..end],
+            want,
+            "regenerate with `cargo run --release -- kinks --dtype {dt}`"
+        );
+    }
+}

@@ -231,7 +231,8 @@ pub fn out_array<'py>(
     let dim = ndarray::IxDyn(shape);
     let err = |e: ndarray::ShapeError| PyValueError::new_err(e.to_string());
     Ok(match dtype {
-        Dtype::F32 => {
+        // Half values are exact in f32 (numpy has no bf16): returned as float32.
+        Dtype::F32 | Dtype::F16 | Dtype::BF16 => {
             let v: Vec<f32> = values.into_iter().map(|x| x as f32).collect();
             ndarray::ArrayD::from_shape_vec(dim, v)
                 .map_err(err)?

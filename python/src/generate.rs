@@ -234,6 +234,7 @@ pub fn generate(
             inputs,
             top_diff,
             ignore_every,
+            input_grid: None,
         };
         let gen = g::generate(&spec).map_err(|e| PyValueError::new_err(format!("{label}: {e}")))?;
         Ok(Fixture { g: gen })

@@ -44,12 +44,22 @@ pub struct Budget {
 }
 
 /// Relative error of one element of y = x / sqrt(Σx² + eps) computed in `t` with rows of length d.
+/// The sum of squares is a length-d accumulation ([`gamma`]).
 pub fn normalized_rel(d: usize, t: Dtype) -> f64 {
-    (DOT_GAMMA * d as f64 / 2.0 + NORM_ROUNDINGS) * t.unit_roundoff()
+    gamma(d, t) / 2.0 + NORM_ROUNDINGS * t.unit_roundoff()
 }
 
+/// γ_n of a length-n sum or dot product. The half types accumulate in f32 and round the
+/// result once to storage (PyTorch's opmath reductions, SPEC.md §5.5): γ_n(f32) + u_T. A
+/// reduction accumulated in half itself (a hand-written `__half` kernel) would need n·u_T,
+/// 256× (f16) or 32768× (bf16) more per term, which this budget does not grant.
 fn gamma(n: usize, t: Dtype) -> f64 {
-    DOT_GAMMA * n as f64 * t.unit_roundoff()
+    match t {
+        Dtype::F32 | Dtype::F64 => DOT_GAMMA * n as f64 * t.unit_roundoff(),
+        Dtype::F16 | Dtype::BF16 => {
+            DOT_GAMMA * n as f64 * Dtype::F32.unit_roundoff() + t.unit_roundoff()
+        }
+    }
 }
 
 fn half_ulp(t: Dtype, x: f64) -> f64 {

@@ -21,9 +21,13 @@ pub struct Args {
     /// "N,C". Default 16,10; with --inputs edges, enough rows for the whole catalogue.
     #[arg(long, allow_hyphen_values = true)]
     shape: Option<String>,
-    /// f32 or f64: the precision the implementation under test runs in.
+    /// f64, f32, f16 or bf16: the precision the implementation under test runs in.
     #[arg(long, default_value = "f32")]
     dtype: String,
+    /// Round the cos inputs to a narrower grid (f16, bf16; f32 under --dtype f64), as autocast
+    /// hands an f32 margin f16 matmul outputs. Default: the dtype's own grid.
+    #[arg(long)]
+    input_grid: Option<String>,
     /// Seed of the splitmix64 stream every draw comes from (SPEC.md §7.3).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -55,7 +59,14 @@ enum Format {
 pub fn run(a: Args) -> Result<ExitCode, String> {
     let profile = Profile::preset(&a.profile).map_err(|e| format!("--profile: {e}"))?;
     let dtype = Dtype::parse(&a.dtype)
-        .ok_or_else(|| format!("--dtype {:?}: expected f32 or f64", a.dtype))?;
+        .ok_or_else(|| format!("--dtype {:?}: expected f64, f32, f16 or bf16", a.dtype))?;
+    let input_grid = match &a.input_grid {
+        None => None,
+        Some(g) => Some(
+            Dtype::parse(g)
+                .ok_or_else(|| format!("--input-grid {g:?}: expected f32, f16 or bf16"))?,
+        ),
+    };
     let pv: Vec<f64> = list("--params", &a.params, 3)?;
     let mut params = Params::new(pv[0], pv[1], pv[2]);
     if let Some(s) = a.scale {
@@ -106,7 +117,10 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
             (d[0], d[1])
         }
         (None, Inputs::Edges) => {
-            let len = combined_margin::catalogue::edge_cases(&profile, &params, dtype).len();
+            let grid = input_grid.unwrap_or(dtype);
+            let len =
+                combined_margin::fixture::generate::input_catalogue(&profile, &params, dtype, grid)
+                    .len();
             (
                 rows_for(len, a.ignore_every).map_err(|e| e.to_string())?,
                 10,
@@ -121,6 +135,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         n,
         c,
         dtype,
+        input_grid,
         seed: a.seed,
         inputs,
         top_diff,

@@ -1,7 +1,7 @@
 //! `cmargin kinks`: the kink table for the presets and the paper configurations.
 
 use combined_margin::params::PAPER_CONFIGS;
-use combined_margin::{kinks, Dtype, Params, Profile};
+use combined_margin::{degeneracy, kinks, Dtype, Params, Profile};
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
@@ -27,7 +27,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
             .collect::<Result<_, _>>()?
     };
     let dtype = Dtype::parse(&a.dtype)
-        .ok_or_else(|| format!("--dtype {:?}: expected f32 or f64", a.dtype))?;
+        .ok_or_else(|| format!("--dtype {:?}: expected f64, f32, f16 or bf16", a.dtype))?;
     let configs: Vec<(f64, f64, f64)> = match a.params {
         Some(v) => {
             if v.len() != 3 {
@@ -43,5 +43,10 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         None => PAPER_CONFIGS.to_vec(),
     };
     print!("{}", kinks::table(&profiles, &configs, dtype));
+    if dtype != Dtype::F64 {
+        // What the rounding of the constants does in this dtype (SPEC.md §4.3).
+        println!("\nConstants rounded to {dtype} (exact -> rounded, effect; inputs of the {dtype} grid affected):");
+        print!("{}", degeneracy::table(&profiles, &configs, &[dtype]));
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -39,7 +39,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
             .collect::<Result<_, _>>()?,
     };
     let dtype = Dtype::parse(&a.dtype)
-        .ok_or_else(|| format!("--dtype {:?}: expected f32 or f64", a.dtype))?;
+        .ok_or_else(|| format!("--dtype {:?}: expected f64, f32, f16 or bf16", a.dtype))?;
     let p = list::<f64>("--params", &a.params, 3)?;
     let params = Params::new(p[0], p[1], p[2]);
     params.validate().map_err(|e| format!("--params: {e}"))?;
