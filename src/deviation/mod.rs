@@ -1,0 +1,408 @@
+//! Named deviations: where an implementation departs from the semantics it claims.
+//!
+//! A deviation is found by a detector that looks only at the implementation's outputs, the
+//! case's inputs and claims, and the reference; it never consults a list of expected answers.
+//! Each detected deviation carries the elements it accounts for, so that a report can say
+//! whether every out-of-budget element has a named cause (SPEC.md §6).
+//!
+//! The set of kinds is closed ([`Kind::ALL`]); each kind's doc comment is its detector's rule.
+
+use crate::compare::{self, CaseReport, Element, Side};
+use crate::dtype::Dtype;
+use crate::error::Result;
+use crate::fixture::{Dump, FixtureError, LayerCase};
+use crate::profile::Profile;
+use std::collections::HashSet;
+
+mod outputs;
+mod rows;
+mod variants;
+
+use outputs::*;
+use rows::*;
+use variants::*;
+
+/// The closed set of deviation kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// An output is NaN or ±inf although its input (and upstream gradient) is finite.
+    NonFiniteOutput,
+    /// A pass-through entry (non-target column, or any entry of an ignored row that the
+    /// margin did not reach) is not `s·x` forward / `s·top_diff` backward within budget.
+    NonTargetAltered,
+    /// An ignored row was processed: an entry matches the margin transform instead of the
+    /// pass-through, or a non-finite value appears at an entry whose input is in [−1, 1];
+    /// or the dump declares ignored rows that its recording could not execute as the
+    /// original code would (`forward_rows_not_executed`).
+    IgnoreLabelNotHonoured,
+    /// The labelled column is passed through while another column of the row carries the margin.
+    WrongTargetColumn,
+    /// The outputs are a constant multiple k ≠ 1 of the reference (e.g. the scale applied twice).
+    ScaleMismatch,
+    /// Every finite output is representable in a narrower format (f16, bf16) than the dtype,
+    /// and the out-of-budget errors are within that format's rounding.
+    ReducedPrecision,
+    /// The targets match the reference with m1 := 1, m2 := 0 or m3 := 0 (or a pair of these)
+    /// and not with the claimed parameters.
+    MarginTermIgnored,
+    /// The case claims `easy_margin = true`, but the targets follow a policy without it.
+    EasyMarginIgnored,
+    /// At (m1, m2) = (1, 0) the targets match the profile with the algebraic shortcut
+    /// `c − m3` toggled (e.g. computed through acos/cos when the profile promises `c − m3`).
+    IdentityShortcutDiffers,
+    /// The targets match the profile with a different input clamp (none, or ε ∈ {0, 1e-5, 1e-4, 1e-3}).
+    InputClampDiffers,
+    /// The targets match the profile with θ in the other precision (native vs f32). In f64,
+    /// also when within budget but the errors are ≥ 1000× smaller under the other precision.
+    ThetaPrecisionDiffers,
+    /// The targets match the profile with a different angle policy (raw, clamp, th/mm).
+    AnglePolicyDiffers,
+    /// The backward targets match the profile with a different factor clip.
+    FactorClipDiffers,
+    /// The backward targets equal `s·top_diff` (factor 1) while the profile's factor differs.
+    GradientDetached,
+    /// The backward targets match the negated reference.
+    GradientSignFlipped,
+    /// The backward targets match a different gradient mode (exact, formula at the clamped
+    /// values, f32 rsqrt).
+    GradientModeDiffers,
+    /// The outputs match the profile with the acos/cos round trip placed differently (on the
+    /// fallback branch, on non-target entries).
+    RoundTripDiffers,
+    /// The targets match the profile with the margin parameters held in another precision
+    /// (f32 parameters in an f64 computation).
+    ParamPrecisionDiffers,
+    /// Rows without a target follow another label policy (e.g. −1 rows given the non-target
+    /// treatment, or out-of-range labels ignored).
+    LabelPolicyDiffers,
+    /// The targets match the reference with m2 := radians(m2): the margin was given in
+    /// degrees and converted (or the other way round).
+    MarginUnits,
+    /// One side carries the scale and the other does not: the forward matches with s and the
+    /// backward with s = 1, or the reverse.
+    ScaleMissingOneSide,
+    /// The dtype is f64 but every output is an f32 value and the case passes as an f32
+    /// implementation: the computation ran in f32.
+    ComputedInF32,
+    /// The outputs fit a profile two or more policy axes away from the claimed one; the
+    /// detail says "behaves like X except Y".
+    PolicyDiffers,
+    /// A threshold or clamp constant of the profile, rounded to the dtype, lies on the wrong
+    /// side of its exact value, and target inputs of the case fall between the two (the th/mm
+    /// threshold sends them to the other branch; a clamp bound rounded to ±1 leaves the pole
+    /// unclamped), where the outputs follow the rounded constant (`crate::degeneracy`).
+    ConstantRoundedWrongSide,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 24] = [
+        Kind::NonFiniteOutput,
+        Kind::NonTargetAltered,
+        Kind::IgnoreLabelNotHonoured,
+        Kind::WrongTargetColumn,
+        Kind::ScaleMismatch,
+        Kind::ReducedPrecision,
+        Kind::MarginTermIgnored,
+        Kind::EasyMarginIgnored,
+        Kind::IdentityShortcutDiffers,
+        Kind::InputClampDiffers,
+        Kind::ThetaPrecisionDiffers,
+        Kind::AnglePolicyDiffers,
+        Kind::FactorClipDiffers,
+        Kind::GradientDetached,
+        Kind::GradientSignFlipped,
+        Kind::GradientModeDiffers,
+        Kind::RoundTripDiffers,
+        Kind::ParamPrecisionDiffers,
+        Kind::LabelPolicyDiffers,
+        Kind::MarginUnits,
+        Kind::ScaleMissingOneSide,
+        Kind::ComputedInF32,
+        Kind::PolicyDiffers,
+        Kind::ConstantRoundedWrongSide,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::NonFiniteOutput => "non-finite-output",
+            Kind::NonTargetAltered => "non-target-altered",
+            Kind::IgnoreLabelNotHonoured => "ignore-label-not-honoured",
+            Kind::WrongTargetColumn => "wrong-target-column",
+            Kind::ScaleMismatch => "scale-mismatch",
+            Kind::ReducedPrecision => "reduced-precision",
+            Kind::MarginTermIgnored => "margin-term-ignored",
+            Kind::EasyMarginIgnored => "easy-margin-ignored",
+            Kind::IdentityShortcutDiffers => "identity-shortcut-differs",
+            Kind::InputClampDiffers => "input-clamp-differs",
+            Kind::ThetaPrecisionDiffers => "theta-precision-differs",
+            Kind::AnglePolicyDiffers => "angle-policy-differs",
+            Kind::FactorClipDiffers => "factor-clip-differs",
+            Kind::GradientDetached => "gradient-detached",
+            Kind::GradientSignFlipped => "gradient-sign-flipped",
+            Kind::GradientModeDiffers => "gradient-mode-differs",
+            Kind::RoundTripDiffers => "round-trip-differs",
+            Kind::ParamPrecisionDiffers => "param-precision-differs",
+            Kind::LabelPolicyDiffers => "label-policy-differs",
+            Kind::MarginUnits => "margin-units",
+            Kind::ScaleMissingOneSide => "scale-missing-one-side",
+            Kind::ComputedInF32 => "computed-in-f32",
+            Kind::PolicyDiffers => "policy-differs",
+            Kind::ConstantRoundedWrongSide => "constant-rounded-wrong-side",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An element key: side and flat row-major index.
+pub type Key = (Side, usize);
+
+/// One detected deviation.
+#[derive(Clone, Debug)]
+pub struct Deviation {
+    pub kind: Kind,
+    /// What was found, with numbers, for people.
+    pub detail: String,
+    /// The out-of-budget elements this deviation accounts for.
+    pub explains: HashSet<Key>,
+}
+
+/// What a dump declares about its own recording, beyond the outputs.
+#[derive(Clone, Debug, Default)]
+pub struct Declared {
+    /// Rows whose forward the recording harness did not execute (Caffe GPU emulation).
+    pub forward_rows_not_executed: Vec<usize>,
+}
+
+/// The full check of one case: comparison, deviations, and what is left unexplained.
+#[derive(Clone, Debug)]
+pub struct CaseCheck {
+    pub report: CaseReport,
+    pub deviations: Vec<Deviation>,
+    /// Out-of-budget elements no deviation accounts for.
+    pub unexplained: Vec<Element>,
+}
+
+/// A case's verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every element within budget, no deviation.
+    Pass,
+    /// Within budget everywhere, but deviations were detected (e.g. non-finite outputs the
+    /// profile predicts).
+    Deviates,
+    /// Some element is out of budget.
+    Fail,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Pass => "PASS",
+            Verdict::Deviates => "DEVIATES",
+            Verdict::Fail => "FAIL",
+        }
+    }
+}
+
+impl CaseCheck {
+    pub fn verdict(&self) -> Verdict {
+        if !self.report.passed() {
+            Verdict::Fail
+        } else if !self.deviations.is_empty() {
+            Verdict::Deviates
+        } else {
+            Verdict::Pass
+        }
+    }
+
+    pub fn kinds(&self) -> Vec<Kind> {
+        let mut k: Vec<Kind> = self.deviations.iter().map(|d| d.kind).collect();
+        k.sort();
+        k.dedup();
+        k
+    }
+
+    /// Accepted when every out-of-budget element is explained and every detected kind is in `allowed`.
+    pub fn accepted_with(&self, allowed: &[Kind]) -> bool {
+        self.unexplained.is_empty() && self.deviations.iter().all(|d| allowed.contains(&d.kind))
+    }
+}
+
+/// Compares `case` with `profile` and runs every detector.
+pub fn check(
+    case: &LayerCase,
+    profile: &Profile,
+    dtype: Dtype,
+    declared: &Declared,
+) -> Result<CaseCheck> {
+    let report = compare::compare(case, profile, dtype)?;
+    let deviations = detect(case, &report, declared)?;
+    let explained: HashSet<Key> = deviations
+        .iter()
+        .flat_map(|d| d.explains.iter().copied())
+        .collect();
+    let unexplained = report
+        .failing()
+        .filter(|e| !explained.contains(&(e.side, e.index(report.c))))
+        .copied()
+        .collect();
+    Ok(CaseCheck {
+        report,
+        deviations,
+        unexplained,
+    })
+}
+
+fn key(e: &Element, c: usize) -> Key {
+    (e.side, e.index(c))
+}
+
+/// Runs every detector on a comparison already made. Order matters only for attribution:
+/// structural causes (scale, precision, rows, columns) are found first, and the policy
+/// variants are asked only about the target failures left over.
+pub fn detect(case: &LayerCase, r: &CaseReport, declared: &Declared) -> Result<Vec<Deviation>> {
+    let mut out = Vec::new();
+    out.extend(non_finite_output(r));
+    out.extend(scale_mismatch(r));
+    out.extend(scale_one_side(case, r)?);
+    out.extend(reduced_precision(r));
+    out.extend(computed_in_f32(case, r)?);
+    out.extend(ignore_label(case, r, declared));
+    out.extend(wrong_target_column(case, r));
+    let taken: HashSet<Key> = out
+        .iter()
+        .filter(|d| {
+            matches!(
+                d.kind,
+                Kind::IgnoreLabelNotHonoured
+                    | Kind::WrongTargetColumn
+                    | Kind::ScaleMismatch
+                    | Kind::ScaleMissingOneSide
+                    | Kind::ReducedPrecision
+                    | Kind::ComputedInF32
+            )
+        })
+        .flat_map(|d| d.explains.iter().copied())
+        .collect();
+    out.extend(non_target_altered(case, r, &taken));
+    let taken: HashSet<Key> = out
+        .iter()
+        .flat_map(|d| d.explains.iter().copied())
+        .collect();
+    out.extend(target_variant(case, r, &taken)?);
+    out.extend(easy_margin_claim(case, r, &out)?);
+    out.extend(theta_closer_fit(case, r)?);
+    let taken: HashSet<Key> = out
+        .iter()
+        .flat_map(|d| d.explains.iter().copied())
+        .collect();
+    out.extend(nearest_point(case, r, &taken)?);
+    out.extend(crate::degeneracy::wrong_side_deviation(r));
+    Ok(out)
+}
+
+fn example(r: &CaseReport, e: &Element) -> String {
+    r.describe(e)
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    Some(v[v.len() / 2])
+}
+
+/// Checks every case of a dump: under `profile`, or under the profile SPEC.md §6 maps the
+/// dump's implementation to (per case, as `easy_margin` selects). Returns one result per
+/// case, in file order; errors are located by file, case and field.
+pub fn check_dump(
+    dump: &Dump,
+    profile: Option<&Profile>,
+) -> std::result::Result<Vec<CaseCheck>, FixtureError> {
+    let per_case: Option<Vec<Profile>> = profile.map(|p| vec![p.clone(); dump.cases.len()]);
+    check_dump_per_case(dump, per_case.as_deref())
+}
+
+/// [`check_dump`] with one profile per case (`--profile auto` on a file whose parameter sets
+/// take different code paths), or the mapped profile where `profiles` is `None`.
+pub fn check_dump_per_case(
+    dump: &Dump,
+    profiles: Option<&[Profile]>,
+) -> std::result::Result<Vec<CaseCheck>, FixtureError> {
+    dump.cases
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            let profile = profiles.and_then(|ps| ps.get(i));
+            let case = dump.layer_view(raw)?;
+            let declared = Declared {
+                forward_rows_not_executed: raw.indices_opt("forward_rows_not_executed", case.n)?,
+            };
+            let prof = match profile {
+                Some(p) => p.clone(),
+                None => crate::profile::mapped_profile(&dump.implementation, case.easy_margin).ok_or_else(|| {
+                    FixtureError::new(
+                        &dump.file,
+                        format!(
+                            "no profile is mapped to implementation {:?} (SPEC.md §6); pass --profile NAME",
+                            dump.implementation
+                        ),
+                    )
+                    .in_field("implementation")
+                })?,
+            };
+            // A case may declare that it computed in a narrower dtype than its file
+            // (`compute_dtype`: SpeechBrain's `outputs.float()`); then its inputs were rounded
+            // to that dtype on the way in, and it is checked as an implementation in it.
+            let (case, dtype) = match raw.dtype_opt("compute_dtype")? {
+                Some(d) if d.unit_roundoff() > dump.dtype.unit_roundoff() => {
+                    (case.rounded_inputs(d), d)
+                }
+                Some(_) | None => (case, dump.dtype),
+            };
+            check(&case, &prof, dtype, &declared).map_err(|e| {
+                let field = match e {
+                    crate::Error::LabelOutOfRange { .. } => "labels",
+                    crate::Error::ShapeMismatch { .. } => "shape",
+                    crate::Error::InvalidParam { .. } => "params",
+                    _ => "cases",
+                };
+                FixtureError::new(&dump.file, e.to_string())
+                    .in_case(&case.name)
+                    .in_field(field)
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_names_round_trip() {
+        for k in Kind::ALL {
+            assert_eq!(Kind::parse(k.name()), Some(k));
+        }
+    }
+
+    #[test]
+    fn representable_formats() {
+        assert!(representable(1.0, 11, -14, 65504.0));
+        assert!(representable(1.0 + 1.0 / 1024.0, 11, -14, 65504.0));
+        assert!(!representable(1.0 + 1.0 / 2048.0, 11, -14, 65504.0));
+        assert!(!representable(70000.0, 11, -14, 65504.0));
+        assert!(representable(2f64.powi(-24), 11, -14, 65504.0));
+        assert!(!representable(1.5 * 2f64.powi(-24), 11, -14, 65504.0));
+    }
+}
