@@ -25,6 +25,7 @@ pub mod pipeline;
 pub mod plot;
 pub mod profile;
 pub mod rng;
+pub mod sweep;
 pub mod tolerance;
 
 pub use dtype::Dtype;

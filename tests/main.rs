@@ -18,4 +18,5 @@ mod pipeline_golden;
 mod plot;
 mod properties;
 mod spec;
+mod sweep;
 mod tolerance_teeth;

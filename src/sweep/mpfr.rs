@@ -1,0 +1,259 @@
+//! The f64 reference checked in arbitrary precision (cargo feature `mpfr`, SPEC.md §5.5).
+//!
+//! A sweep trusts `margin::eval_with` as the truth. This module measures how far that truth
+//! is from the exact value of the same profile: every operation of `eval_with` redone in
+//! 256-bit MPFR (rug), with the profile's decisions (domain clamp, th/mm threshold, pole
+//! rule) taken on the same f64 values, so that the two evaluate the same piecewise function.
+//! Quantities the profile itself defines in f32 are f32 on both sides: θ rounded to f32
+//! (`ThetaPrecision::F32`: the exact θ rounded to f32 must equal the reference's, else the
+//! input counts as a θ flip and the reference's θ is used downstream) and Caffe GPU's f32
+//! `powf(1 − c², −½)` (taken from the reference: it is an f32 operation, not f64 accuracy).
+//!
+//! Per input the reference's error is measured two ways:
+//!
+//! ```text
+//! ulp      = |ref − exact| / ulp_f64(exact)                (f64 ulps of the result)
+//! fraction = |ref − exact| / budget_T(ref)                 (T = f32 and f64, SPEC.md §5.1)
+//! ```
+//!
+//! The fraction is the share of an element's budget that the reference's own error takes:
+//! the tolerance model treats the reference as exact, and this is what that costs.
+
+use crate::catalogue::{edge_cases, next_float};
+use crate::dtype::Dtype;
+use crate::kinks::kinks;
+use crate::margin::{self, Branch, Constants, Entry};
+use crate::params::Params;
+use crate::profile::{AnglePolicy, GradientMode, PoleRule, Profile, ThetaPrecision};
+use crate::tolerance::target_budget_for;
+use rug::Float;
+
+/// Bits of the exact evaluation.
+pub const PREC: u32 = 256;
+
+fn fl(x: f64) -> Float {
+    Float::with_val(PREC, x)
+}
+
+/// The exact entry of a profile at one input, next to the reference's.
+#[derive(Clone, Debug)]
+pub struct Exact {
+    pub out: Float,
+    pub factor: Float,
+    /// The exact θ rounds to a different f32 than the reference's `acos(c) as f32`.
+    pub theta_flip: bool,
+    /// The exact φ is clamped where the reference's is not, or the reverse.
+    pub branch_flip: bool,
+}
+
+/// `margin::eval_with` in 256-bit arithmetic (see the module doc for what is shared with the
+/// reference `r`, which must be `eval_with(c, p, profile, k)`).
+pub fn eval_exact(c: f64, p: &Params, profile: &Profile, k: &Constants, r: &Entry) -> Exact {
+    let (c_eff, domain_clamped) = if c < k.c_lo {
+        (k.c_lo, true)
+    } else if c > k.c_hi {
+        (k.c_hi, true)
+    } else {
+        (c, false)
+    };
+    let clip = |g: Float| match profile.factor_clip {
+        Some((lo, hi)) => {
+            if g > hi {
+                fl(hi)
+            } else if g < lo {
+                fl(lo)
+            } else {
+                g
+            }
+        }
+        None => g,
+    };
+    let linear_g = match profile.gradient {
+        GradientMode::Exact { .. } if domain_clamped => 0.0,
+        GradientMode::Exact { .. }
+        | GradientMode::FormulaAtClamped { .. }
+        | GradientMode::Detached => 1.0,
+    };
+    let (m1, m2, m3) = (fl(p.m1), fl(p.m2), fl(p.m3));
+    let done = |out: Float, g: Float, theta_flip, branch_flip| Exact {
+        out,
+        factor: clip(g),
+        theta_flip,
+        branch_flip,
+    };
+
+    if profile.shortcut && p.is_angle_identity() {
+        return done(fl(c_eff) - &m3, fl(linear_g), false, false);
+    }
+
+    let theta_exact = fl(c_eff).acos();
+    let (theta, theta_flip) = match profile.theta {
+        ThetaPrecision::Native => (theta_exact, false),
+        ThetaPrecision::F32 => {
+            let t32 = theta_exact.to_f32() as f64;
+            let same = t32 == r.theta || (t32.is_nan() && r.theta.is_nan());
+            (fl(r.theta), !same)
+        }
+    };
+    let phi_raw = Float::with_val(PREC, &m1 * &theta) + &m2;
+
+    if let Some(th) = k.threshold {
+        if c_eff <= th {
+            let easy = matches!(
+                profile.angle,
+                AnglePolicy::ThresholdFallback { easy_margin: true }
+            );
+            let out = if easy {
+                fl(c_eff)
+            } else {
+                let mm = Float::with_val(PREC, &m2 * m2.clone().sin());
+                fl(c_eff) - mm - &m3
+            };
+            return done(out, fl(linear_g), theta_flip, r.branch != Branch::Fallback);
+        }
+    }
+
+    let phi = if phi_raw.is_nan() {
+        phi_raw.clone()
+    } else if phi_raw < k.phi_lo {
+        fl(k.phi_lo)
+    } else if phi_raw > k.phi_hi {
+        fl(k.phi_hi)
+    } else {
+        phi_raw.clone()
+    };
+    let angle_clamped = !phi_raw.is_nan() && phi != phi_raw;
+    let branch_flip = angle_clamped != r.angle_clamped || r.branch != Branch::Margin;
+    let out = phi.clone().cos() - &m3;
+
+    let formula = |rsqrt_f32: bool, rule: PoleRule| -> Float {
+        let s = phi.clone().sin();
+        if rsqrt_f32 {
+            // Caffe GPU's f32 powf, as the reference computes it (an inf at c~ = ±1 stays).
+            return Float::with_val(PREC, &m1 * &s) * margin::inv_sin_theta(c_eff, true);
+        }
+        let one_minus = (fl(1.0) - c_eff) * (fl(1.0) + c_eff);
+        if one_minus.is_zero() {
+            return match rule {
+                PoleRule::Ieee => Float::with_val(PREC, &m1 * &s) * f64::INFINITY,
+                PoleRule::Limit => {
+                    let phi_abs = phi.clone().abs().to_f64().max(1.0);
+                    if s.clone().abs() <= 4.0 * f64::EPSILON * phi_abs {
+                        Float::with_val(PREC, &m1 * &m1) * phi.clone().cos() / theta.clone().cos()
+                    } else if s.is_sign_negative() {
+                        fl(f64::NEG_INFINITY)
+                    } else {
+                        fl(f64::INFINITY)
+                    }
+                }
+            };
+        }
+        Float::with_val(PREC, &m1 * &s) / one_minus.sqrt()
+    };
+    let g = match profile.gradient {
+        GradientMode::Detached => fl(1.0),
+        GradientMode::Exact { .. } if domain_clamped || angle_clamped => fl(0.0),
+        GradientMode::Exact { pole } => formula(false, pole),
+        GradientMode::FormulaAtClamped { rsqrt_f32 } => formula(rsqrt_f32, PoleRule::Ieee),
+    };
+    done(out, g, theta_flip, branch_flip)
+}
+
+/// Error of an f64 `got` against an exact value: (f64 ulps of the exact value, absolute).
+/// Equal non-finite values give 0; a non-finite mismatch gives +inf.
+pub fn error(got: f64, exact: &Float) -> (f64, f64) {
+    let e = exact.to_f64();
+    if !got.is_finite() || !exact.is_finite() {
+        let same = (got.is_nan() && exact.is_nan()) || got == e;
+        return if same {
+            (0.0, 0.0)
+        } else {
+            (f64::INFINITY, f64::INFINITY)
+        };
+    }
+    let diff = (Float::with_val(PREC, exact - got)).abs().to_f64();
+    (diff / Dtype::F64.ulp(e), diff)
+}
+
+/// The inputs of the check for one (profile, params, dtype): the edge catalogue in f32 and
+/// f64, and around every kink the 256 nearest floats of the dtype on each side plus points
+/// at distances 2^−k (k = 1 … 52) on each side; sorted, deduplicated.
+pub fn inputs(profile: &Profile, p: &Params, dtype: Dtype) -> Vec<f64> {
+    let mut v = edge_cases(profile, p, Dtype::F32);
+    v.extend(edge_cases(profile, p, Dtype::F64));
+    for kk in kinks(profile, p, dtype) {
+        let c = dtype.round(kk.c);
+        for dir in [-1, 1] {
+            let mut x = c;
+            for _ in 0..256 {
+                x = next_float(x, dtype, dir);
+                v.push(x);
+            }
+            for e in 1..=52 {
+                v.push(dtype.round(c + dir as f64 * 2f64.powi(-e)));
+            }
+        }
+        v.push(c);
+    }
+    v.retain(|x| x.is_finite());
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.dedup_by(|a, b| a.to_bits() == b.to_bits());
+    v
+}
+
+/// The worst error of the reference over a set of inputs, and where.
+#[derive(Clone, Debug, Default)]
+pub struct Bound {
+    pub inputs: u64,
+    /// (value, c, params) of each maximum.
+    pub fwd_ulp: (f64, f64, Option<Params>),
+    pub bwd_ulp: (f64, f64, Option<Params>),
+    /// Largest share of an f64 / f32 budget the reference's error takes (forward, backward).
+    pub fwd_frac_f64: f64,
+    pub bwd_frac_f64: f64,
+    pub fwd_frac_f32: f64,
+    pub bwd_frac_f32: f64,
+    pub theta_flips: u64,
+    pub branch_flips: u64,
+}
+
+fn offer(m: &mut (f64, f64, Option<Params>), v: f64, c: f64, p: &Params) {
+    if v > m.0 || m.2.is_none() {
+        *m = (v, c, Some(*p));
+    }
+}
+
+/// Checks the reference of `profile` at `p` (its constants rounded to `dtype`) on
+/// [`inputs`], folding the errors into `b`.
+pub fn check(profile: &Profile, p: &Params, dtype: Dtype, b: &mut Bound) {
+    let k = Constants::new(profile, p, dtype);
+    for c in inputs(profile, p, dtype) {
+        let r = margin::eval_with(c, p, profile, &k);
+        let x = eval_exact(c, p, profile, &k, &r);
+        b.inputs += 1;
+        b.theta_flips += x.theta_flip as u64;
+        b.branch_flips += x.branch_flip as u64;
+        if x.theta_flip || x.branch_flip {
+            continue;
+        }
+        let (fu, fa) = error(r.out, &x.out);
+        let (gu, ga) = error(r.factor, &x.factor);
+        offer(&mut b.fwd_ulp, fu, c, p);
+        offer(&mut b.bwd_ulp, gu, c, p);
+        let frac = |err: f64, budget: f64| {
+            if err == 0.0 {
+                0.0
+            } else if budget > 0.0 {
+                err / budget
+            } else {
+                f64::INFINITY
+            }
+        };
+        let b64 = target_budget_for(&r, 1.0, p, profile, Dtype::F64);
+        let b32 = target_budget_for(&r, 1.0, p, profile, Dtype::F32);
+        b.fwd_frac_f64 = b.fwd_frac_f64.max(frac(fa, b64.forward));
+        b.bwd_frac_f64 = b.bwd_frac_f64.max(frac(ga, b64.backward));
+        b.fwd_frac_f32 = b.fwd_frac_f32.max(frac(fa, b32.forward));
+        b.bwd_frac_f32 = b.bwd_frac_f32.max(frac(ga, b32.backward));
+    }
+}
