@@ -413,19 +413,16 @@ mod tests {
     }
 
     #[test]
-    fn ulp_agrees_with_dtype_ulp() {
-        for x in [
-            1.0,
-            0.999_9,
-            1e-3,
-            3.0e-39,
-            0.0,
-            -0.75,
-            1.5e30,
-            2.0f64.powi(-126),
-        ] {
-            assert_eq!(F32Grid.ulp(x), Dtype::F32.ulp(x), "f32 at {x}");
-            assert_eq!(F64Grid.ulp(x), Dtype::F64.ulp(x), "f64 at {x}");
+    fn ulp_is_the_gap_to_the_next_float() {
+        // Independent of the bit arithmetic: the next float up minus the value.
+        for x in [1.0f32, 0.999_9, 1e-3, 3.0e-39, 0.0, 0.75, 1.5e30, f32::MIN_POSITIVE] {
+            let next = f32::from_bits(x.to_bits() + 1);
+            assert_eq!(F32Grid.ulp(x as f64), (next - x) as f64, "f32 at {x}");
+            assert_eq!(F32Grid.ulp(-x as f64), (next - x) as f64, "f32 at -{x}");
+        }
+        for x in [1.0f64, 0.999_9, 1e-300, 0.0, 0.75, 1.5e300, 4e-320] {
+            let next = f64::from_bits(x.to_bits() + 1);
+            assert_eq!(F64Grid.ulp(x), next - x, "f64 at {x}");
         }
     }
 
