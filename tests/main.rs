@@ -19,4 +19,7 @@ mod plot;
 mod properties;
 mod spec;
 mod sweep;
+mod sweep_gpu;
+#[cfg(feature = "mpfr")]
+mod sweep_mpfr;
 mod tolerance_teeth;

@@ -415,7 +415,16 @@ mod tests {
     #[test]
     fn ulp_is_the_gap_to_the_next_float() {
         // Independent of the bit arithmetic: the next float up minus the value.
-        for x in [1.0f32, 0.999_9, 1e-3, 3.0e-39, 0.0, 0.75, 1.5e30, f32::MIN_POSITIVE] {
+        for x in [
+            1.0f32,
+            0.999_9,
+            1e-3,
+            3.0e-39,
+            0.0,
+            0.75,
+            1.5e30,
+            f32::MIN_POSITIVE,
+        ] {
             let next = f32::from_bits(x.to_bits() + 1);
             assert_eq!(F32Grid.ulp(x as f64), (next - x) as f64, "f32 at {x}");
             assert_eq!(F32Grid.ulp(-x as f64), (next - x) as f64, "f32 at -{x}");

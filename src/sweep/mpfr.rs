@@ -159,7 +159,10 @@ pub fn eval_exact(c: f64, p: &Params, profile: &Profile, k: &Constants, r: &Entr
     done(out, g, theta_flip, branch_flip)
 }
 
-/// Error of an f64 `got` against an exact value: (f64 ulps of the exact value, absolute).
+/// Error of an f64 `got` against an exact value, in ulps of f64 taken at max(|exact|, 1):
+/// relative for |exact| ≥ 1, absolute in units of 2^−52 below. (Ulps of the result itself
+/// are unbounded where the exact value is 0 while the reference returns 6e−17, which
+/// cos(π/2 rounded) does: a condition number, not an accuracy.) Returns (that, absolute).
 /// Equal non-finite values give 0; a non-finite mismatch gives +inf.
 pub fn error(got: f64, exact: &Float) -> (f64, f64) {
     let e = exact.to_f64();
@@ -172,7 +175,7 @@ pub fn error(got: f64, exact: &Float) -> (f64, f64) {
         };
     }
     let diff = (Float::with_val(PREC, exact - got)).abs().to_f64();
-    (diff / Dtype::F64.ulp(e), diff)
+    (diff / Dtype::F64.ulp(e.abs().max(1.0)), diff)
 }
 
 /// The inputs of the check for one (profile, params, dtype): the edge catalogue in f32 and
@@ -201,26 +204,44 @@ pub fn inputs(profile: &Profile, p: &Params, dtype: Dtype) -> Vec<f64> {
     v
 }
 
+/// A maximum over inputs and where it is reached.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Worst {
+    pub value: f64,
+    pub c: f64,
+    pub params: Option<Params>,
+}
+
+impl Worst {
+    fn offer(&mut self, v: f64, c: f64, p: &Params) {
+        if v > self.value || self.params.is_none() {
+            *self = Worst {
+                value: v,
+                c,
+                params: Some(*p),
+            };
+        }
+    }
+}
+
 /// The worst error of the reference over a set of inputs, and where.
 #[derive(Clone, Debug, Default)]
 pub struct Bound {
     pub inputs: u64,
-    /// (value, c, params) of each maximum.
-    pub fwd_ulp: (f64, f64, Option<Params>),
-    pub bwd_ulp: (f64, f64, Option<Params>),
-    /// Largest share of an f64 / f32 budget the reference's error takes (forward, backward).
-    pub fwd_frac_f64: f64,
-    pub bwd_frac_f64: f64,
-    pub fwd_frac_f32: f64,
-    pub bwd_frac_f32: f64,
+    /// [`error`]'s ulps, forward and backward, on inputs without a flip.
+    pub fwd_ulp: Worst,
+    pub bwd_ulp: Worst,
+    /// Largest share of an f64 / f32 budget the reference's error takes (every input).
+    pub fwd_share_f64: Worst,
+    pub bwd_share_f64: Worst,
+    pub fwd_share_f32: Worst,
+    pub bwd_share_f32: Worst,
+    /// Inputs where the exact θ rounds to another f32 than the reference's (θ-f32 profiles).
     pub theta_flips: u64,
+    /// Inputs where the exact φ is clamped and the reference's is not, or the reverse.
     pub branch_flips: u64,
-}
-
-fn offer(m: &mut (f64, f64, Option<Params>), v: f64, c: f64, p: &Params) {
-    if v > m.0 || m.2.is_none() {
-        *m = (v, c, Some(*p));
-    }
+    /// Largest share of an f64 budget taken at a flip (included in the shares as well).
+    pub flip_share_f64: f64,
 }
 
 /// Checks the reference of `profile` at `p` (its constants rounded to `dtype`) on
@@ -233,13 +254,15 @@ pub fn check(profile: &Profile, p: &Params, dtype: Dtype, b: &mut Bound) {
         b.inputs += 1;
         b.theta_flips += x.theta_flip as u64;
         b.branch_flips += x.branch_flip as u64;
-        if x.theta_flip || x.branch_flip {
-            continue;
-        }
         let (fu, fa) = error(r.out, &x.out);
         let (gu, ga) = error(r.factor, &x.factor);
-        offer(&mut b.fwd_ulp, fu, c, p);
-        offer(&mut b.bwd_ulp, gu, c, p);
+        // The ulp maxima are the reference's arithmetic error on a shared branch. Where a
+        // decision flips (a rounded θ or φ on the other side of an f32 boundary or a clamp
+        // bound), the values differ by the flip itself; only its share of the budget counts.
+        if !(x.theta_flip || x.branch_flip) {
+            b.fwd_ulp.offer(fu, c, p);
+            b.bwd_ulp.offer(gu, c, p);
+        }
         let frac = |err: f64, budget: f64| {
             if err == 0.0 {
                 0.0
@@ -251,9 +274,15 @@ pub fn check(profile: &Profile, p: &Params, dtype: Dtype, b: &mut Bound) {
         };
         let b64 = target_budget_for(&r, 1.0, p, profile, Dtype::F64);
         let b32 = target_budget_for(&r, 1.0, p, profile, Dtype::F32);
-        b.fwd_frac_f64 = b.fwd_frac_f64.max(frac(fa, b64.forward));
-        b.bwd_frac_f64 = b.bwd_frac_f64.max(frac(ga, b64.backward));
-        b.fwd_frac_f32 = b.fwd_frac_f32.max(frac(fa, b32.forward));
-        b.bwd_frac_f32 = b.bwd_frac_f32.max(frac(ga, b32.backward));
+        b.fwd_share_f64.offer(frac(fa, b64.forward), c, p);
+        b.bwd_share_f64.offer(frac(ga, b64.backward), c, p);
+        b.fwd_share_f32.offer(frac(fa, b32.forward), c, p);
+        b.bwd_share_f32.offer(frac(ga, b32.backward), c, p);
+        if x.theta_flip || x.branch_flip {
+            b.flip_share_f64 = b
+                .flip_share_f64
+                .max(frac(fa, b64.forward))
+                .max(frac(ga, b64.backward));
+        }
     }
 }
