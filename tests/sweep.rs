@@ -332,6 +332,15 @@ fn cli_sweep_writes_json_and_names_bad_input() {
             "--impl \"cuda\"",
         ),
         (vec!["--params", "1,0.5,0", "--dtype", "f16"], "--dtype"),
+        (
+            vec!["--params", "1,0.5,0", "--band", "99999999999"],
+            "--band",
+        ),
+        (
+            vec!["--params", "1,0.5,0", "--kink-ulps", "99999999999"],
+            "--kink-ulps",
+        ),
+        (vec!["--params", "1,0.5,0", "--range", "nan,1"], "--range"),
     ] {
         let out = bin()
             .args(["sweep", "--profile", "recommended"])

@@ -200,6 +200,10 @@ pub struct InputSet {
 /// Default width of the band beyond ±1, in ulps of the grid on each side.
 pub const DEFAULT_BAND: u64 = 1024;
 
+/// Largest band (and kink window) accepted: 2^31 floats a side, far from any overflow of
+/// the ordinal arithmetic (f32 bands are capped at the largest finite float anyway).
+pub const MAX_BAND: u64 = 1 << 31;
+
 impl InputSet {
     /// Every `stride`-th float of `grid` in [−1, 1] (from −1 up, both zeros included when
     /// the stride reaches them) plus `band` consecutive floats beyond each of ±1; or, with
@@ -210,6 +214,11 @@ impl InputSet {
         stride: u64,
         band: u64,
     ) -> crate::Result<InputSet> {
+        if band > MAX_BAND {
+            return Err(crate::Error::Invalid(format!(
+                "--band {band}: at most {MAX_BAND} floats beyond each of -1 and 1"
+            )));
+        }
         if stride == 0 {
             return Err(crate::Error::Invalid(
                 "--stride 0: the stride must be at least 1".into(),

@@ -86,6 +86,13 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         }
         None => None,
     };
+    if a.kink_ulps > grid::MAX_BAND {
+        return Err(format!(
+            "--kink-ulps {}: at most {}",
+            a.kink_ulps,
+            grid::MAX_BAND
+        ));
+    }
     let inputs = grid::InputSet::new(g, range, a.stride, a.band).map_err(|e| e.to_string())?;
     let imp = impls::by_name(&a.imp, &profile, &params, g).map_err(|e| e.to_string())?;
     let mut spec = Spec {
