@@ -354,6 +354,32 @@ fn cli_sweep_writes_json_and_names_bad_input() {
     }
 }
 
+/// Ctrl-C through the real signal path: SIGINT to a running full sweep prints the partial
+/// result and exits 130.
+#[test]
+fn cli_sigint_prints_the_partial_result() {
+    let child = bin()
+        .args(["sweep", "--profile", "recommended", "--params", "1,0.5,0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Long enough for the handler to be installed (a full sweep takes minutes).
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("interrupted: partial result"), "{text}");
+    assert!(text.contains("verdict: interrupted"), "{text}");
+}
+
 /// The complete f32 sweep of one (preset, params): every float of [−1, 1] and the band.
 #[test]
 #[ignore = "needs minutes: the full 2^31 sweep (SPEC.md §10.4 gives its time)"]
