@@ -189,13 +189,16 @@ pub fn kinks(profile: &Profile, p: &Params, dtype: Dtype) -> Vec<Kink> {
             }
             | AnglePolicy::EasyMargin,
             Some(th),
-        ) => push(th, KinkKind::Threshold),
+            // A threshold outside the clamped domain is never crossed: no kink.
+        ) if th >= k.c_lo && th <= k.c_hi => push(th, KinkKind::Threshold),
         (
             AnglePolicy::Threshold {
                 test: ThresholdTest::OnAngle,
             },
             Some(th),
-        ) => push(dtype.round(th.cos()), KinkKind::Threshold),
+        ) if (k.c_lo..=k.c_hi).contains(&dtype.round(th.cos())) => {
+            push(dtype.round(th.cos()), KinkKind::Threshold)
+        }
         (
             AnglePolicy::Threshold { .. }
             | AnglePolicy::EasyMargin

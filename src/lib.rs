@@ -30,6 +30,7 @@ pub mod profile;
 pub mod report;
 pub mod rng;
 pub mod space;
+pub mod sweep;
 pub mod tolerance;
 
 pub use dtype::Dtype;

@@ -185,7 +185,8 @@ pub fn target_budget_for(
                 + libm_abs_p(profile, COS_ULP, t, e.phi.cos())
                 + ROUNDING_ULP * t.ulp(e.out)
                 + PARAM_ULP * t.ulp(p.m3)
-                + p.m2.sin().abs() * dsin_theta;
+                + p.m2.sin().abs() * dsin_theta
+                + monotone_shift_rounding(e, p, profile, t);
 
             let g_err = match profile.gradient {
                 GradientMode::Detached => 0.0,
@@ -236,6 +237,19 @@ pub fn target_budget_for(
                 0.0
             },
         backward: s * top_diff.abs() * g_err + BACKWARD_MULS * ROUNDING_ULP * t.ulp(bwd),
+    }
+}
+
+/// The monotone extension past π subtracts 2k before m3: one more rounding, of
+/// (−1)^k cos φ − 2k (found by the 256-bit check, SPEC.md §5.6: 1.05 of budget without it).
+fn monotone_shift_rounding(e: &Entry, p: &Params, profile: &Profile, t: Dtype) -> f64 {
+    match profile.angle {
+        AnglePolicy::Monotone if e.phi > std::f64::consts::PI => ROUNDING_ULP * t.ulp(e.out + p.m3),
+        AnglePolicy::Monotone
+        | AnglePolicy::Raw
+        | AnglePolicy::Clamp { .. }
+        | AnglePolicy::Threshold { .. }
+        | AnglePolicy::EasyMargin => 0.0,
     }
 }
 

@@ -26,4 +26,8 @@ mod properties;
 mod reader_mutations;
 mod space;
 mod spec;
+mod sweep;
+mod sweep_gpu;
+#[cfg(feature = "mpfr")]
+mod sweep_mpfr;
 mod tolerance_teeth;

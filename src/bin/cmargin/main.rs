@@ -10,6 +10,7 @@ mod generate;
 mod kinks;
 mod loss;
 mod plot;
+mod sweep;
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +35,8 @@ enum Command {
     Plot(plot::Args),
     /// The loss and its breakdown for given or synthetic random-initialization inputs (SPEC.md §8).
     Loss(loss::Args),
+    /// An implementation's worst error over every float input of a dtype (SPEC.md §10).
+    Sweep(sweep::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Command::Generate(a) => generate::run(a),
         Command::Plot(a) => plot::run(a),
         Command::Loss(a) => loss::run(a),
+        Command::Sweep(a) => sweep::run(a),
     };
     match result {
         Ok(code) => code,
