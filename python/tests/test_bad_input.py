@@ -136,8 +136,8 @@ def test_other_entry_points_locate_their_errors():
         cm.reference(d["cos"], lab)
     with pytest.raises(ValueError, match=r'^generate: field "inputs": "gaussian": expected uniform, realistic or edges$'):
         cm.generate(inputs="gaussian")
-    with pytest.raises(ValueError, match=r'^generate: field "dtype": "f16"'):
-        cm.generate(dtype="f16")
+    with pytest.raises(ValueError, match=r'^generate: field "dtype": "f128"'):
+        cm.generate(dtype="f128")
     with pytest.raises(ValueError, match=r'^kinks: field "params": invalid parameter m2 = -1: must be >= 0$'):
         cm.kinks((1.0, -1.0, 0.0))
     x = np.ones((3, 4))

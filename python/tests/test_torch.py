@@ -32,7 +32,11 @@ def test_arcface_thmm_2e2e8c9(dtype):
     by = {c.name.split("_")[1]: c for c in r.cases}
     assert by["uniform"].verdict == "PASS" and by["realistic"].verdict == "PASS", str(r)
     edges = by["edges"]
-    assert edges.verdict == "FAIL" and [d.name for d in edges.deviations] == ["non-finite-output"]
+    # In f32, th = cos(π − 0.5) rounds to −0.87758255, above the exact value: the edges row
+    # there takes the fallback, named constant-rounded-wrong-side (as the f32 golden dump).
+    names = [d.name for d in edges.deviations]
+    assert edges.verdict == "FAIL" and "non-finite-output" in names
+    assert set(names) <= {"non-finite-output", "constant-rounded-wrong-side"}, names
     assert edges.unexplained == 0, str(r)
     assert abs(edges.worst.input) >= 1 and edges.worst.side == "backward" and np.isnan(edges.worst.got)
     # It writes into its input: the leaf is refused by torch, the clone is used, and it says so.
