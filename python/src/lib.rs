@@ -17,6 +17,7 @@ mod generate;
 mod pipeline;
 mod profile;
 mod reference;
+mod sweep;
 
 /// Runs `f`, turning a panic into a `RuntimeError`. PyO3 already stops a panic at the
 /// boundary (as `PanicException`, a `BaseException` that `except Exception` misses); this is
@@ -63,6 +64,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(reference::loss_reference, m)?)?;
     m.add_function(wrap_pyfunction!(generate::generate, m)?)?;
     m.add_function(wrap_pyfunction!(pipeline::check_pipeline, m)?)?;
+    m.add_function(wrap_pyfunction!(sweep::sweep_callable, m)?)?;
     m.add_function(wrap_pyfunction!(_selftest_panic, m)?)?;
     Ok(())
 }

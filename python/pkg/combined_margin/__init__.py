@@ -71,6 +71,8 @@ __all__ = [
     "loss_reference",
     "preset_names",
     "reference",
+    "sweep",
+    "SweepResult",
 ]
 
 
@@ -290,3 +292,55 @@ def generate(
     for p in paths:
         fx.write(os.fspath(p), force)
     return fx
+
+
+class SweepResult:
+    """The result of :func:`sweep`: ``passed``, ``complete``, the JSON as a dict (``data``:
+    maxima of the budget fraction and the ulp error, forward and backward, with the input
+    where each is reached; per-region maxima; the ulp histogram; the worst inputs), and
+    ``str()`` = the table `cmargin sweep` prints."""
+
+    def __init__(self, text: str, data: dict):
+        self.text = text
+        self.data = data
+
+    @property
+    def passed(self) -> bool:
+        return self.data.get("verdict") == "pass"
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.data.get("inputs", {}).get("complete"))
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"<SweepResult {self.data.get('verdict')} ({self.data.get('inputs', {}).get('evaluated', '?')} inputs)>"
+
+
+def sweep(fn, params: Sequence[float], profile="recommended", dtype: str = "f32",
+          stride: int = 1, range: Optional[Tuple[float, float]] = None,
+          kink_ulps: int = 64) -> SweepResult:
+    """Sweep a callable over every float of ``dtype`` in [−1, 1] (both zeros) plus 1024 floats
+    beyond ±1, against the f64 reference under ``profile`` and the tolerance model.
+
+    ``fn(c) -> (forward, factor)``: ``c`` is a 1-D array of the dtype's values (float32 for
+    f32 and bf16, float16 for f16, float64 for f64), a few million at a time; ``forward`` is
+    the unscaled target logit cos(m1·θ + m2) − m3 (θ = acos c, as the profile patches it) and
+    ``factor`` the backward factor d forward / d c. ``stride=k`` takes every k-th float (and
+    still every float within ``kink_ulps`` of each kink); ``range=(lo, hi)`` a subset.
+    """
+    import json
+    np_dtype = {"f32": np.float32, "f64": np.float64, "f16": np.float16, "bf16": np.float32}.get(dtype)
+    if np_dtype is None:
+        raise ValueError(f'sweep: field "dtype": {dtype!r}: expected f64, f32, f16 or bf16')
+    m1, m2, m3 = _params(params, "sweep")
+
+    def call(c):
+        out, factor = fn(c.astype(np_dtype))
+        return (np.ascontiguousarray(np.asarray(out), dtype=np.float64).reshape(-1),
+                np.ascontiguousarray(np.asarray(factor), dtype=np.float64).reshape(-1))
+
+    text, js = _core.sweep_callable(call, profile, (m1, m2, m3), dtype, stride, range, kink_ulps)
+    return SweepResult(text, json.loads(js))

@@ -5,7 +5,7 @@ units), d out / d c = m1·sin(m1·θ + m2) / sqrt(1 − c²); other entries pass
 logit × s. Arrays are numpy arrays; the public wrappers in ``combined_margin`` accept more.
 """
 
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -142,3 +142,16 @@ def check_pipeline(label: str, features: FloatArray, weights: FloatArray, labels
                    m1: float, m2: float, m3: float, s: float, profile: ProfileArg,
                    norm_eps: float, dtype: Optional[str] = None) -> PipelineReport: ...
 def _selftest_panic() -> None: ...
+
+def sweep_callable(
+    f: Callable[[np.ndarray], Tuple[np.ndarray, np.ndarray]],
+    profile: Union[str, Profile],
+    params: Tuple[float, float, float],
+    dtype: str,
+    stride: int = 1,
+    range: Optional[Tuple[float, float]] = None,
+    kink_ulps: int = 64,
+) -> Tuple[str, str]:
+    """The sweep engine on a callable ``f(c) -> (forward, factor)`` over float64 chunks;
+    returns (the table `cmargin sweep` prints, its JSON). Use ``combined_margin.sweep``."""
+    ...
