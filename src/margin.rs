@@ -306,13 +306,7 @@ pub fn eval_with(c: f64, p: &Params, profile: &Profile, k: &Constants) -> Entry 
         ) => false,
     };
     if falls_back {
-        let easy = match profile.angle {
-            AnglePolicy::EasyMargin => true,
-            AnglePolicy::Threshold { .. }
-            | AnglePolicy::Raw
-            | AnglePolicy::Clamp { .. }
-            | AnglePolicy::Monotone => false,
-        };
+        let easy = profile.angle.is_easy_margin();
         // Through the angle, the fallback's c̃ is cos(acos c̃): its own rounding, and its
         // derivative sin θ / sqrt(1 − c̃²).
         let (base, g) = if profile.round_trip.fallback {

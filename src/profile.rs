@@ -87,6 +87,19 @@ pub enum AnglePolicy {
     Monotone,
 }
 
+impl AnglePolicy {
+    /// Whether the fallback is `easy_margin`'s (the margin only where c̃ > 0; else c̃).
+    pub fn is_easy_margin(self) -> bool {
+        match self {
+            AnglePolicy::EasyMargin => true,
+            AnglePolicy::Raw
+            | AnglePolicy::Clamp { .. }
+            | AnglePolicy::Threshold { .. }
+            | AnglePolicy::Monotone => false,
+        }
+    }
+}
+
 /// Where the gradient is infinite (c = ±1 with no domain clamp), what the exact mode returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -135,13 +135,7 @@ pub fn target_budget_for(
         // own error. The easy-margin fallback is c̃ itself: exact.
         Branch::Shortcut => (ROUNDING_ULP * t.ulp(e.out) + PARAM_ULP * t.ulp(p.m3), 0.0),
         Branch::Fallback => {
-            let easy = match profile.angle {
-                AnglePolicy::EasyMargin => true,
-                AnglePolicy::Threshold { .. }
-                | AnglePolicy::Raw
-                | AnglePolicy::Clamp { .. }
-                | AnglePolicy::Monotone => false,
-            };
+            let easy = profile.angle.is_easy_margin();
             // Through the angle the fallback's c̃ is cos(acos c̃): the acos error times sin θ,
             // and the cos rounding; its derivative sin θ / sqrt(1 − c̃²) carries the acos,
             // sin and sqrt errors (relative).

@@ -65,13 +65,7 @@ pub(super) fn axis_kind(axis: Axis, case: &LayerCase, variant: &Profile) -> Kind
         Axis::Domain => Kind::InputClampDiffers,
         Axis::Theta => Kind::ThetaPrecisionDiffers,
         Axis::Angle => {
-            let easy = match variant.angle {
-                AnglePolicy::EasyMargin => true,
-                AnglePolicy::Raw
-                | AnglePolicy::Clamp { .. }
-                | AnglePolicy::Threshold { .. }
-                | AnglePolicy::Monotone => false,
-            };
+            let easy = variant.angle.is_easy_margin();
             if case.easy_margin == Some(true) && !easy {
                 Kind::EasyMarginIgnored
             } else {

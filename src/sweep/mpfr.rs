@@ -97,13 +97,7 @@ pub fn eval_exact(c: f64, p: &Params, profile: &Profile, k: &Constants, r: &Entr
 
     // The branch decision is the reference's (taken on the same f64 values, SPEC.md §5.6).
     if r.branch == Branch::Fallback {
-        let easy = match profile.angle {
-            AnglePolicy::EasyMargin => true,
-            AnglePolicy::Threshold { .. }
-            | AnglePolicy::Raw
-            | AnglePolicy::Clamp { .. }
-            | AnglePolicy::Monotone => false,
-        };
+        let easy = profile.angle.is_easy_margin();
         // cos(acos c̃) = c̃ exactly: the fallback through the angle has the same exact value.
         let out = if easy {
             fl(c_eff)
