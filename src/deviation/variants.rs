@@ -13,6 +13,14 @@ use crate::space::Axis;
 use crate::tolerance;
 use std::collections::HashSet;
 
+/// The out-of-budget target elements no deviation in `taken` accounts for.
+fn remaining_targets(r: &CaseReport, taken: &HashSet<Key>) -> HashSet<Key> {
+    r.failing()
+        .filter(|e| e.role == Role::Target && !taken.contains(&key(e, r.c)))
+        .map(|e| key(e, r.c))
+        .collect()
+}
+
 /// Where out-of-budget targets remain unexplained: the nearest point of the policy space that
 /// fits the whole case (the `--profile auto` search on this case), reported as "behaves like
 /// <claimed> except: <axis values>".
@@ -21,11 +29,7 @@ pub(super) fn nearest_point(
     r: &CaseReport,
     taken: &HashSet<Key>,
 ) -> Result<Option<Deviation>> {
-    let remaining: HashSet<Key> = r
-        .failing()
-        .filter(|e| e.role == Role::Target && !taken.contains(&key(e, r.c)))
-        .map(|e| key(e, r.c))
-        .collect();
+    let remaining = remaining_targets(r, taken);
     if remaining.is_empty() {
         return Ok(None);
     }
@@ -211,11 +215,7 @@ pub(super) fn target_variant(
     r: &CaseReport,
     taken: &HashSet<Key>,
 ) -> Result<Option<Deviation>> {
-    let remaining: HashSet<Key> = r
-        .failing()
-        .filter(|e| e.role == Role::Target && !taken.contains(&key(e, r.c)))
-        .map(|e| key(e, r.c))
-        .collect();
+    let remaining = remaining_targets(r, taken);
     if remaining.is_empty() {
         return Ok(None);
     }
