@@ -221,16 +221,69 @@ pub struct CaseReport {
     pub backward_passthrough: Tally,
     /// Every compared element, forward first, row-major within a side.
     pub elements: Vec<Element>,
+    /// Scalars compared besides the elements (the loss of a loss-only dump); usually empty.
+    pub scalars: Vec<Scalar>,
     pub kinks: Vec<Kink>,
+}
+
+/// A scalar compared besides the [N, C] grid: the loss of a loss-only dump (SPEC.md §8.7).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scalar {
+    /// What it is ("loss").
+    pub name: &'static str,
+    pub actual: f64,
+    pub reference: f64,
+    pub budget: f64,
+    /// `|actual − reference| / budget` ([`tolerance::error_fraction`]).
+    pub fraction: f64,
+}
+
+impl Scalar {
+    pub fn new(name: &'static str, actual: f64, reference: f64, budget: f64) -> Scalar {
+        Scalar {
+            name,
+            actual,
+            reference,
+            budget,
+            fraction: tolerance::error_fraction(actual, reference, budget),
+        }
+    }
+    pub fn passed(&self) -> bool {
+        self.fraction <= 1.0
+    }
 }
 
 /// Radius in cos-space within which a report says "near <kink>".
 pub const REGION_RADIUS: f64 = 1e-3;
 
 impl CaseReport {
-    /// Every element within budget.
+    /// Every element (and every scalar) within budget.
     pub fn passed(&self) -> bool {
-        self.elements.iter().all(Element::passed)
+        self.elements.iter().all(Element::passed) && !self.scalars_failing()
+    }
+
+    /// Sets every element's budget to `budget(element)` and recomputes its fraction and the
+    /// tallies (a loss-only case widens the layer budgets by the softmax's, `crate::loss_only`).
+    pub fn rebudget(&mut self, budget: impl Fn(&Element) -> f64) {
+        self.forward_targets = Tally::default();
+        self.forward_passthrough = Tally::default();
+        self.backward_targets = Tally::default();
+        self.backward_passthrough = Tally::default();
+        for e in &mut self.elements {
+            e.budget = budget(e);
+            e.fraction = tolerance::error_fraction(e.actual, e.reference, e.budget);
+            match (e.side, e.role) {
+                (Side::Forward, Role::Target) => self.forward_targets.add(e),
+                (Side::Forward, Role::PassThrough) => self.forward_passthrough.add(e),
+                (Side::Backward, Role::Target) => self.backward_targets.add(e),
+                (Side::Backward, Role::PassThrough) => self.backward_passthrough.add(e),
+            }
+        }
+    }
+
+    /// Some scalar (the loss of a loss-only dump) is out of budget.
+    pub fn scalars_failing(&self) -> bool {
+        self.scalars.iter().any(|x| !x.passed())
     }
 
     pub fn count(&self) -> usize {
@@ -396,6 +449,7 @@ pub fn compare_with_params(
         backward_targets: Tally::default(),
         backward_passthrough: Tally::default(),
         elements: Vec::with_capacity(2 * n * c),
+        scalars: Vec::new(),
         kinks: kinks::kinks(profile, &Params { s: 1.0, ..*p }, dtype),
     };
     // Evaluate each target once for both sides.

@@ -2,8 +2,9 @@
 //! embedded in the library at build time (build.rs lists them, `include_bytes!` embeds them),
 //! so that `cmargin check` with no file prints the conformance matrix from any working
 //! directory, with no path compiled in. About 5 MB; `--fixtures DIR` reads another directory.
-
-use crate::conformance::EXPECTED_FILE;
+//!
+//! Only the files: which of them are dumps and which is the expected-deviations table is
+//! [`crate::conformance`]'s business (`embedded_dumps`, `embedded_expected`).
 
 /// Every embedded file as (path relative to `fixtures/golden/` with `/` separators, bytes),
 /// sorted by path.
@@ -12,22 +13,4 @@ pub static FILES: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/golden_
 /// The label errors and reports name an embedded file by: `fixtures/golden/<rel> (embedded)`.
 pub fn label(rel: &str) -> String {
     format!("fixtures/golden/{rel} (embedded)")
-}
-
-/// The embedded golden dumps: every `*.json` except the expected-deviations table, as
-/// (relative path, bytes), sorted by path (the order [`crate::conformance::golden_files`] gives).
-pub fn dumps() -> Vec<(&'static str, &'static [u8])> {
-    FILES
-        .iter()
-        .filter(|(rel, _)| rel.ends_with(".json") && rel.rsplit('/').next() != Some(EXPECTED_FILE))
-        .copied()
-        .collect()
-}
-
-/// The embedded expected-deviations table, if the golden directory had one at build time.
-pub fn expected() -> Option<&'static [u8]> {
-    FILES
-        .iter()
-        .find(|(rel, _)| *rel == EXPECTED_FILE)
-        .map(|(_, b)| *b)
 }

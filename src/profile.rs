@@ -502,6 +502,16 @@ pub fn mapped_profile(implementation: &str, easy_margin: Option<bool>) -> Option
         thmm
     } else if implementation.contains("CosFace@") || implementation.contains("margin_softmax@") {
         "analytic"
+    } else if [
+        // s·(x − m·onehot), s·x and x: the (1, 0) shortcut, exact (SPEC.md §6.1).
+        "fastreid.layers.any_softmax.CosSoftmax@",
+        "catalyst.contrib.layers.AdaCos@",
+        "catalyst.contrib.layers.ArcMarginProduct@",
+    ]
+    .iter()
+    .any(|p| implementation.starts_with(p))
+    {
+        "analytic"
     } else if implementation.starts_with("oneflow.nn.CombinedMarginLoss") {
         "oneflow-cpu"
     } else if implementation.starts_with("speechbrain.nnet.losses.AdditiveAngularMargin") {

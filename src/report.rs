@@ -10,6 +10,7 @@ use crate::dtype::Dtype;
 use crate::fingerprint::{self, Fit};
 use crate::fixture::LayerCase;
 use crate::profile::Profile;
+use crate::scope::Outcome;
 use std::fmt::Write;
 
 /// The worst element of a comparison as one line, or "no elements".
@@ -105,18 +106,31 @@ pub fn file_report(
     checks: &[CaseCheck],
     o: &ReportOptions,
 ) -> (String, bool) {
+    let outcomes: Vec<Outcome> = checks.iter().cloned().map(Outcome::Checked).collect();
+    outcomes_report(file, implementation, dtype, &outcomes, o)
+}
+
+/// [`file_report`] over a file's outcomes ([`crate::filecheck`]): a case that is not checked
+/// (a head that is not a combined margin, a family not modelled yet) gets one line, the word
+/// `NOT CHECKED`, and is counted apart: it is never a pass, and it does not fail the file
+/// (SPEC.md §6.6). The bool: every checked case is accepted.
+pub fn outcomes_report(
+    file: &str,
+    implementation: &str,
+    dtype: Dtype,
+    outcomes: &[Outcome],
+    o: &ReportOptions,
+) -> (String, bool) {
     let mut out = String::new();
+    let checks: Vec<&CaseCheck> = outcomes.iter().filter_map(Outcome::checked).collect();
+    let not_checked = outcomes.len() - checks.len();
     // Writing into a String cannot fail; the results are ignored for that reason.
     let _ = writeln!(
         out,
         "{file}  ({implementation}, {dtype}, {} cases)",
-        checks.len()
+        outcomes.len()
     );
-    let w = checks
-        .iter()
-        .map(|c| c.report.name.len())
-        .max()
-        .unwrap_or(4);
+    let w = outcomes.iter().map(|c| c.name().len()).max().unwrap_or(4);
     let pw = checks
         .iter()
         .map(|c| c.report.profile.name.len())
@@ -124,7 +138,14 @@ pub fn file_report(
         .unwrap_or(7);
     let mut counts = [0usize; 5];
     let (mut accepted, mut no_backward, mut no_forward) = (0, 0, 0);
-    for ck in checks {
+    for oc in outcomes {
+        let ck = match oc {
+            Outcome::Checked(ck) => ck,
+            Outcome::NotChecked { name, scope } => {
+                let _ = writeln!(out, "  {:<8} {name:<w$}  {}", "NOT CHECKED", scope.line());
+                continue;
+            }
+        };
         let r = &ck.report;
         let has = |side: Side| r.elements.iter().any(|e| e.side == side);
         let lacking: Vec<&str> = [Side::Forward, Side::Backward]
@@ -168,16 +189,31 @@ pub fn file_report(
                 "", r.profile.name
             );
         }
+        for x in &r.scalars {
+            let _ = writeln!(
+                out,
+                "  {:<8} {}: got {}, want {} (budget {:.2e}, {})",
+                "",
+                x.name,
+                crate::compare::num(x.actual),
+                crate::compare::num(x.reference),
+                x.budget,
+                fraction_text(x.fraction)
+            );
+        }
         for d in &ck.deviations {
-            let mark = if o.allowed.contains(&d.kind) {
-                " (allowed)"
+            // A note moves no element out of budget (SPEC.md §6.5): listed, never failing.
+            let (what, mark) = if ck.is_note(d) {
+                ("note", " (moves no element out of budget)")
+            } else if o.allowed.contains(&d.kind) {
+                ("deviation", " (allowed)")
             } else {
-                ""
+                ("deviation", "")
             };
             if o.verbose {
-                let _ = writeln!(out, "  {:<8} deviation {}{mark}: {}", "", d.kind, d.detail);
+                let _ = writeln!(out, "  {:<8} {what} {}{mark}: {}", "", d.kind, d.detail);
             } else {
-                let _ = writeln!(out, "  {:<8} deviation {}{mark}", "", d.kind);
+                let _ = writeln!(out, "  {:<8} {what} {}{mark}", "", d.kind);
             }
         }
         if !ck.unexplained.is_empty() {
@@ -237,10 +273,14 @@ pub fn file_report(
             ));
         }
     }
+    if not_checked > 0 {
+        summary.push_str(&format!(", {not_checked} not checked (not modelled)"));
+    }
     let _ = writeln!(
         out,
-        "  summary: {summary}; {accepted} of {} accepted{}",
+        "  summary: {summary}; {accepted} of {} {}accepted{}",
         checks.len(),
+        if not_checked > 0 { "checked " } else { "" },
         if notes.is_empty() {
             String::new()
         } else {

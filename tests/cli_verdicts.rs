@@ -314,3 +314,96 @@ fn the_format_is_told_by_content_not_by_name() {
         "{err}"
     );
 }
+
+/// SPEC.md §6.5: a named fact that moves no element out of budget is a note. A faithful
+/// arcface-thmm implementation in f32 (the generated fixture's own outputs) on the edge
+/// catalogue meets the f32 threshold that rounds to the wrong side of cos(π − 0.5):
+/// `constant-rounded-wrong-side` is detected and listed as a note, and the case is PASS,
+/// exit 0, with no --allow. The same case with one target output moved far out of budget is
+/// FAIL, exit 1: a note never excuses an element.
+#[test]
+fn a_fact_that_moves_nothing_out_of_budget_is_a_note_and_never_fails() {
+    let p = generate(
+        "thmm_edges_note.json",
+        &[
+            "--profile",
+            "arcface-thmm",
+            "--params",
+            "1,0.5,0",
+            "--inputs",
+            "edges",
+            "--dtype",
+            "f32",
+        ],
+    );
+    let (rc, out, err) = run(bin().arg("check").arg(&p));
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(
+        out.contains("note constant-rounded-wrong-side (moves no element out of budget)"),
+        "the detector must fire on the edge catalogue's thr(0.5) row: {out}"
+    );
+    assert!(words(&out).iter().all(|w| w == "PASS"), "{out}");
+    assert!(
+        !out.contains("deviation constant-rounded-wrong-side"),
+        "{out}"
+    );
+
+    // Teeth: one target forward pushed to twice its value (far out of budget).
+    let mut dump: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    let case = &mut dump["cases"][0];
+    let c = case["shape"][1].as_u64().unwrap() as usize;
+    let fwd = case["forward"].clone();
+    let (i, x) = case["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_i64().unwrap())
+        .enumerate()
+        .filter(|(_, l)| *l >= 0)
+        .map(|(row, l)| row * c + l as usize)
+        .find_map(|i| fwd[i].as_f64().filter(|x| x.is_finite()).map(|x| (i, x)))
+        .unwrap();
+    case["forward"][i] = Value::from(2.0 * x + 1.0);
+    let bad = scratch_dir().join("thmm_edges_note_bad.json");
+    std::fs::write(&bad, serde_json::to_string(&dump).unwrap()).unwrap();
+    let (rc, out, _) = run(bin().arg("check").arg(&bad));
+    assert_eq!(rc, 1, "{out}");
+    assert!(words(&out).contains(&"FAIL".to_string()), "{out}");
+    assert!(out.contains("note constant-rounded-wrong-side"), "{out}");
+    let _ = std::fs::remove_file(&p);
+    let _ = std::fs::remove_file(&bad);
+}
+
+/// The rule in the library (`CaseCheck::verdict`), over every shipped golden case: a case
+/// within budget is PASS whatever notes it carries; a case with an element out of budget is
+/// FAIL; and every deviation of a PASS case is a note (it accounts for no out-of-budget
+/// element). A real out-of-budget deviation (insightface 5ef9804's margin-term-ignored) fails.
+#[test]
+fn the_verdict_rule_holds_on_every_golden_case() {
+    use combined_margin::conformance;
+    use combined_margin::deviation::{Kind, Verdict};
+    let set = conformance::golden_set(Some(&golden(""))).unwrap();
+    let c = conformance::run(&set).unwrap();
+    let (mut notes, mut fails_with_named_cause) = (0, 0);
+    for f in &c.files {
+        for ck in &f.checks {
+            let v = ck.verdict();
+            if ck.report.passed() {
+                assert_eq!(v, Verdict::Pass, "{}: {}", f.rel, ck.report.name);
+                assert!(ck.deviations.iter().all(|d| ck.is_note(d)));
+                notes += ck.deviations.len();
+            } else {
+                assert_eq!(v, Verdict::Fail, "{}: {}", f.rel, ck.report.name);
+                if ck.kinds().contains(&Kind::MarginTermIgnored) {
+                    fails_with_named_cause += 1;
+                    assert!(ck.findings().next().is_some());
+                }
+            }
+        }
+    }
+    assert!(
+        notes > 0,
+        "the golden set carries notes (e.g. constant-rounded-wrong-side)"
+    );
+    assert!(fails_with_named_cause > 0);
+}

@@ -2,7 +2,7 @@
 //! of fixtures/golden, byte for byte, and `cmargin check` with no file works from a directory
 //! that is not the source tree, with no path of the source tree compiled into the binary.
 
-use combined_margin::embedded;
+use combined_margin::{conformance, embedded};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -45,12 +45,21 @@ fn every_golden_file_is_embedded_byte_for_byte() {
             "{rel} differs from its embedded copy"
         );
     }
-    let dumps: Vec<&str> = embedded::dumps().iter().map(|(r, _)| *r).collect();
+    let dumps: Vec<&str> = conformance::embedded_dumps()
+        .iter()
+        .map(|(r, _)| *r)
+        .collect();
     assert!(dumps.contains(&"caffe/layer_cpu_f32.json"), "{dumps:?}");
+    for folder in ["catalyst/", "fastreid/", "nemo/", "adaface/"] {
+        assert!(
+            dumps.iter().any(|r| r.starts_with(folder)),
+            "{folder}: {dumps:?}"
+        );
+    }
     assert!(!dumps
         .iter()
         .any(|r| r.ends_with("expected_deviations.json")));
-    assert!(embedded::expected().is_some());
+    assert!(conformance::embedded_expected().is_some());
 }
 
 #[test]

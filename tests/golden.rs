@@ -17,8 +17,8 @@ fn every_golden_case_agrees_or_carries_its_expected_deviations() {
     let set = conformance::golden_set(Some(&golden_dir())).expect("golden set");
     assert_eq!(
         set.dumps.len(),
-        33,
-        "the shipped golden dumps (6 Caffe, 2 MXNet, 10 PyTorch, 2 OneFlow, 4 SpeechBrain, 9 PyTorch half)"
+        63,
+        "the shipped golden dumps (6 Caffe, 2 MXNet, 10 PyTorch, 2 OneFlow, 4 SpeechBrain, 9 PyTorch half, 14 catalyst, 12 fastreid, 2 NeMo, 2 AdaFace)"
     );
     let c = conformance::run(&set).expect("golden cases check");
     println!(
@@ -51,6 +51,45 @@ fn every_golden_case_agrees_or_carries_its_expected_deviations() {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+    }
+    // The new folders are in the matrix with the status SPEC.md §6.6 gives them.
+    let status = |rel: &str| {
+        c.files
+            .iter()
+            .find(|f| f.rel == rel)
+            .unwrap_or_else(|| panic!("{rel} not in the matrix"))
+            .status()
+    };
+    for dt in ["f32", "f64", "f16", "bf16"] {
+        assert_eq!(
+            status(&format!("fastreid/circlesoftmax_layer_{dt}.json")),
+            "not modelled (not a combined margin)"
+        );
+        assert_eq!(
+            status(&format!("fastreid/cossoftmax_layer_{dt}.json")),
+            "conforms"
+        );
+    }
+    for dt in ["f32", "f64"] {
+        assert_eq!(
+            status(&format!("adaface/adaface_pipeline_{dt}.json")),
+            "not modelled yet (issue 17)"
+        );
+        assert_eq!(
+            status(&format!("catalyst/curricularface_pipeline_{dt}.json")),
+            "not modelled yet (issue 17)"
+        );
+        assert_eq!(
+            status(&format!("catalyst/cosface_pipeline_{dt}.json")),
+            "conforms"
+        );
+        let nemo = c
+            .files
+            .iter()
+            .find(|f| f.rel == format!("nemo/angular_softmax_loss_{dt}.json"))
+            .unwrap();
+        assert!(nemo.fingerprinted && nemo.checks.len() == 9);
+        assert!(nemo.checks.iter().all(|ck| ck.report.scalars.len() == 1));
     }
     let problems: Vec<String> = c
         .files
@@ -94,6 +133,18 @@ fn profile_mapping_follows_spec_section_6() {
             "arcface-thmm-easy",
         ),
         ("arcface_torch.losses.CosFace@9097cd7", None, "analytic"),
+        ("catalyst.contrib.layers.CosFace@22.4", None, "analytic"),
+        ("catalyst.contrib.layers.AdaCos@22.4", None, "analytic"),
+        (
+            "catalyst.contrib.layers.ArcMarginProduct@22.4",
+            None,
+            "analytic",
+        ),
+        (
+            "fastreid.layers.any_softmax.CosSoftmax@1.4.0",
+            None,
+            "analytic",
+        ),
         (
             "arcface_mxnet.train.get_symbol:margin_softmax@ce3600a",
             None,
@@ -118,6 +169,16 @@ fn profile_mapping_follows_spec_section_6() {
         );
     }
     assert!(mapped_profile("someone-elses-kernel", None).is_none());
+    // Not presets (SPEC.md §6.1): fingerprinted instead.
+    for imp in [
+        "catalyst.contrib.layers.ArcFace@22.4",
+        "catalyst.contrib.layers.AMSoftmax@22.4",
+        "fastreid.layers.any_softmax.ArcSoftmax@1.4.0",
+        "nemo.collections.asr.losses.angularloss.AngularSoftmaxLoss@3.0.0",
+        "someones.ArcMarginProduct@1",
+    ] {
+        assert!(mapped_profile(imp, None).is_none(), "{imp}");
+    }
 }
 
 /// The expected table itself must not name kinds the checker does not know, and the loader

@@ -8,6 +8,7 @@ mod common;
 mod cuda_gpu;
 mod cuda_host;
 mod cuda_nvrtc;
+mod dump_scope;
 mod embedded;
 mod fingerprint;
 mod generate;

@@ -56,12 +56,16 @@ pub struct Deviation {
     pub evidence: String,
     /// How many out-of-budget elements it accounts for.
     pub elements: usize,
+    /// A note (SPEC.md §6.5): it moves no element out of budget, is listed, and never fails
+    /// the case.
+    pub note: bool,
 }
 
 #[pymethods]
 impl Deviation {
     fn __repr__(&self) -> String {
-        format!("Deviation({}: {})", self.name, self.evidence)
+        let what = if self.note { "note " } else { "" };
+        format!("Deviation({what}{}: {})", self.name, self.evidence)
     }
 }
 
@@ -253,6 +257,7 @@ fn digest(ck: &CaseCheck, allowed: &[Kind]) -> Digest {
                 name: d.kind.name().into(),
                 evidence: d.detail.clone(),
                 elements: d.explains.len(),
+                note: ck.is_note(d),
             })
             .collect(),
         unexplained: ck.unexplained.len(),

@@ -14,10 +14,12 @@ use crate::fixture::{Dump, FixtureError, LayerCase};
 use crate::profile::Profile;
 use std::collections::HashSet;
 
+mod constants;
 mod outputs;
 mod rows;
 mod variants;
 
+use constants::*;
 use outputs::*;
 use rows::*;
 use variants::*;
@@ -191,15 +193,18 @@ pub struct CaseCheck {
     pub unexplained: Vec<Element>,
 }
 
-/// A case's verdict.
+/// A case's verdict (SPEC.md §6.5, the one rule): FAIL iff an element (or the loss) is out of
+/// budget, a non-finite mismatch included; otherwise DEVIATES iff a deviation accounts for
+/// elements (a finding), else PASS. A deviation that accounts for no out-of-budget element is
+/// a *note* ([`CaseCheck::is_note`]): listed, never a reason to fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Every element within budget, no deviation.
+    /// Every element within budget, and no deviation other than notes.
     Pass,
-    /// Within budget everywhere, but deviations were detected (e.g. non-finite outputs the
-    /// profile predicts).
+    /// Within budget under the compared point, but a deviation accounts for elements of the
+    /// case (a claim the outputs contradict, e.g. a stated constant the fit moves).
     Deviates,
-    /// Some element is out of budget.
+    /// Some element is out of budget (or a non-finite output where a finite one is due).
     Fail,
 }
 
@@ -214,14 +219,36 @@ impl Verdict {
 }
 
 impl CaseCheck {
+    /// The verdict: the rule of SPEC.md §6.5, in this one place.
     pub fn verdict(&self) -> Verdict {
         if !self.report.passed() {
             Verdict::Fail
-        } else if !self.deviations.is_empty() {
+        } else if self.findings().next().is_some() {
             Verdict::Deviates
         } else {
             Verdict::Pass
         }
+    }
+
+    /// Whether `d` is a note: it accounts for no element that is out of budget in this case
+    /// (e.g. `constant-rounded-wrong-side` on a faithful port, `theta-precision-differs` on a
+    /// case within budget). Notes are listed and never fail a case.
+    pub fn is_note(&self, d: &Deviation) -> bool {
+        let c = self.report.c;
+        !self
+            .report
+            .failing()
+            .any(|e| d.explains.contains(&(e.side, e.index(c))))
+    }
+
+    /// The deviations that account for out-of-budget elements.
+    pub fn findings(&self) -> impl Iterator<Item = &Deviation> {
+        self.deviations.iter().filter(|d| !self.is_note(d))
+    }
+
+    /// The deviations that are notes ([`CaseCheck::is_note`]).
+    pub fn notes(&self) -> impl Iterator<Item = &Deviation> {
+        self.deviations.iter().filter(|d| self.is_note(d))
     }
 
     pub fn kinds(&self) -> Vec<Kind> {
@@ -231,9 +258,12 @@ impl CaseCheck {
         k
     }
 
-    /// Accepted when every out-of-budget element is explained and every detected kind is in `allowed`.
+    /// Accepted when every out-of-budget element is explained and every finding (notes need
+    /// no allowance) is of a kind in `allowed`.
     pub fn accepted_with(&self, allowed: &[Kind]) -> bool {
-        self.unexplained.is_empty() && self.deviations.iter().all(|d| allowed.contains(&d.kind))
+        self.unexplained.is_empty()
+            && !self.report.scalars_failing()
+            && self.findings().all(|d| allowed.contains(&d.kind))
     }
 }
 
@@ -245,6 +275,15 @@ pub fn check(
     declared: &Declared,
 ) -> Result<CaseCheck> {
     let report = compare::compare(case, profile, dtype)?;
+    check_report(case, report, declared)
+}
+
+/// [`check`] on a comparison already made (a loss-only case's, `crate::loss_only`).
+pub fn check_report(
+    case: &LayerCase,
+    report: CaseReport,
+    declared: &Declared,
+) -> Result<CaseCheck> {
     let deviations = detect(case, &report, declared)?;
     let explained: HashSet<Key> = deviations
         .iter()
@@ -306,7 +345,7 @@ pub fn detect(case: &LayerCase, r: &CaseReport, declared: &Declared) -> Result<V
         .flat_map(|d| d.explains.iter().copied())
         .collect();
     out.extend(nearest_point(case, r, &taken)?);
-    out.extend(crate::degeneracy::wrong_side_deviation(r));
+    out.extend(wrong_side_deviation(r));
     Ok(out)
 }
 
@@ -342,47 +381,54 @@ pub fn check_dump_per_case(
     dump.cases
         .iter()
         .enumerate()
-        .map(|(i, raw)| {
-            let profile = profiles.and_then(|ps| ps.get(i));
-            let case = dump.layer_view(raw)?;
-            let declared = Declared {
-                forward_rows_not_executed: raw.indices_opt("forward_rows_not_executed", case.n)?,
-            };
-            let prof = match profile {
-                Some(p) => p.clone(),
-                None => crate::profile::mapped_profile(&dump.implementation, case.easy_margin).ok_or_else(|| {
-                    FixtureError::new(
-                        &dump.file,
-                        format!(
-                            "no profile is mapped to implementation {:?} (SPEC.md §6); pass --profile NAME",
-                            dump.implementation
-                        ),
-                    )
-                    .in_field("implementation")
-                })?,
-            };
-            // A case may declare that it computed in a narrower dtype than its file
-            // (`compute_dtype`: SpeechBrain's `outputs.float()`); then its inputs were rounded
-            // to that dtype on the way in, and it is checked as an implementation in it.
-            let (case, dtype) = match raw.dtype_opt("compute_dtype")? {
-                Some(d) if d.unit_roundoff() > dump.dtype.unit_roundoff() => {
-                    (case.rounded_inputs(d), d)
-                }
-                Some(_) | None => (case, dump.dtype),
-            };
-            check(&case, &prof, dtype, &declared).map_err(|e| {
-                let field = match e {
-                    crate::Error::LabelOutOfRange { .. } => "labels",
-                    crate::Error::ShapeMismatch { .. } => "shape",
-                    crate::Error::InvalidParam { .. } => "params",
-                    _ => "cases",
-                };
-                FixtureError::new(&dump.file, e.to_string())
-                    .in_case(&case.name)
-                    .in_field(field)
-            })
-        })
+        .map(|(i, raw)| check_raw(dump, raw, profiles.and_then(|ps| ps.get(i))))
         .collect()
+}
+
+/// One case of a dump read as a combined margin (its layer view): under `profile`, or the
+/// mapped one where `None` (an error naming the field `implementation` when none is mapped).
+pub fn check_raw(
+    dump: &Dump,
+    raw: &crate::fixture::RawCase,
+    profile: Option<&Profile>,
+) -> std::result::Result<CaseCheck, FixtureError> {
+    let case = dump.layer_view(raw)?;
+    let declared = Declared {
+        forward_rows_not_executed: raw.indices_opt("forward_rows_not_executed", case.n)?,
+    };
+    let prof = match profile {
+        Some(p) => p.clone(),
+        None => crate::profile::mapped_profile(&dump.implementation, case.easy_margin).ok_or_else(
+            || {
+                FixtureError::new(
+                    &dump.file,
+                    format!(
+                    "no profile is mapped to implementation {:?} (SPEC.md §6); pass --profile NAME",
+                    dump.implementation
+                ),
+                )
+                .in_field("implementation")
+            },
+        )?,
+    };
+    // A case may declare that it computed in a narrower dtype than its file
+    // (`compute_dtype`: SpeechBrain's `outputs.float()`); then its inputs were rounded
+    // to that dtype on the way in, and it is checked as an implementation in it.
+    let (case, dtype) = match raw.dtype_opt("compute_dtype")? {
+        Some(d) if d.unit_roundoff() > dump.dtype.unit_roundoff() => (case.rounded_inputs(d), d),
+        Some(_) | None => (case, dump.dtype),
+    };
+    check(&case, &prof, dtype, &declared).map_err(|e| {
+        let field = match e {
+            crate::Error::LabelOutOfRange { .. } => "labels",
+            crate::Error::ShapeMismatch { .. } => "shape",
+            crate::Error::InvalidParam { .. } => "params",
+            _ => "cases",
+        };
+        FixtureError::new(&dump.file, e.to_string())
+            .in_case(&case.name)
+            .in_field(field)
+    })
 }
 
 #[cfg(test)]

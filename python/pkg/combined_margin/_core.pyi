@@ -49,6 +49,7 @@ class Deviation:
     name: str
     evidence: str
     elements: int
+    note: bool
 
 class CaseResult:
     name: str

@@ -8,10 +8,14 @@
 //! Every case gets one verdict word, and the words, the summary and the exit code agree:
 //! PASS and ALLOWED (deviations accepted by `--allow`) are accepted (exit 0 when every case
 //! is); DEVIATES, FAIL and MISSING (a side `--require` asks for has no outputs) are not (1).
+//! NOT CHECKED (a head that is not a combined margin, a family not modelled yet; SPEC.md
+//! §6.6) is neither: it is counted apart and never read as a pass. With no `--profile`, a
+//! file whose implementation maps to no preset is fingerprinted, never refused.
 
 use combined_margin::compare::Side;
 use combined_margin::conformance;
 use combined_margin::deviation::{self, CaseCheck, Kind};
+use combined_margin::filecheck::{self, Choice};
 use combined_margin::fixture::{file_is_zip, read_dump, read_layer_npz, Dump, Limits};
 use combined_margin::report::{self, ReportOptions};
 use combined_margin::Dtype;
@@ -93,29 +97,25 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
             continue;
         }
         let dump = load(file)?;
-        let profiles: Option<Vec<Profile>> = match a.profile.as_deref() {
-            None => None,
-            Some("auto") => {
-                let cases = dump
-                    .cases
-                    .iter()
-                    .map(|raw| dump.layer_view(raw))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| e.to_string())?;
-                // Per parameter set: a file may take different code paths by parameters.
-                let (text, per_case) =
-                    report::fingerprint_groups_report(&dump.file, &cases, dump.dtype)?;
-                print!("{text}");
-                Some(per_case)
-            }
+        let choice = match a.profile.as_deref() {
+            None => Choice::Mapped,
+            Some("auto") => Choice::Auto,
             Some(name) => {
-                let p = Profile::preset(name).map_err(|e| format!("--profile: {e}"))?;
-                Some(vec![p; dump.cases.len()])
+                Choice::Named(Profile::preset(name).map_err(|e| format!("--profile: {e}"))?)
             }
         };
-        let checks = deviation::check_dump_per_case(&dump, profiles.as_deref())
-            .map_err(|e| e.to_string())?;
-        ok &= report_file(&dump.file, &dump.implementation, dump.dtype, &checks, &opts);
+        // Per case: its scope (SPEC.md §6.6), then the given, mapped or fingerprinted profile.
+        let fc = filecheck::check_file(&dump, &choice)?;
+        print!("{}", fc.text);
+        let (text, accepted) = report::outcomes_report(
+            &dump.file,
+            &dump.implementation,
+            dump.dtype,
+            &fc.outcomes,
+            &opts,
+        );
+        print!("{text}");
+        ok &= accepted;
     }
     Ok(if ok {
         ExitCode::SUCCESS
