@@ -14,7 +14,7 @@
 //! subtraction that overflows its dtype (exp(s·c) > the dtype's largest finite value) returns
 //! a non-finite loss where a finite one is due: a non-finite mismatch, which fails.
 
-use crate::compare::{self, Element, Scalar, Side};
+use crate::compare::{self, CaseReport, Element, Scalar, Side};
 use crate::deviation::{self, CaseCheck, Declared};
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
@@ -81,8 +81,19 @@ pub fn read(raw: &RawCase, dtype: Dtype) -> std::result::Result<LossOnlyCase, Fi
 }
 
 /// Checks one loss-only case under `profile` in `dtype`: the loss and every `d_cos` element
-/// against the loss reference, then the deviation detectors on the `d_cos` side.
+/// against the loss reference ([`compare`]), then the deviation detectors on the `d_cos` side.
 pub fn check(case: &LossOnlyCase, profile: &Profile, dtype: Dtype) -> Result<CaseCheck> {
+    let (layer, report) = compare(case, profile, dtype)?;
+    deviation::check_report(&layer, report, &Declared::default())
+}
+
+/// The comparison alone (no detectors): the layer view the `d_cos` side was compared as, and
+/// the report with the loss as its scalar.
+pub fn compare(
+    case: &LossOnlyCase,
+    profile: &Profile,
+    dtype: Dtype,
+) -> Result<(LayerCase, CaseReport)> {
     let cfg = LossConfig::exact(case.params, profile.clone(), dtype, 0.0);
     let cos = Array2::from_shape_vec((case.n, case.c), case.cos.clone())
         .map_err(|e| Error::Invalid(format!("cos: {e}")))?;
@@ -124,7 +135,7 @@ pub fn check(case: &LossOnlyCase, profile: &Profile, dtype: Dtype) -> Result<Cas
             .scalars
             .push(Scalar::new("loss", actual, k * h.loss, k * hbud.loss));
     }
-    deviation::check_report(&layer, report, &Declared::default())
+    Ok((layer, report))
 }
 
 /// How well one candidate profile explains a set of loss-only cases.
@@ -167,10 +178,9 @@ pub fn rank(cases: &[LossOnlyCase], dtype: Dtype) -> Vec<LossFit> {
     'cand: for (i, p) in candidates().into_iter().enumerate() {
         let (mut within, mut count, mut worst) = (0usize, 0usize, 0.0f64);
         for case in cases {
-            let Ok(ck) = check(case, &p, dtype) else {
+            let Ok((_, r)) = compare(case, &p, dtype) else {
                 continue 'cand;
             };
-            let r = &ck.report;
             within += r.within() + r.scalars.iter().filter(|x| x.passed()).count();
             count += r.count() + r.scalars.len();
             worst = r

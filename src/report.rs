@@ -147,7 +147,11 @@ pub fn outcomes_report(
             }
         };
         let r = &ck.report;
-        let has = |side: Side| r.elements.iter().any(|e| e.side == side);
+        // A loss-only case's forward is its loss, a scalar (SPEC.md §8.7).
+        let has = |side: Side| {
+            r.elements.iter().any(|e| e.side == side)
+                || (side == Side::Forward && !r.scalars.is_empty())
+        };
         let lacking: Vec<&str> = [Side::Forward, Side::Backward]
             .into_iter()
             .filter(|&s| !has(s))
