@@ -101,12 +101,12 @@ pub fn check_file(dump: &Dump, choice: &Choice) -> Result<FileCheck, String> {
     let mut outcomes = Vec::with_capacity(dump.cases.len());
     for ((raw, sc), prof) in dump.cases.iter().zip(scopes).zip(profiles) {
         let outcome = match (&sc, prof) {
-            (Scope::CombinedMargin, Some(p)) => Outcome::Checked(
+            (Scope::CombinedMargin, Some(p)) => Outcome::Checked(Box::new(
                 deviation::check_raw(dump, raw, Some(&p)).map_err(|e| e.to_string())?,
-            ),
+            )),
             (Scope::LossOnly, Some(p)) => {
                 let case = loss_only::read(raw, dump.dtype).map_err(|e| e.to_string())?;
-                Outcome::Checked(check_loss_only(dump, raw, &case, &p)?)
+                Outcome::Checked(Box::new(check_loss_only(dump, raw, &case, &p)?))
             }
             _ => Outcome::NotChecked {
                 name: raw.name.clone(),

@@ -500,16 +500,16 @@ pub fn mapped_profile(implementation: &str, easy_margin: Option<bool>) -> Option
         || implementation.contains("loss_type4@")
     {
         thmm
-    } else if implementation.contains("CosFace@") || implementation.contains("margin_softmax@") {
-        "analytic"
-    } else if [
+    } else if implementation.contains("CosFace@")
+        || implementation.contains("margin_softmax@")
         // s·(x − m·onehot), s·x and x: the (1, 0) shortcut, exact (SPEC.md §6.1).
-        "fastreid.layers.any_softmax.CosSoftmax@",
-        "catalyst.contrib.layers.AdaCos@",
-        "catalyst.contrib.layers.ArcMarginProduct@",
-    ]
-    .iter()
-    .any(|p| implementation.starts_with(p))
+        || [
+            "fastreid.layers.any_softmax.CosSoftmax@",
+            "catalyst.contrib.layers.AdaCos@",
+            "catalyst.contrib.layers.ArcMarginProduct@",
+        ]
+        .iter()
+        .any(|p| implementation.starts_with(p))
     {
         "analytic"
     } else if implementation.starts_with("oneflow.nn.CombinedMarginLoss") {

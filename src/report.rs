@@ -106,7 +106,10 @@ pub fn file_report(
     checks: &[CaseCheck],
     o: &ReportOptions,
 ) -> (String, bool) {
-    let outcomes: Vec<Outcome> = checks.iter().cloned().map(Outcome::Checked).collect();
+    let outcomes: Vec<Outcome> = checks
+        .iter()
+        .map(|ck| Outcome::Checked(Box::new(ck.clone())))
+        .collect();
     outcomes_report(file, implementation, dtype, &outcomes, o)
 }
 

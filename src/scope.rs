@@ -29,7 +29,7 @@ use serde_json::Value;
 /// One case of a file: checked, or not (with the reason, one line).
 #[derive(Clone, Debug)]
 pub enum Outcome {
-    Checked(CaseCheck),
+    Checked(Box<CaseCheck>),
     NotChecked { name: String, scope: Scope },
 }
 
@@ -43,7 +43,7 @@ impl Outcome {
 
     pub fn checked(&self) -> Option<&CaseCheck> {
         match self {
-            Outcome::Checked(ck) => Some(ck),
+            Outcome::Checked(ck) => Some(ck.as_ref()),
             Outcome::NotChecked { .. } => None,
         }
     }
