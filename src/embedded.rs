@@ -1,7 +1,7 @@
 //! The files of `fixtures/golden/` (dumps, the expected-deviations table, their READMEs),
 //! embedded in the library at build time (build.rs lists them, `include_bytes!` embeds them),
 //! so that `cmargin check` with no file prints the conformance matrix from any working
-//! directory, with no path compiled in. About 5 MB; `--fixtures DIR` reads another directory.
+//! directory, with no path compiled in. About 13 MB; `--fixtures DIR` reads another directory.
 //!
 //! Only the files: which of them are dumps and which is the expected-deviations table is
 //! [`crate::conformance`]'s business (`embedded_dumps`, `embedded_expected`).
