@@ -1,5 +1,7 @@
 //! Harness power: mutants of the reference, each a plausible porting bug, must be rejected by
-//! `check` (comparison + deviation detectors) from their outputs alone, with the cause named.
+//! `check` (comparison + deviation detectors) from their outputs alone, with the cause named;
+//! a mutant whose outputs stay within budget everywhere cannot fail a case (SPEC.md §6.5) and
+//! must be named as a note instead.
 //!
 //! Inputs: the edge catalogue of the base profile mixed with uniform draws (fixed seed), labels
 //! with ignored rows, uniform upstream gradients. The faithful implementation (the reference
@@ -307,7 +309,16 @@ fn every_mutant_is_rejected_and_named() {
                 .collect();
             results.push(Outcome {
                 name: format!("{name} [{dt}]"),
-                killed: ck.verdict() != Verdict::Pass && new.contains(&cause),
+                // Out of budget: rejected (FAIL) with the cause named. Within budget
+                // everywhere (`float theta` removed in f64, 0.498 of budget): SPEC.md §6.5 makes
+                // a fact that moves no element out of budget a note, so the case passes and
+                // the mutant counts as detected when its cause is named as that note.
+                killed: new.contains(&cause)
+                    && if ck.report.passed() {
+                        ck.verdict() == Verdict::Pass && ck.notes().any(|d| d.kind == cause)
+                    } else {
+                        ck.verdict() == Verdict::Fail
+                    },
                 verdict: ck.verdict(),
                 kinds: new,
                 max_fraction: ck.report.max_fraction(),
@@ -331,14 +342,18 @@ fn every_mutant_is_rejected_and_named() {
                 .map(|k| k.name())
                 .collect::<Vec<_>>()
                 .join(", "),
-            if r.killed { "" } else { "   <- SURVIVED" }
+            match (r.killed, r.verdict) {
+                (false, _) => "   <- SURVIVED",
+                (true, Verdict::Pass) => "   (within budget: named as a note, SPEC.md §6.5)",
+                (true, _) => "",
+            }
         );
     }
     println!("mutation score: {killed}/{} killed", results.len());
     assert_eq!(
         killed,
         results.len(),
-        "every mutant must be rejected with its cause named"
+        "every mutant must be rejected with its cause named (or, within budget, named as a note)"
     );
 }
 
