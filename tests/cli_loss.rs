@@ -9,10 +9,8 @@ use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cmargin-cli-loss-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
+fn scratch(name: &str) -> crate::common::Scratch {
+    crate::common::Scratch::new("cli-loss", name)
 }
 
 fn cmargin(args: &[&str]) -> (i32, String, String) {

@@ -35,11 +35,8 @@ fn spec(
     }
 }
 
-fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cmargin-gen-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tempdir(tag: &str) -> crate::common::ScratchDir {
+    crate::common::ScratchDir::new(&format!("gen-{tag}"))
 }
 
 fn cmargin(dir: &Path, args: &[&str]) -> std::process::Output {

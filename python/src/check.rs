@@ -399,14 +399,20 @@ pub fn check_cases(
         }
         // The memory every case together needs, before any of them is copied.
         let mut total = 0u64;
+        let mut what = String::new();
         for d in &cases {
             if let Some(cos) = d.get_item("cos")?.filter(|v| !v.is_none()) {
                 if let Ok(a) = cos.extract::<arrays::Floats>() {
+                    let shape: Vec<u64> = a.shape().iter().map(|&x| x as u64).collect();
                     total = total.saturating_add(arrays::elements(&a.shape()));
+                    what = format!("cos {}", combined_margin::fixture::validate::shape_str(&shape));
                 }
             }
         }
-        crate::memory::check(label, &format!("{} case(s)", cases.len()), total)?;
+        if cases.len() > 1 {
+            what = format!("{} cases", cases.len());
+        }
+        crate::memory::check(label, &what, total)?;
         let mut layer = Vec::with_capacity(cases.len());
         let mut dtype = None;
         for (i, d) in cases.iter().enumerate() {

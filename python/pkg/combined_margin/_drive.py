@@ -12,7 +12,7 @@ The callable is run by its own framework and differentiated by that framework's 
   grid, the forward run under ``torch.autocast("cpu", dtype)``; the check is in the dtype the
   output comes out in.
 * **jax**: ``fn(cos, labels) -> logits`` on ``jax.numpy`` arrays; ``jax.vjp`` gives the
-  gradient for ``top_diff`` (f64 runs under ``jax.experimental.enable_x64``).
+  gradient for ``top_diff`` (f64 runs under ``jax.enable_x64``).
 * **tensorflow**: ``fn(cos, labels) -> logits`` on tf tensors; ``tf.GradientTape`` gives
   the gradient for ``top_diff`` (``output_gradients``).
 * **numpy**: ``fn(cos, labels) -> forward`` (forward only: no gradient is checked), or
@@ -270,7 +270,8 @@ def _run_torch(fn, fx, labels_shape, leaf, notes, who, autocast):
 
 
 def _jax_x64(dtype: str):
-    """A context in which jax keeps float64 (f64 runs), else a no-op context."""
+    """A context in which jax keeps float64 (f64 runs), else a no-op context: ``jax.enable_x64``
+    (newer jax) or ``jax.experimental.enable_x64`` (older)."""
     import contextlib
 
     if dtype != "f64":
@@ -279,11 +280,14 @@ def _jax_x64(dtype: str):
 
     if jax.config.read("jax_enable_x64"):
         return contextlib.nullcontext()
+    ctx = getattr(jax, "enable_x64", None)
+    if ctx is not None:
+        return ctx(True)
     try:
         from jax.experimental import enable_x64
 
         return enable_x64()
-    except ImportError:  # a jax without it: say how
+    except ImportError:  # a jax without either: say how
         raise ValueError(
             "check_module: dtype f64 with jax needs float64: jax.config.update('jax_enable_x64', True)"
         ) from None
