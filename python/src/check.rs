@@ -277,6 +277,14 @@ fn layer_case(
         Some(v) => v.extract()?,
         None => format!("case{index}"),
     };
+    // What the implementation declares about its easy_margin flag (insightface's ArcFace
+    // attribute), as a dump's params.easy_margin: lets the checker name easy-margin-ignored.
+    let easy_margin: Option<bool> = match get("easy_margin")? {
+        Some(v) => Some(v.extract().map_err(|_| {
+            field_error(label, "easy_margin", "expected True, False or None")
+        })?),
+        None => None,
+    };
     let cos_obj = get("cos")?.ok_or_else(|| field_error(label, "cos", "missing"))?;
     let (
         n,
@@ -323,7 +331,7 @@ fn layer_case(
             params,
             params_effective: params,
             scaled,
-            easy_margin: None,
+            easy_margin,
             n,
             c,
             cos,

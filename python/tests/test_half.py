@@ -71,7 +71,8 @@ def test_python_verdict_on_the_half_dumps_is_the_clis(dump, cmargin):
         profile = cli[case["name"]][0].split()[2]
         cos, labels, fwd, bwd, top = _arrays(case, d["dtype"])
         rep = cm.check_layer(cos, labels, fwd, bwd, top, params=(p["m1"], p["m2"], p["m3"]),
-                             s=p.get("s"), profile=profile, name=case["name"])
+                             s=p.get("s"), profile=profile, name=case["name"],
+                             easy_margin=p.get("easy_margin"))
         assert rep.dtype == d["dtype"]
         ours = _cli_blocks(str(rep))[case["name"]]
         assert ours == cli[case["name"]], (case["name"], ours, cli[case["name"]])

@@ -29,7 +29,6 @@ Frameworks: ``check_module`` runs a torch module or function, a JAX function, a 
 function or a numpy callable, each differentiated by its own autodiff (docs/frameworks.md).
 """
 
-from __future__ import annotations
 
 import typing as _t
 
@@ -192,6 +191,7 @@ def check_layer(
     profile: ProfileLike = "auto",
     allow: _t.Iterable[str] = (),
     dtype=None,
+    easy_margin: _t.Optional[bool] = None,
     name: str = "check_layer",
     verbose: bool = False,
     max_elements: int = 5,
@@ -205,7 +205,9 @@ def check_layer(
     ``s``: the scale the outputs carry (None: the layer does not scale). ``profile``: a
     ``Profile``, a preset name, or "auto" (rank every preset and variant, check against the
     best, as ``cmargin check --profile auto``). Each element passes when
-    |got − want| ≤ budget; ``allow`` names deviations to accept. ``verbose`` lists the
+    |got − want| ≤ budget; ``allow`` names deviations to accept. ``easy_margin``: what the
+    implementation was configured with, if it has the flag (as a dump's params.easy_margin;
+    a flag the code ignores is then named easy-margin-ignored). ``verbose`` lists the
     out-of-budget elements no deviation explains, ``max_elements`` of them per case.
 
     Returns a ``Report``; ``str(report)`` is ``cmargin check``'s text for the same check.
@@ -218,6 +220,7 @@ def check_layer(
         "forward": _asarray(forward, name, "forward", required=False),
         "backward": _asarray(backward, name, "backward", required=False),
         "top_diff": _asarray(top_diff, name, "top_diff", required=False),
+        "easy_margin": None if easy_margin is None else bool(easy_margin),
     }
     return _core.check_cases(
         name, "arrays", [case], m1, m2, m3, s, profile, list(allow), bool(verbose),

@@ -22,8 +22,9 @@ The callable is run by its own framework and differentiated by that framework's 
 ``framework="auto"`` decides from the callable: an ``nn.Module`` is torch; three
 positional arguments is numpy; otherwise a probe call on small numpy arrays, whose result
 type names the framework (a ``jax.Array``: jax; a ``tf.Tensor``: tensorflow; a numpy array:
-numpy); a probe that raises is repeated on torch tensors when torch is imported. A callable
-none of these fit gets a ``TypeError`` naming the accepted signatures.
+numpy); a probe that raises is repeated on the arrays of each framework the caller has
+imported (jax, tensorflow, torch), and the first that returns its own array type wins. A
+callable none of these fit gets a ``TypeError`` naming the accepted signatures.
 
 The inputs are the fixtures of ``generate`` (uniform, realistic, edges) in ``dtype``; with
 ``profile="auto"`` the edges inputs are generated once per preset, so that every preset's
@@ -142,27 +143,29 @@ def detect_framework(fn, framework="auto", who: str = "check_module") -> Tuple[s
         raise TypeError(f"{who}: the callable takes {arity} required positional argument(s); {SIGNATURES}")
     errors = []
     cos, labels = _probe_inputs()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with np.errstate(all="ignore"):
-                out = fn(cos.copy(), labels.copy())
-        fw = _framework_of(out)
-        if fw is not None:
-            return fw, 2
-        errors.append(f"on numpy arrays it returned {type(out).__module__}.{type(out).__name__}")
-    except Exception as e:  # the probe: any failure means "not this framework"
-        errors.append(f"on numpy arrays it raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    # numpy first (jnp and tf ops take numpy arrays), then each framework the caller has
+    # imported, on that framework's own arrays (a head may use methods numpy lacks: `.at`).
+    probes = [("numpy", lambda a: a)]
+    if "jax" in sys.modules:
+        probes.append(("jax", lambda a: sys.modules["jax"].numpy.asarray(a)))
+    if "tensorflow" in sys.modules:
+        probes.append(("tensorflow", lambda a: sys.modules["tensorflow"].constant(a)))
     if torch is not None:
+        probes.append(("torch", lambda a: torch.from_numpy(a)))
+    for fw_in, conv in probes:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                out = fn(torch.from_numpy(cos.copy()).requires_grad_(True), torch.from_numpy(labels.copy()))
-            if isinstance(out, torch.Tensor):
-                return "torch", 2
-            errors.append(f"on torch tensors it returned {type(out).__name__}")
-        except Exception as e:
-            errors.append(f"on torch tensors it raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                with np.errstate(all="ignore"):
+                    out = fn(conv(cos.copy()), conv(labels.copy()))
+        except Exception as e:  # the probe: any failure means "not this framework"
+            first = str(e).splitlines()[0] if str(e) else ""
+            errors.append(f"on {fw_in} arrays it raised {type(e).__name__}: {first}")
+            continue
+        fw = _framework_of(out)
+        if fw is not None and fw in (fw_in, "jax", "tensorflow", "torch"):
+            return fw, 2
+        errors.append(f"on {fw_in} arrays it returned {type(out).__module__}.{type(out).__name__}")
     raise TypeError(
         f"{who}: cannot tell which framework runs this callable ({'; '.join(errors)}); {SIGNATURES}"
     )

@@ -64,7 +64,8 @@ def dtype_name(d: Any, label: str, field: str = "dtype") -> str:
         k = _key(d)
     name = _BY_SPELLING.get(k) if k is not None else None
     if name is None:
-        raise ValueError(f'{label}: field "{field}": {d!r} is not a float dtype; expected {ACCEPTED}')
+        shown = f'"{d}"' if isinstance(d, str) else repr(d)  # strings quoted as the CLI quotes them
+        raise ValueError(f'{label}: field "{field}": {shown} is not a float dtype; expected {ACCEPTED}')
     return name
 
 
