@@ -200,8 +200,7 @@ pub fn file_report(
                     let _ = writeln!(
                         out,
                         "  {:<8}   … and {left} more ({} lists more)",
-                        "",
-                        o.more_hint
+                        "", o.more_hint
                     );
                 }
             }

@@ -31,6 +31,12 @@ impl AsRef<std::path::Path> for ArgPath {
     }
 }
 
+impl AsRef<std::ffi::OsStr> for ArgPath {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
 fn scratch(name: &str) -> ArgPath {
     ArgPath(crate::common::Scratch::new("cli-args", name))
 }

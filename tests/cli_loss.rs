@@ -6,7 +6,7 @@
 use ndarray::{arr1, Array2};
 use ndarray_npy::NpzWriter;
 use std::io::{Cursor, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 fn scratch(name: &str) -> crate::common::Scratch {
@@ -76,7 +76,7 @@ fn stored_zip(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
     z.finish().unwrap().into_inner()
 }
 
-fn write_npz(name: &str, f: impl FnOnce(&mut NpzWriter<std::fs::File>)) -> PathBuf {
+fn write_npz(name: &str, f: impl FnOnce(&mut NpzWriter<std::fs::File>)) -> crate::common::Scratch {
     let p = scratch(name);
     let mut w = NpzWriter::new(std::fs::File::create(&p).unwrap());
     f(&mut w);
@@ -258,7 +258,12 @@ fn a_fixture_s_params_are_used_printed_with_17_digits_with_gradient_norms() {
     assert!(!loss_text.contains('e'), "positional: {loss_text}");
     let loss: f64 = loss_text.parse().unwrap();
     assert_eq!(format!("{loss}"), loss_text, "shortest round-trip digits");
-    let int_digits = loss_text.split('.').next().unwrap().trim_start_matches('-').len();
+    let int_digits = loss_text
+        .split('.')
+        .next()
+        .unwrap()
+        .trim_start_matches('-')
+        .len();
     let frac_digits = loss_text.split('.').nth(1).map_or(0, str::len);
     assert!(
         int_digits + frac_digits >= 15,

@@ -9,7 +9,7 @@ use combined_margin::fixture::generate::{
 use combined_margin::fixture::{read_dump, read_dump_str, Limits};
 use combined_margin::rng::SplitMix64;
 use combined_margin::{Dtype, Params, Profile};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 fn spec(

@@ -132,9 +132,7 @@ pub fn floats<'py>(label: &str, field: &str, obj: &Bound<'py, PyAny>) -> PyResul
 
 /// The elements of an array's shape (saturating), for the memory check before any copy.
 pub fn elements(shape: &[usize]) -> u64 {
-    shape
-        .iter()
-        .fold(1u64, |a, &d| a.saturating_mul(d as u64))
+    shape.iter().fold(1u64, |a, &d| a.saturating_mul(d as u64))
 }
 
 /// Refuses values that `dtype` cannot hold exactly (an explicit `dtype=` the arrays are not on).

@@ -280,9 +280,10 @@ fn layer_case(
     // What the implementation declares about its easy_margin flag (insightface's ArcFace
     // attribute), as a dump's params.easy_margin: lets the checker name easy-margin-ignored.
     let easy_margin: Option<bool> = match get("easy_margin")? {
-        Some(v) => Some(v.extract().map_err(|_| {
-            field_error(label, "easy_margin", "expected True, False or None")
-        })?),
+        Some(v) => Some(
+            v.extract()
+                .map_err(|_| field_error(label, "easy_margin", "expected True, False or None"))?,
+        ),
         None => None,
     };
     let cos_obj = get("cos")?.ok_or_else(|| field_error(label, "cos", "missing"))?;
@@ -413,7 +414,10 @@ pub fn check_cases(
                 if let Ok(a) = cos.extract::<arrays::Floats>() {
                     let shape: Vec<u64> = a.shape().iter().map(|&x| x as u64).collect();
                     total = total.saturating_add(arrays::elements(&a.shape()));
-                    what = format!("cos {}", combined_margin::fixture::validate::shape_str(&shape));
+                    what = format!(
+                        "cos {}",
+                        combined_margin::fixture::validate::shape_str(&shape)
+                    );
                 }
             }
         }

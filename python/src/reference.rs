@@ -58,7 +58,15 @@ pub fn reference<'py>(
         let label = "reference";
         let p = params(label, m1, m2, m3, s)?;
         let prof = profile.fixed(label)?;
-        let (n, c, Widened { values, dtype: cos_dt, .. }) = arrays::cos_input(label, cos)?;
+        let (
+            n,
+            c,
+            Widened {
+                values,
+                dtype: cos_dt,
+                ..
+            },
+        ) = arrays::cos_input(label, cos)?;
         let dtype = dtype_arg(label, dtype, cos_dt)?;
         arrays::on_grid(label, "cos", &values, dtype)?;
         let labels = arrays::labels_input(label, labels, n, c)?;
