@@ -48,5 +48,7 @@ def require_framework(name):
         return importlib.import_module(name)
     except ImportError:
         if os.environ.get("REQUIRE_FRAMEWORKS") == "1" or (name == "torch" and os.environ.get("REQUIRE_TORCH") == "1"):
-            pytest.fail(f"REQUIRE_FRAMEWORKS=1 but {name} is not installed")
-        pytest.skip(f"needs {name} (pip install {'jax[cpu]' if name == 'jax' else 'tensorflow-cpu' if name == 'tensorflow' else name})")
+            pytest.fail(f"REQUIRE_FRAMEWORKS=1 but {name.split('.')[0]} is not installed")
+        top = name.split(".")[0]
+        pip = {"jax": "jax[cpu]", "tensorflow": "tensorflow-cpu"}.get(top, top)
+        pytest.skip(f"needs {top} (pip install {pip})")
