@@ -4,9 +4,10 @@
 //!
 //! The estimate is [`BYTES_PER_ELEMENT`] bytes per element of the largest array a call works
 //! on (N·C for the layer, N·C + N·D + C·D for the pipeline): the checker's peak, measured
-//! (about 180 bytes per element of an [N, C] check: the f64 widenings, the per-element
-//! records, the fractions and budgets handed back). It is the one place the figure lives; the
-//! streaming checker lowers it.
+//! (`check_layer` at the seed shape 128 × 180,855 f32: the process's peak RSS grew by 184
+//! bytes per element over the inputs: the f64 widenings, the per-element records, the
+//! fractions and budgets handed back). It is the one place the figure lives; the streaming
+//! checker lowers it.
 //!
 //! The limit: `set_memory_limit(bytes)` if called, else `$CMARGIN_MEMORY_LIMIT` (bytes), else
 //! the memory available when the call starts (`MemAvailable` in /proc/meminfo), else 8 GiB.
@@ -16,7 +17,7 @@ use pyo3::prelude::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Peak bytes per element of a check (see the module doc). The one place this figure lives.
-pub const BYTES_PER_ELEMENT: u64 = 180;
+pub const BYTES_PER_ELEMENT: u64 = 184;
 
 /// 0: not set (use the environment or the available memory).
 static LIMIT: AtomicU64 = AtomicU64::new(0);
