@@ -2,7 +2,9 @@
 
 Replace `MyArcFace` (a torch module with a hand-written backward) and/or `my_numpy_margin`
 (a plain function returning forward and backward) by your implementation, set PARAMS, S and
-PROFILE to what it claims to implement, and run `pytest test_my_margin.py`. A failure prints
+PROFILE to what it claims to implement, and run `pytest test_my_margin.py` (pytest is not a
+dependency of the package: `pip install 'combined_margin[test]'`, or `pip install pytest`;
+docs/frameworks.md has the same for JAX, TensorFlow and half precision). A failure prints
 the same report as `cmargin check`: the worst element with its input, label and region, and
 the named deviations.
 

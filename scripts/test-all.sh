@@ -5,8 +5,9 @@
 #   scripts/test-all.sh              # venv: $VENV, default .venv (created if missing)
 #   VENV=/path/to/venv scripts/test-all.sh
 #
-# The venv needs numpy, maturin and pytest (installed here if missing; torch is optional:
-# its tests skip visibly without it, and fail instead with REQUIRE_TORCH=1, as .ci/run sets).
+# The venv needs numpy, maturin, pytest and ml_dtypes (installed here if missing; torch, jax
+# and tensorflow are optional: their tests skip visibly without them, and fail instead with
+# REQUIRE_TORCH=1 / REQUIRE_FRAMEWORKS=1, as .ci/run sets).
 # Prints the wheel's build time and size and the pytest count and time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,8 +23,8 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 PY="$(cd "$VENV" && pwd)/bin/python"
-if ! "$PY" -c "import numpy, maturin, pytest" >/dev/null 2>&1; then
-  "$PY" -m pip install --quiet --disable-pip-version-check 'numpy>=1.24' 'maturin>=1.5,<2' 'pytest>=7'
+if ! "$PY" -c "import numpy, maturin, pytest, ml_dtypes" >/dev/null 2>&1; then
+  "$PY" -m pip install --quiet --disable-pip-version-check 'numpy>=1.24' 'maturin>=1.5,<2' 'pytest>=7' 'ml_dtypes>=0.2'
 fi
 
 echo "== maturin build --release (python/)"

@@ -32,6 +32,9 @@ pub struct ReportOptions {
     pub verbose: bool,
     /// With `verbose`: how many unexplained elements to list per case.
     pub max_elements: usize,
+    /// How the caller raises `max_elements`, for the "… and k more" line: the CLI's
+    /// `--max-elements N`; the Python package's `max_elements=N`.
+    pub more_hint: &'static str,
 }
 
 impl Default for ReportOptions {
@@ -41,6 +44,7 @@ impl Default for ReportOptions {
             require: Vec::new(),
             verbose: false,
             max_elements: 5,
+            more_hint: "--max-elements N",
         }
     }
 }
@@ -238,8 +242,8 @@ pub fn outcomes_report(
                 if left > 0 {
                     let _ = writeln!(
                         out,
-                        "  {:<8}   … and {left} more (--max-elements N lists more)",
-                        ""
+                        "  {:<8}   … and {left} more ({} lists more)",
+                        "", o.more_hint
                     );
                 }
             }

@@ -15,10 +15,30 @@ fn cmargin(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn scratch(name: &str) -> String {
-    let d = std::env::temp_dir().join(format!("cmargin-cli-args-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name).display().to_string()
+/// A scratch path as text, in a directory of its own removed when the guard drops.
+struct ArgPath(crate::common::Scratch);
+
+impl std::ops::Deref for ArgPath {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.0.s()
+    }
+}
+
+impl AsRef<std::path::Path> for ArgPath {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for ArgPath {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+fn scratch(name: &str) -> ArgPath {
+    ArgPath(crate::common::Scratch::new("cli-args", name))
 }
 
 #[test]

@@ -14,11 +14,9 @@ fn golden(rel: &str) -> PathBuf {
         .join(rel)
 }
 
-/// A scratch file unique to this test process.
-fn scratch(name: &str, body: &[u8]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cmargin-cli-check-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
+/// A scratch file in a directory of its own, removed when the returned guard drops.
+fn scratch(name: &str, body: &[u8]) -> crate::common::Scratch {
+    let p = crate::common::Scratch::new("cli-check", name);
     std::fs::write(&p, body).unwrap();
     p
 }
@@ -246,7 +244,7 @@ fn no_file_prints_the_conformance_matrix() {
     assert!(text.contains("40/40*"), "{text}");
     assert!(text.contains("Every case agrees within budget or shows exactly its expected"));
     // A fixtures directory whose table expects nothing: the same dumps now surprise.
-    let dir = std::env::temp_dir().join(format!("cmargin-matrix-{}", std::process::id()));
+    let dir = crate::common::ScratchDir::new("matrix");
     std::fs::create_dir_all(dir.join("caffe")).unwrap();
     std::fs::copy(
         golden("caffe/layer_gpu_kernel_on_host_f32.json"),

@@ -17,10 +17,9 @@ fn golden(rel: &str) -> PathBuf {
         .join(rel)
 }
 
-fn scratch_dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cmargin-verdicts-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A scratch file path in a directory of its own, removed when the guard drops.
+fn scratch(name: &str) -> crate::common::Scratch {
+    crate::common::Scratch::new("verdicts", name)
 }
 
 /// (exit code, stdout, stderr).
@@ -53,8 +52,8 @@ fn summary(stdout: &str) -> &str {
 }
 
 /// Writes `cmargin generate ARGS -o NAME` into the scratch dir and returns its path.
-fn generate(name: &str, args: &[&str]) -> PathBuf {
-    let p = scratch_dir().join(name);
+fn generate(name: &str, args: &[&str]) -> crate::common::Scratch {
+    let p = scratch(name);
     let (rc, _, err) = run(bin()
         .arg("generate")
         .args(args)
@@ -135,7 +134,7 @@ fn non_finite_outputs_the_profile_predicts_are_agreement() {
         .expect("a finite output");
     let mut bad = dump.clone();
     bad["cases"][0]["forward"][finite_at] = Value::String("NaN".into());
-    let q = scratch_dir().join("analytic_edges_nan.json");
+    let q = scratch("analytic_edges_nan.json");
     std::fs::write(&q, serde_json::to_string(&bad).unwrap()).unwrap();
     let (rc, out, _) = run(bin().arg("check").arg(&q));
     assert_eq!(rc, 1, "{out}");
@@ -198,7 +197,7 @@ fn a_side_without_outputs_is_said_and_require_refuses_it() {
 
 #[test]
 fn an_empty_case_list_is_bad_input() {
-    let p = scratch_dir().join("no_cases.json");
+    let p = scratch("no_cases.json");
     std::fs::write(
         &p,
         r#"{"format":"golden-dump/1","source":"t","implementation":"caffe-cpu","dtype":"f64","kind":"layer","cases":[]}"#,
@@ -242,7 +241,7 @@ fn verbose_lists_at_most_max_elements_and_counts_the_rest() {
         }
     }
     assert_eq!(broken, 23);
-    let f = scratch_dir().join("broken_targets.json");
+    let f = scratch("broken_targets.json");
     std::fs::write(&f, serde_json::to_string(&dump).unwrap()).unwrap();
     let listing = |extra: &[&str]| {
         let (rc, out, _) = run(bin().args(["check", "-v"]).args(extra).arg(&f));
@@ -291,19 +290,19 @@ fn the_format_is_told_by_content_not_by_name() {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
     let bytes = std::fs::read(data.join("numpy_savez_filled.npz")).unwrap();
     for name in ["filled_npz_named.json", "filled_npz_no_extension"] {
-        let p = scratch_dir().join(name);
+        let p = scratch(name);
         std::fs::write(&p, &bytes).unwrap();
         let (rc, out, err) = run(bin().arg("check").arg(&p));
         assert_eq!(rc, 0, "{name}: {err}");
         assert!(out.contains("12/12"), "{name}: {out}");
     }
     // A JSON dump named .npz is read as JSON.
-    let p = scratch_dir().join("dump_named.npz");
+    let p = scratch("dump_named.npz");
     std::fs::copy(golden("insightface-torch/cosface_f32.json"), &p).unwrap();
     let (rc, out, _) = run(bin().arg("check").arg(&p));
     assert_eq!(rc, 0, "{out}");
     // Neither: bytes that are not UTF-8 and not a zip get one located line, exit 2.
-    let p = scratch_dir().join("binary.json");
+    let p = scratch("binary.json");
     std::fs::write(&p, b"{\"a\": \xff\xfe}").unwrap();
     let (rc, _, err) = run(bin().arg("check").arg(&p));
     assert_eq!(rc, 2);

@@ -64,8 +64,7 @@ fn every_golden_file_is_embedded_byte_for_byte() {
 
 #[test]
 fn check_without_files_prints_the_matrix_from_any_directory() {
-    let elsewhere = std::env::temp_dir().join(format!("cmargin-elsewhere-{}", std::process::id()));
-    std::fs::create_dir_all(&elsewhere).unwrap();
+    let elsewhere = crate::common::ScratchDir::new("elsewhere");
     let out = Command::new(env!("CARGO_BIN_EXE_cmargin"))
         .arg("check")
         .current_dir(&elsewhere)

@@ -9,7 +9,7 @@ use combined_margin::fixture::generate::{
 use combined_margin::fixture::{read_dump, read_dump_str, Limits};
 use combined_margin::rng::SplitMix64;
 use combined_margin::{Dtype, Params, Profile};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 fn spec(
@@ -35,11 +35,8 @@ fn spec(
     }
 }
 
-fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cmargin-gen-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tempdir(tag: &str) -> crate::common::ScratchDir {
+    crate::common::ScratchDir::new(&format!("gen-{tag}"))
 }
 
 fn cmargin(dir: &Path, args: &[&str]) -> std::process::Output {

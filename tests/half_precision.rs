@@ -301,8 +301,7 @@ fn numpy_reads_the_half_npz() {
         has_numpy,
         "numpy_reads_the_half_npz: needs python3 with numpy"
     );
-    let dir = std::env::temp_dir().join(format!("cmargin-half-npz-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::ScratchDir::new("half-npz");
     for dt in HALF {
         let g = generate(&spec("arcface-thmm", dt, None, Inputs::Edges)).unwrap();
         let path = dir.join(format!("{dt}.npz"));
@@ -762,8 +761,7 @@ fn half_pipeline_head_within_its_budget_and_underflow_is_budgeted() {
 #[test]
 fn cli_takes_the_half_dtypes() {
     let bin = || std::process::Command::new(env!("CARGO_BIN_EXE_cmargin"));
-    let dir = std::env::temp_dir().join(format!("cmargin-half-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::ScratchDir::new("half-cli");
     for (dt, grid) in [("f16", None), ("bf16", None), ("f32", Some("f16"))] {
         let json = dir.join(format!("{dt}.json"));
         let npz = dir.join(format!("{dt}.npz"));

@@ -36,8 +36,7 @@ fn run_on(
     (m1, m2, m3): (f64, f64, f64),
     inputs: &[&str],
 ) -> (deviation::CaseCheck, fingerprint::Search) {
-    let dir = std::env::temp_dir().join(format!("cmargin-independent-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::common::ScratchDir::new("independent");
     let path = dir.join(format!("{name}.npz"));
     let params = format!("{m1},{m2},{m3}");
     let st = Command::new(env!("CARGO_BIN_EXE_cmargin"))

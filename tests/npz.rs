@@ -499,11 +499,8 @@ fn refuses_malformed_files_with_located_errors() {
     );
 }
 
-fn tempdir(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("cmargin-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tempdir(tag: &str) -> crate::common::ScratchDir {
+    crate::common::ScratchDir::new(tag)
 }
 
 #[test]

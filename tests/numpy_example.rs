@@ -14,7 +14,7 @@ fn numpy_round_trip_through_cmargin_check() {
         .map(|o| o.status.success())
         .unwrap_or(false);
     assert!(has_numpy, "needs python3 with numpy (import numpy failed)");
-    let dir = std::env::temp_dir().join(format!("cmargin-numpy-example-{}", std::process::id()));
+    let dir = crate::common::ScratchDir::new("numpy-example");
     let out = Command::new("python3")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),

@@ -732,8 +732,7 @@ fn printed(stdout: &str, label: &str) -> f64 {
 
 #[test]
 fn cli_loss_of_an_npz_matches_the_reference() {
-    let dir = std::env::temp_dir().join(format!("cmargin-loss-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::common::ScratchDir::new("loss");
     let path = dir.join("head.npz");
     let mut rng = SplitMix64::new(77);
     let (n, c, d) = (6, 40, 8);

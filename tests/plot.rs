@@ -156,9 +156,7 @@ fn bad_requests_are_errors() {
 
 #[test]
 fn cli_writes_once_and_refuses_to_overwrite() {
-    let d = std::env::temp_dir().join(format!("cmargin-plot-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
+    let d = crate::common::ScratchDir::new("plot");
     let run = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_cmargin"))
             .current_dir(&d)

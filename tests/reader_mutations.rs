@@ -27,8 +27,7 @@ fn seeds() -> Vec<Vec<u8>> {
         .iter()
         .map(|n| std::fs::read(data.join(n)).unwrap())
         .collect();
-    let dir = std::env::temp_dir().join(format!("cmargin-mutations-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::common::ScratchDir::new("mutations");
     let (json, npz) = (dir.join("s.json"), dir.join("s.npz"));
     let st = std::process::Command::new(env!("CARGO_BIN_EXE_cmargin"))
         .args([

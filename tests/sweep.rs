@@ -278,8 +278,7 @@ fn bin() -> Command {
 
 #[test]
 fn cli_sweep_writes_json_and_names_bad_input() {
-    let dir = std::env::temp_dir().join(format!("cmargin-sweep-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::common::ScratchDir::new("sweep");
     let json = dir.join("s.json");
     let _ = std::fs::remove_file(&json);
     let out = bin()

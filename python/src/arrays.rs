@@ -33,11 +33,14 @@ fn descr(obj: &Bound<'_, PyAny>) -> String {
         })
 }
 
-/// A float array as it arrived: f32 or f64, any shape, any strides.
+/// A float array as it arrived: f32 or f64, or a 16-bit float as its bits with its format
+/// (`("f16" | "bf16", uint16 view)`: the Python side hands half arrays over this way, since
+/// numpy has no bfloat16 of its own; `_arrays.to_core`). Any shape, any strides.
 #[derive(FromPyObject)]
 pub enum Floats<'py> {
     F32(PyReadonlyArrayDyn<'py, f32>),
     F64(PyReadonlyArrayDyn<'py, f64>),
+    Half(String, PyReadonlyArrayDyn<'py, u16>),
 }
 
 /// An array widened to f64, C order, with its shape and the precision it came in.
@@ -47,37 +50,66 @@ pub struct Widened {
     pub dtype: Dtype,
 }
 
+/// The value of a 16-bit float's bits (exact widening).
+fn half_value(dtype: Dtype, bits: u16) -> f64 {
+    match dtype {
+        Dtype::BF16 => f32::from_bits((bits as u32) << 16) as f64,
+        _ => half::f16::from_bits(bits).to_f64(),
+    }
+}
+
 impl Floats<'_> {
     pub fn shape(&self) -> Vec<usize> {
         match self {
             Floats::F32(a) => a.shape().to_vec(),
             Floats::F64(a) => a.shape().to_vec(),
+            Floats::Half(_, a) => a.shape().to_vec(),
         }
     }
 
-    pub fn dtype(&self) -> Dtype {
+    /// The precision; a half tag other than "f16"/"bf16" is an error.
+    pub fn dtype(&self, label: &str, field: &str) -> PyResult<Dtype> {
         match self {
-            Floats::F32(_) => Dtype::F32,
-            Floats::F64(_) => Dtype::F64,
+            Floats::F32(_) => Ok(Dtype::F32),
+            Floats::F64(_) => Ok(Dtype::F64),
+            Floats::Half(tag, _) => match Dtype::parse(tag) {
+                Some(d @ (Dtype::F16 | Dtype::BF16)) => Ok(d),
+                _ => Err(field_error(
+                    label,
+                    field,
+                    format!("16-bit format {tag:?}: expected \"f16\" or \"bf16\""),
+                )),
+            },
         }
     }
 
-    /// Widens to f64: a contiguous array is read as one slice, a strided one through its view.
-    pub fn widen(&self) -> Widened {
-        fn go<T: Copy + Into<f64> + numpy::Element>(a: &PyReadonlyArrayDyn<'_, T>) -> Vec<f64> {
+    /// Widens to f64 (exactly): a contiguous array is read as one slice, a strided one
+    /// through its view. The f64 copy is reserved fallibly.
+    pub fn widen(&self, label: &str, field: &str) -> PyResult<Widened> {
+        fn go<T: Copy + numpy::Element>(
+            a: &PyReadonlyArrayDyn<'_, T>,
+            out: &mut Vec<f64>,
+            f: impl Fn(T) -> f64,
+        ) {
             match a.as_slice() {
-                Ok(s) => s.iter().map(|&x| x.into()).collect(),
-                Err(_) => a.as_array().iter().map(|&x| x.into()).collect(),
+                Ok(s) => out.extend(s.iter().map(|&x| f(x))),
+                Err(_) => out.extend(a.as_array().iter().map(|&x| f(x))),
             }
         }
-        Widened {
-            shape: self.shape(),
-            values: match self {
-                Floats::F32(a) => go(a),
-                Floats::F64(a) => go(a),
-            },
-            dtype: self.dtype(),
+        let shape = self.shape();
+        let dtype = self.dtype(label, field)?;
+        let len = shape.iter().product::<usize>();
+        let mut values = crate::memory::vec_with_capacity(label, field, len)?;
+        match self {
+            Floats::F32(a) => go(a, &mut values, |x| x as f64),
+            Floats::F64(a) => go(a, &mut values, |x| x),
+            Floats::Half(_, a) => go(a, &mut values, |b| half_value(dtype, b)),
         }
+        Ok(Widened {
+            shape,
+            values,
+            dtype,
+        })
     }
 }
 
@@ -87,7 +119,10 @@ pub fn floats<'py>(label: &str, field: &str, obj: &Bound<'py, PyAny>) -> PyResul
         PyTypeError::new_err(
             FixtureError::new(
                 label,
-                format!("dtype {} is not float32 or float64", descr(obj)),
+                format!(
+                    "dtype {} is not a float type (float64, float32, float16 or bfloat16)",
+                    descr(obj)
+                ),
             )
             .in_field(field)
             .to_string(),
@@ -95,10 +130,39 @@ pub fn floats<'py>(label: &str, field: &str, obj: &Bound<'py, PyAny>) -> PyResul
     })
 }
 
+/// The elements of an array's shape (saturating), for the memory check before any copy.
+pub fn elements(shape: &[usize]) -> u64 {
+    shape.iter().fold(1u64, |a, &d| a.saturating_mul(d as u64))
+}
+
+/// Refuses values that `dtype` cannot hold exactly (an explicit `dtype=` the arrays are not on).
+pub fn on_grid(label: &str, field: &str, values: &[f64], dtype: Dtype) -> PyResult<()> {
+    match values
+        .iter()
+        .position(|&x| !x.is_nan() && dtype.round(x) != x)
+    {
+        None => Ok(()),
+        Some(i) => Err(field_error(
+            label,
+            field,
+            format!(
+                "element {i} is {}, not a {dtype} value; with dtype={dtype} the inputs must be \
+                 {dtype} values (round them first: the implementation saw them rounded)",
+                values[i]
+            ),
+        )),
+    }
+}
+
 /// `cos` [N, C]: float32 or float64 (the dtype of the check), two dimensions, no NaN.
 pub fn cos_input(label: &str, obj: &Bound<'_, PyAny>) -> PyResult<(usize, usize, Widened)> {
     let a = floats(label, "cos", obj)?;
     let shape: Vec<u64> = a.shape().iter().map(|&d| d as u64).collect();
+    crate::memory::check(
+        label,
+        &format!("cos {}", shape_str(&shape)),
+        elements(&a.shape()),
+    )?;
     if shape.len() != 2 {
         return Err(field_error(
             label,
@@ -110,7 +174,7 @@ pub fn cos_input(label: &str, obj: &Bound<'_, PyAny>) -> PyResult<(usize, usize,
             ),
         ));
     }
-    let w = a.widen();
+    let w = a.widen(label, "cos")?;
     let (n, c) = (w.shape[0], w.shape[1]);
     validate::no_nan(label, "cos", &w.values, c).map_err(value_error)?;
     Ok((n, c, w))
@@ -134,7 +198,7 @@ pub fn nc_floats(
             format!("shape {}, expected {}", shape_str(&shape), shape_str(&want)),
         ));
     }
-    Ok(a.widen().values)
+    Ok(a.widen(label, field)?.values)
 }
 
 /// Integer labels as they may arrive.
@@ -231,8 +295,7 @@ pub fn out_array<'py>(
     let dim = ndarray::IxDyn(shape);
     let err = |e: ndarray::ShapeError| PyValueError::new_err(e.to_string());
     Ok(match dtype {
-        // Half values are exact in f32 (numpy has no bf16): returned as float32.
-        Dtype::F32 | Dtype::F16 | Dtype::BF16 => {
+        Dtype::F32 => {
             let v: Vec<f32> = values.into_iter().map(|x| x as f32).collect();
             ndarray::ArrayD::from_shape_vec(dim, v)
                 .map_err(err)?
@@ -243,6 +306,32 @@ pub fn out_array<'py>(
             .map_err(err)?
             .into_pyarray(py)
             .into_any(),
+        // 16-bit values as their bits, viewed as numpy.float16 or ml_dtypes.bfloat16.
+        Dtype::F16 | Dtype::BF16 => {
+            let bits: Vec<u16> = values
+                .into_iter()
+                .map(|x| match dtype {
+                    Dtype::BF16 => ((dtype.round(x) as f32).to_bits() >> 16) as u16,
+                    _ => half::f16::from_f64(dtype.round(x)).to_bits(),
+                })
+                .collect();
+            let a = ndarray::ArrayD::from_shape_vec(dim, bits)
+                .map_err(err)?
+                .into_pyarray(py)
+                .into_any();
+            let np_dtype = match dtype {
+                Dtype::BF16 => py
+                    .import("ml_dtypes")
+                    .and_then(|m| m.getattr("bfloat16"))
+                    .map_err(|_| {
+                        PyTypeError::new_err(
+                            "bfloat16 arrays need the ml_dtypes package (pip install ml_dtypes)",
+                        )
+                    })?,
+                _ => py.import("numpy")?.getattr("float16")?,
+            };
+            a.call_method1("view", (np_dtype,))?
+        }
     })
 }
 

@@ -273,6 +273,7 @@ fn layer_case(
     d: &Bound<'_, PyDict>,
     params: Params,
     scaled: bool,
+    dtype_given: Option<Dtype>,
 ) -> PyResult<(LayerCase, Dtype)> {
     let get = |k: &str| -> PyResult<Option<Bound<'_, PyAny>>> {
         Ok(d.get_item(k)?.filter(|v| !v.is_none()))
@@ -280,6 +281,15 @@ fn layer_case(
     let name: String = match get("name")? {
         Some(v) => v.extract()?,
         None => format!("case{index}"),
+    };
+    // What the implementation declares about its easy_margin flag (insightface's ArcFace
+    // attribute), as a dump's params.easy_margin: lets the checker name easy-margin-ignored.
+    let easy_margin: Option<bool> = match get("easy_margin")? {
+        Some(v) => Some(
+            v.extract()
+                .map_err(|_| field_error(label, "easy_margin", "expected True, False or None"))?,
+        ),
+        None => None,
     };
     let cos_obj = get("cos")?.ok_or_else(|| field_error(label, "cos", "missing"))?;
     let (
@@ -289,6 +299,10 @@ fn layer_case(
             values: cos, dtype, ..
         },
     ) = arrays::cos_input(label, &cos_obj)?;
+    if let Some(d) = dtype_given {
+        arrays::on_grid(label, "cos", &cos, d)?;
+    }
+    let dtype = dtype_given.unwrap_or(dtype);
     let labels_obj = get("labels")?.ok_or_else(|| field_error(label, "labels", "missing"))?;
     let labels = arrays::labels_input(label, &labels_obj, n, c)?;
     let opt = |field: &str| -> PyResult<Option<Vec<f64>>> {
@@ -299,6 +313,9 @@ fn layer_case(
     let top_diff = opt("top_diff")?;
     if let Some(t) = &top_diff {
         combined_margin::fixture::validate::no_nan(label, "top_diff", t, c).map_err(value_error)?;
+        if let Some(d) = dtype_given {
+            arrays::on_grid(label, "top_diff", t, d)?;
+        }
     }
     let forward = opt("forward")?;
     let backward = opt("backward")?;
@@ -320,7 +337,7 @@ fn layer_case(
             params,
             params_effective: params,
             scaled,
-            easy_margin: None,
+            easy_margin,
             n,
             c,
             cos,
@@ -335,9 +352,11 @@ fn layer_case(
 
 /// Checks cases against the reference under `profile` (a `Profile`, a preset name, or "auto"
 /// to fingerprint them); `m1, m2, m3` in radians and cosine units; `s` = the scale the
-/// outputs carry (None: the layer does not scale). Returns a `Report`.
+/// outputs carry (None: the layer does not scale); `dtype`: the precision the implementation
+/// ran in (None: that of `cos`); `max_elements`: with `verbose`, the unexplained elements
+/// listed per case. Returns a `Report`.
 #[pyfunction]
-#[pyo3(signature = (label, implementation, cases, m1, m2, m3, s, profile, allow, verbose))]
+#[pyo3(signature = (label, implementation, cases, m1, m2, m3, s, profile, allow, verbose, dtype=None, max_elements=5))]
 #[allow(clippy::too_many_arguments)]
 pub fn check_cases(
     py: Python<'_>,
@@ -351,8 +370,21 @@ pub fn check_cases(
     profile: ProfileArg,
     allow: Vec<String>,
     verbose: bool,
+    dtype: Option<&str>,
+    max_elements: usize,
 ) -> PyResult<Report> {
     crate::guard(|| {
+        let dtype_given = dtype
+            .map(|d| {
+                Dtype::parse(d).ok_or_else(|| {
+                    field_error(
+                        label,
+                        "dtype",
+                        format!("{d:?}: expected \"f64\", \"f32\", \"f16\" or \"bf16\""),
+                    )
+                })
+            })
+            .transpose()?;
         let allowed = allow
             .iter()
             .map(|n| {
@@ -379,10 +411,29 @@ pub fn check_cases(
         if cases.is_empty() {
             return Err(field_error(label, "cases", "no case to check"));
         }
+        // The memory every case together needs, before any of them is copied.
+        let mut total = 0u64;
+        let mut what = String::new();
+        for d in &cases {
+            if let Some(cos) = d.get_item("cos")?.filter(|v| !v.is_none()) {
+                if let Ok(a) = cos.extract::<arrays::Floats>() {
+                    let shape: Vec<u64> = a.shape().iter().map(|&x| x as u64).collect();
+                    total = total.saturating_add(arrays::elements(&a.shape()));
+                    what = format!(
+                        "cos {}",
+                        combined_margin::fixture::validate::shape_str(&shape)
+                    );
+                }
+            }
+        }
+        if cases.len() > 1 {
+            what = format!("{} cases", cases.len());
+        }
+        crate::memory::check(label, &what, total)?;
         let mut layer = Vec::with_capacity(cases.len());
         let mut dtype = None;
         for (i, d) in cases.iter().enumerate() {
-            let (case, dt) = layer_case(label, i, d, params, s.is_some())?;
+            let (case, dt) = layer_case(label, i, d, params, s.is_some(), dtype_given)?;
             match dtype {
                 None => dtype = Some(dt),
                 Some(first) if first != dt => {
@@ -420,6 +471,8 @@ pub fn check_cases(
             let opts = report::ReportOptions {
                 allowed: allowed.clone(),
                 verbose,
+                max_elements,
+                more_hint: "max_elements=N",
                 ..report::ReportOptions::default()
             };
             let (body, passed) =
@@ -508,7 +561,7 @@ pub fn disagree<'py>(
     budget: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
     crate::guard(|| {
-        let bud = arrays::floats(label, "budget", budget)?.widen();
+        let bud = arrays::floats(label, "budget", budget)?.widen(label, "budget")?;
         let (n, c) = match bud.shape.as_slice() {
             [n, c] => (*n, *c),
             _ => return Err(field_error(label, "budget", "expected 2 dimensions (N, C)")),

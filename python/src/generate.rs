@@ -154,7 +154,7 @@ fn write(path: &Path, bytes: &[u8], force: bool) -> PyResult<()> {
 
 /// The arguments of `cmargin generate`, with its defaults applied by the Python wrapper.
 #[pyfunction]
-#[pyo3(signature = (profile, m1, m2, m3, s, shape, dtype, seed, inputs, dim, top_diff, ignore_every))]
+#[pyo3(signature = (profile, m1, m2, m3, s, shape, dtype, seed, inputs, dim, top_diff, ignore_every, input_grid=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn generate(
     profile: ProfileArg,
@@ -169,17 +169,22 @@ pub fn generate(
     dim: u32,
     top_diff: &str,
     ignore_every: usize,
+    input_grid: Option<&str>,
 ) -> PyResult<Fixture> {
     crate::guard(|| {
         let label = "generate";
         let profile = profile.fixed(label)?;
-        let dtype = Dtype::parse(dtype).ok_or_else(|| {
-            field_error(
-                label,
-                "dtype",
-                format!("{dtype:?}: expected \"f32\" or \"f64\""),
-            )
-        })?;
+        let parse = |field: &str, d: &str| {
+            Dtype::parse(d).ok_or_else(|| {
+                field_error(
+                    label,
+                    field,
+                    format!("{d:?}: expected \"f64\", \"f32\", \"f16\" or \"bf16\""),
+                )
+            })
+        };
+        let dtype = parse("dtype", dtype)?;
+        let input_grid = input_grid.map(|g| parse("input_grid", g)).transpose()?;
         let mut params = Params::new(m1, m2, m3);
         if let Some(s) = s {
             params.s = s;
@@ -223,6 +228,11 @@ pub fn generate(
             }
             (None, _) => (16, 10),
         };
+        crate::memory::check(
+            label,
+            &format!("shape ({n}, {c})"),
+            crate::arrays::elements(&[n, c]),
+        )?;
         let spec = Spec {
             profile,
             params,
@@ -234,7 +244,7 @@ pub fn generate(
             inputs,
             top_diff,
             ignore_every,
-            input_grid: None,
+            input_grid,
         };
         let gen = g::generate(&spec).map_err(|e| PyValueError::new_err(format!("{label}: {e}")))?;
         Ok(Fixture { g: gen })

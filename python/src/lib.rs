@@ -14,6 +14,7 @@ use pyo3::prelude::*;
 mod arrays;
 mod check;
 mod generate;
+mod memory;
 mod pipeline;
 mod profile;
 mod reference;
@@ -65,6 +66,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(generate::generate, m)?)?;
     m.add_function(wrap_pyfunction!(pipeline::check_pipeline, m)?)?;
     m.add_function(wrap_pyfunction!(sweep::sweep_callable, m)?)?;
+    m.add_function(wrap_pyfunction!(memory::set_memory_limit, m)?)?;
+    m.add_function(wrap_pyfunction!(memory::memory_limit, m)?)?;
     m.add_function(wrap_pyfunction!(_selftest_panic, m)?)?;
     Ok(())
 }

@@ -19,7 +19,7 @@ fn dtype_arg(label: &str, dtype: Option<&str>, default: Dtype) -> PyResult<Dtype
             field_error(
                 label,
                 "dtype",
-                format!("{d:?}: expected \"f32\" or \"f64\""),
+                format!("{d:?}: expected \"f64\", \"f32\", \"f16\" or \"bf16\""),
             )
         }),
     }
@@ -40,7 +40,7 @@ fn params(label: &str, m1: f64, m2: f64, m3: f64, s: Option<f64>) -> PyResult<Pa
 /// dtype-exact inputs, times s if `s` is given, rounded once to the dtype of `cos`, NaN as
 /// the positive quiet NaN. top_diff None: ones (the backward is then the factor d out / d c).
 #[pyfunction]
-#[pyo3(signature = (cos, labels, m1, m2, m3, s, profile, top_diff=None))]
+#[pyo3(signature = (cos, labels, m1, m2, m3, s, profile, top_diff=None, dtype=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn reference<'py>(
     py: Python<'py>,
@@ -52,12 +52,23 @@ pub fn reference<'py>(
     s: Option<f64>,
     profile: ProfileArg,
     top_diff: Option<&Bound<'py, PyAny>>,
+    dtype: Option<&str>,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
     crate::guard(|| {
         let label = "reference";
         let p = params(label, m1, m2, m3, s)?;
         let prof = profile.fixed(label)?;
-        let (n, c, Widened { values, dtype, .. }) = arrays::cos_input(label, cos)?;
+        let (
+            n,
+            c,
+            Widened {
+                values,
+                dtype: cos_dt,
+                ..
+            },
+        ) = arrays::cos_input(label, cos)?;
+        let dtype = dtype_arg(label, dtype, cos_dt)?;
+        arrays::on_grid(label, "cos", &values, dtype)?;
         let labels = arrays::labels_input(label, labels, n, c)?;
         let top = match top_diff {
             Some(t) => {
@@ -221,7 +232,7 @@ pub fn pipeline_inputs(
     let p = params(label, m1, m2, m3, Some(s))?;
     let prof = profile.fixed(label)?;
     let two_d = |field: &str, o: &Bound<'_, PyAny>| -> PyResult<(ndarray::Array2<f64>, Dtype)> {
-        let a = arrays::floats(label, field, o)?.widen();
+        let a = arrays::floats(label, field, o)?.widen(label, field)?;
         let shape: Vec<u64> = a.shape.iter().map(|&d| d as u64).collect();
         if a.shape.len() != 2 {
             return Err(field_error(
@@ -239,6 +250,21 @@ pub fn pipeline_inputs(
             .map_err(|e| field_error(label, field, e.to_string()))?;
         Ok((arr, a.dtype))
     };
+    {
+        // The memory the pipeline needs (N·D + C·D + N·C), before anything is copied.
+        let fs = arrays::floats(label, "features", features)?.shape();
+        let ws = arrays::floats(label, "weights", weights)?.shape();
+        if let ([n, d], [c, _]) = (fs.as_slice(), ws.as_slice()) {
+            let e = arrays::elements(&[*n, *d])
+                .saturating_add(arrays::elements(&[*c, *d]))
+                .saturating_add(arrays::elements(&[*n, *c]));
+            crate::memory::check(
+                label,
+                &format!("features [{n}, {d}], weights [{c}, {d}]"),
+                e,
+            )?;
+        }
+    }
     let (x, xdt) = two_d("features", features)?;
     let (w, _) = two_d("weights", weights)?;
     if x.ncols() != w.ncols() {

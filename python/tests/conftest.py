@@ -33,7 +33,22 @@ def require_torch():
     try:
         import torch
     except ImportError:
-        if os.environ.get("REQUIRE_TORCH") == "1":
-            pytest.fail("REQUIRE_TORCH=1 but torch is not installed")
+        if os.environ.get("REQUIRE_TORCH") == "1" or os.environ.get("REQUIRE_FRAMEWORKS") == "1":
+            pytest.fail("REQUIRE_TORCH=1 (or REQUIRE_FRAMEWORKS=1) but torch is not installed")
         pytest.skip("needs torch (pip install torch)", allow_module_level=True)
     return torch
+
+
+def require_framework(name):
+    """The framework module (torch, jax, tensorflow, ml_dtypes), or a visible skip; with
+    REQUIRE_FRAMEWORKS=1 (CI) a missing one fails instead (REQUIRE_TORCH=1 does so for torch)."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        if os.environ.get("REQUIRE_FRAMEWORKS") == "1" or (name == "torch" and os.environ.get("REQUIRE_TORCH") == "1"):
+            pytest.fail(f"REQUIRE_FRAMEWORKS=1 but {name.split('.')[0]} is not installed")
+        top = name.split(".")[0]
+        pip = {"jax": "jax[cpu]", "tensorflow": "tensorflow-cpu"}.get(top, top)
+        pytest.skip(f"needs {top} (pip install {pip})")

@@ -94,7 +94,7 @@ def test_wrong_shapes_of_cos_and_labels():
 @pytest.mark.parametrize("value, descr", [("hello", "<U5"), ({"a": 1}, "|O"), (object(), "|O")])
 def test_a_non_array_is_a_type_error(value, descr):
     d = good()
-    with pytest.raises(TypeError, match=rf'^check_layer: field "cos": dtype {descr} is not float32 or float64$'):
+    with pytest.raises(TypeError, match=rf'^check_layer: field "cos": dtype {descr} is not a float type \(float64, float32, float16 or bfloat16\)$'):
         cm.check_layer(value, d["labels"], d["forward"])
     with pytest.raises(TypeError, match=r'^check_layer: field "labels": dtype .* is not an integer or float type$'):
         cm.check_layer(d["cos"], "abc", d["forward"])
@@ -114,7 +114,7 @@ def test_missing_and_ragged_inputs():
 
 def test_integer_cos_is_refused():
     d = good()
-    with pytest.raises(TypeError, match=r'field "cos": dtype <i8 is not float32 or float64'):
+    with pytest.raises(TypeError, match=r'field "cos": dtype <i8 is not a float type \(float64, float32, float16 or bfloat16\)'):
         cm.check_layer(np.zeros((6, 4), dtype=np.int64), d["labels"], d["forward"])
 
 

@@ -134,10 +134,23 @@ def test_cpu_tensors_are_read_in_place():
     assert r.passed
 
 
-def test_half_precision_tensor_is_refused_clearly():
-    t = torch.zeros(2, 3, dtype=torch.float16)
-    with pytest.raises(TypeError, match=r'field "cos": dtype <f2 is not float32 or float64'):
-        cm.check_layer(t, torch.zeros(2, dtype=torch.int64), t)
+@pytest.mark.parametrize("dtype", ["f16", "bf16"])
+def test_half_precision_tensors_are_read(dtype):
+    """Once refused (`dtype <f2 is not float32 or float64`): f16 and bf16 CPU tensors are read
+    in place (bf16 through an int16 view) and checked in their precision."""
+    from combined_margin._arrays import asarray
+
+    tdt = {"f16": torch.float16, "bf16": torch.bfloat16}[dtype]
+    t = torch.linspace(-0.5, 0.5, 12, dtype=tdt).reshape(3, 4)
+    a = asarray(t, "x", "cos")
+    assert a.__array_interface__["data"][0] == t.data_ptr()
+    assert np.array_equal(a.astype(np.float32), t.float().numpy())
+    fx = cm.generate(dtype=dtype, inputs="uniform")
+    tt = {k: torch.from_numpy(getattr(fx, k).view(np.int16).copy()).view(tdt)
+          for k in ("cos", "forward", "backward", "top_diff")}
+    r = cm.check_layer(tt["cos"], torch.from_numpy(fx.labels), tt["forward"], tt["backward"], tt["top_diff"],
+                       profile="recommended")
+    assert r.passed and r.dtype == dtype, str(r)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (torch.cuda.is_available() is False)")

@@ -79,3 +79,81 @@ pub fn batch(
         (Just(n), Just(c), cos, labels, top)
     })
 }
+
+/// A scratch directory `cmargin-<tag>-XXXXXX` in the temp dir (tempfile): it and everything
+/// in it are removed when this drops, so a test run leaves nothing behind. Derefs to its path.
+pub struct ScratchDir(tempfile::TempDir);
+
+impl ScratchDir {
+    pub fn new(tag: &str) -> ScratchDir {
+        ScratchDir(
+            tempfile::Builder::new()
+                .prefix(&format!("cmargin-{tag}-"))
+                .tempdir()
+                .expect("a scratch directory in the temp dir"),
+        )
+    }
+}
+
+impl std::ops::Deref for ScratchDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<std::path::Path> for ScratchDir {
+    fn as_ref(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for ScratchDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.path().as_os_str()
+    }
+}
+
+/// A scratch file path `name` in a directory of its own, removed (with the file) when this
+/// drops. Derefs to the path; `s()` gives it as text.
+pub struct Scratch {
+    _dir: ScratchDir,
+    path: std::path::PathBuf,
+    text: String,
+}
+
+impl Scratch {
+    pub fn new(tag: &str, name: &str) -> Scratch {
+        let dir = ScratchDir::new(tag);
+        let path = dir.join(name);
+        let text = path.display().to_string();
+        Scratch {
+            _dir: dir,
+            path,
+            text,
+        }
+    }
+
+    pub fn s(&self) -> &str {
+        &self.text
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl AsRef<std::path::Path> for Scratch {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for Scratch {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.path.as_os_str()
+    }
+}

@@ -16,19 +16,27 @@ Everything here calls the Rust crate ``combined-margin`` (its ``_core`` extensio
 reference, the tolerance model, the named deviations and the report text are the crate's,
 so ``str(report)`` is what ``cmargin check`` prints for the same check.
 
-Arrays: numpy arrays, CPU torch tensors (read in place), anything ``numpy.asarray`` or DLPack
-takes. The dtype (float32 or float64) is taken from ``cos``. Bad input raises ``ValueError``
-or ``TypeError`` with the CLI's one-line message (``label: field "labels": ...``).
+Arrays: numpy arrays (float64, float32, float16, ml_dtypes.bfloat16), CPU torch tensors
+(read in place), JAX and TensorFlow arrays, anything ``numpy.asarray`` or DLPack takes. The
+dtype of a check is that of ``cos`` unless ``dtype=`` says otherwise; a ``dtype`` argument
+takes any spelling (``"bf16"``, ``"float32"``, ``torch.float16``, ``jnp.bfloat16``,
+``tf.float32``, ``np.float64``, ``ml_dtypes.bfloat16``; see ``_dtypes``). Bad input raises
+``ValueError`` or ``TypeError`` with the CLI's one-line message (``label: field "labels": ...``);
+an input too large for the memory limit (``set_memory_limit``) raises ``ValueError`` before
+anything is allocated.
+
+Frameworks: ``check_module`` runs a torch module or function, a JAX function, a TensorFlow
+function or a numpy callable, each differentiated by its own autodiff (docs/frameworks.md).
 """
 
-from __future__ import annotations
 
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
-
-import numpy as np
+import typing as _t
 
 from . import _core
-from ._arrays import asarray as _asarray
+from ._arrays import asarray as _asarray_np
+from ._arrays import core_array as _asarray
+from ._dtypes import dtype_name as _dtype_name
+from ._dtypes import dtype_opt as _dtype_opt
 from ._core import (
     CaseResult,
     Deviation,
@@ -40,12 +48,13 @@ from ._core import (
     deviation_names,
     preset_names,
 )
+from ._core import memory_limit, set_memory_limit
 from ._drive import Comparison, assert_conforms, check_module, compare
 
 __version__ = _core.__version__
 
-ProfileLike = Union[str, Profile]
-Params = Tuple[float, float, float]
+ProfileLike = _t.Union[str, Profile]
+Params = _t.Tuple[float, float, float]
 
 #: ArcFace (m1, m2, m3) = (1, 0.5, 0): the default of ``cmargin generate``.
 ARCFACE: Params = (1.0, 0.5, 0.0)
@@ -69,14 +78,16 @@ __all__ = [
     "generate",
     "kinks",
     "loss_reference",
+    "memory_limit",
     "preset_names",
     "reference",
+    "set_memory_limit",
     "sweep",
     "SweepResult",
 ]
 
 
-def _params(params: Sequence[float], label: str) -> Params:
+def _params(params: _t.Sequence[float], label: str) -> Params:
     try:
         m1, m2, m3 = (float(v) for v in params)
     except (TypeError, ValueError):
@@ -89,17 +100,19 @@ def _params(params: Sequence[float], label: str) -> Params:
 def reference(
     cos,
     labels,
-    params: Sequence[float] = ARCFACE,
-    s: Optional[float] = None,
+    params: _t.Sequence[float] = ARCFACE,
+    s: _t.Optional[float] = None,
     profile: ProfileLike = "recommended",
     top_diff=None,
-) -> Tuple[np.ndarray, np.ndarray]:
+    dtype=None,
+) -> _t.Tuple[_t.Any, _t.Any]:
     """The layer's reference (forward, backward), bit-identical to the crate's fixtures.
 
     forward[i, y_i] = s·(cos(m1·θ + m2) − m3) under the profile's patches, every other entry
     s·c; backward = top_diff · d out / d c (top_diff = ones if None, so backward is then the
     factor). Both computed in f64 on the inputs as given, times s only if ``s`` is given,
-    rounded once to the dtype of ``cos`` (float32 or float64), NaN as the positive quiet NaN.
+    rounded once to ``dtype`` (default: that of ``cos``: float64, float32, float16 or
+    bfloat16; the arrays come back in it), NaN as the positive quiet NaN.
     """
     label = "reference"
     m1, m2, m3 = _params(params, label)
@@ -112,12 +125,13 @@ def reference(
         s,
         profile,
         _asarray(top_diff, label, "top_diff", required=False),
+        _dtype_opt(dtype, label),
     )
 
 
 def kinks(
-    params: Sequence[float] = ARCFACE, profile: ProfileLike = "recommended", dtype: str = "f64"
-) -> List[Dict]:
+    params: _t.Sequence[float] = ARCFACE, profile: ProfileLike = "recommended", dtype="f64"
+) -> _t.List[_t.Dict]:
     """Where the profile's forward or backward is not smooth, in cos-space (SPEC.md §4).
 
     A list of dicts sorted by ``c``: ``c`` (cos θ, as ``dtype`` represents the profile's
@@ -126,19 +140,19 @@ def kinks(
     gradientcorner, smooth).
     """
     m1, m2, m3 = _params(params, "kinks")
-    return _core.kinks(m1, m2, m3, profile, dtype)
+    return _core.kinks(m1, m2, m3, profile, _dtype_name(dtype, "kinks"))
 
 
 def loss_reference(
     features,
     weights,
     labels,
-    params: Sequence[float] = ARCFACE,
+    params: _t.Sequence[float] = ARCFACE,
     s: float = 64.0,
     profile: ProfileLike = "recommended",
     norm_eps: float = 0.0,
-    dtype: Optional[str] = None,
-) -> Dict[str, object]:
+    dtype=None,
+) -> _t.Dict[str, object]:
     """The loss pipeline's f64 reference with every intermediate and the gradients (SPEC.md §8).
 
     x̂ = x / sqrt(Σx² + eps) (features [N, D]), ŵ = w / sqrt(Σw² + eps) (weights [C, D]),
@@ -161,7 +175,7 @@ def loss_reference(
         float(s),
         profile,
         float(norm_eps),
-        dtype,
+        _dtype_opt(dtype, label),
     )
 
 
@@ -172,22 +186,29 @@ def check_layer(
     backward=None,
     top_diff=None,
     *,
-    params: Sequence[float] = ARCFACE,
-    s: Optional[float] = None,
+    params: _t.Sequence[float] = ARCFACE,
+    s: _t.Optional[float] = None,
     profile: ProfileLike = "auto",
-    allow: Iterable[str] = (),
+    allow: _t.Iterable[str] = (),
+    dtype=None,
+    easy_margin: _t.Optional[bool] = None,
     name: str = "check_layer",
     verbose: bool = False,
+    max_elements: int = 5,
 ) -> Report:
     """Checks an implementation's layer outputs against the reference (SPEC.md §5, §6).
 
-    ``cos`` [N, C] float32/float64 (the precision the implementation ran in), ``labels`` [N]
+    ``cos`` [N, C] float64/float32/float16/bfloat16 (the precision the implementation ran
+    in, unless ``dtype`` says otherwise: then ``cos`` must hold values of it), ``labels`` [N]
     or [N, 1] (−1 = ignored row), ``forward`` and/or ``backward`` [N, C] (any float
     precision; widened, never rounded), ``top_diff`` [N, C] (required with ``backward``).
     ``s``: the scale the outputs carry (None: the layer does not scale). ``profile``: a
     ``Profile``, a preset name, or "auto" (rank every preset and variant, check against the
     best, as ``cmargin check --profile auto``). Each element passes when
-    |got − want| ≤ budget; ``allow`` names deviations to accept.
+    |got − want| ≤ budget; ``allow`` names deviations to accept. ``easy_margin``: what the
+    implementation was configured with, if it has the flag (as a dump's params.easy_margin;
+    a flag the code ignores is then named easy-margin-ignored). ``verbose`` lists the
+    out-of-budget elements no deviation explains, ``max_elements`` of them per case.
 
     Returns a ``Report``; ``str(report)`` is ``cmargin check``'s text for the same check.
     """
@@ -199,9 +220,11 @@ def check_layer(
         "forward": _asarray(forward, name, "forward", required=False),
         "backward": _asarray(backward, name, "backward", required=False),
         "top_diff": _asarray(top_diff, name, "top_diff", required=False),
+        "easy_margin": None if easy_margin is None else bool(easy_margin),
     }
     return _core.check_cases(
-        name, "arrays", [case], m1, m2, m3, s, profile, list(allow), verbose
+        name, "arrays", [case], m1, m2, m3, s, profile, list(allow), bool(verbose),
+        _dtype_opt(dtype, name), int(max_elements),
     )
 
 
@@ -213,11 +236,11 @@ def check_pipeline(
     d_features=None,
     d_weights=None,
     *,
-    params: Sequence[float] = ARCFACE,
+    params: _t.Sequence[float] = ARCFACE,
     s: float = 64.0,
     profile: ProfileLike = "recommended",
     norm_eps: float = 0.0,
-    dtype: Optional[str] = None,
+    dtype=None,
     name: str = "check_pipeline",
 ) -> PipelineReport:
     """Checks a loss head's outputs (loss in nats, d loss / d features [N, D], d loss / d
@@ -241,23 +264,24 @@ def check_pipeline(
         float(s),
         profile,
         float(norm_eps),
-        dtype,
+        _dtype_opt(dtype, name),
     )
 
 
 def generate(
     profile: ProfileLike = "recommended",
-    params: Sequence[float] = ARCFACE,
-    s: Optional[float] = None,
-    shape: Optional[Tuple[int, int]] = None,
-    dtype: str = "f32",
+    params: _t.Sequence[float] = ARCFACE,
+    s: _t.Optional[float] = None,
+    shape: _t.Optional[_t.Tuple[int, int]] = None,
+    dtype="f32",
     seed: int = 1,
     inputs: str = "uniform",
     dim: int = 512,
     top_diff: str = "uniform",
     ignore_every: int = 8,
-    out: Union[None, str, Sequence[str]] = None,
+    out: _t.Union[None, str, _t.Sequence[str]] = None,
     force: bool = False,
+    input_grid=None,
 ) -> Fixture:
     """The fixture ``cmargin generate`` makes from the same arguments (SPEC.md §7).
 
@@ -266,6 +290,9 @@ def generate(
     16×10, or with edges to enough rows for the whole catalogue. Every ``ignore_every``-th
     row is ignored (label −1, out-of-range cos). ``out``: path(s) ending in .json or .npz,
     written atomically with the bytes the CLI writes; an existing file needs ``force=True``.
+    The arrays come back in ``dtype`` (float16: numpy.float16, bf16: ml_dtypes.bfloat16).
+    ``input_grid`` (a narrower dtype): cos drawn on that grid, as autocast feeds a half
+    tensor to a float32 layer (``cmargin generate --input-grid``).
     """
     m1, m2, m3 = _params(params, "generate")
     fx = _core.generate(
@@ -275,12 +302,13 @@ def generate(
         m3,
         s,
         None if shape is None else (int(shape[0]), int(shape[1])),
-        dtype,
+        _dtype_name(dtype, "generate"),
         int(seed),
         inputs,
         int(dim),
         top_diff,
         int(ignore_every),
+        _dtype_opt(input_grid, "generate", "input_grid"),
     )
     paths = [] if out is None else [out] if isinstance(out, (str, bytes)) or hasattr(out, "__fspath__") else list(out)
     import os
@@ -319,8 +347,8 @@ class SweepResult:
         return f"<SweepResult {self.data.get('verdict')} ({self.data.get('inputs', {}).get('evaluated', '?')} inputs)>"
 
 
-def sweep(fn, params: Sequence[float], profile="recommended", dtype: str = "f32",
-          stride: int = 1, range: Optional[Tuple[float, float]] = None,
+def sweep(fn, params: _t.Sequence[float], profile="recommended", dtype="f32",
+          stride: int = 1, range: _t.Optional[_t.Tuple[float, float]] = None,
           kink_ulps: int = 64) -> SweepResult:
     """Sweep a callable over every float of ``dtype`` in [−1, 1] (both zeros) plus 1024 floats
     beyond ±1, against the f64 reference under ``profile`` and the tolerance model.
@@ -332,15 +360,19 @@ def sweep(fn, params: Sequence[float], profile="recommended", dtype: str = "f32"
     still every float within ``kink_ulps`` of each kink); ``range=(lo, hi)`` a subset.
     """
     import json
-    np_dtype = {"f32": np.float32, "f64": np.float64, "f16": np.float16, "bf16": np.float32}.get(dtype)
-    if np_dtype is None:
-        raise ValueError(f'sweep: field "dtype": {dtype!r}: expected f64, f32, f16 or bf16')
+
+    import numpy as np
+
+    dtype = _dtype_name(dtype, "sweep")
+    np_dtype = {"f32": np.float32, "f64": np.float64, "f16": np.float16, "bf16": np.float32}[dtype]
     m1, m2, m3 = _params(params, "sweep")
 
     def call(c):
         out, factor = fn(c.astype(np_dtype))
-        return (np.ascontiguousarray(np.asarray(out), dtype=np.float64).reshape(-1),
-                np.ascontiguousarray(np.asarray(factor), dtype=np.float64).reshape(-1))
+        out = _asarray_np(out, "sweep", "forward")
+        factor = _asarray_np(factor, "sweep", "factor")
+        return (np.ascontiguousarray(out, dtype=np.float64).reshape(-1),
+                np.ascontiguousarray(factor, dtype=np.float64).reshape(-1))
 
     text, js = _core.sweep_callable(call, profile, (m1, m2, m3), dtype, stride, range, kink_ulps)
     return SweepResult(text, json.loads(js))

@@ -2,7 +2,9 @@
 
 Formula: target logit cos(m1·θ + m2) − m3 with θ = acos(c) (m2 in radians, m3 in cosine
 units), d out / d c = m1·sin(m1·θ + m2) / sqrt(1 − c²); other entries pass through; every
-logit × s. Arrays are numpy arrays; the public wrappers in ``combined_margin`` accept more.
+logit × s. Arrays are numpy arrays (f64, f32), or a 16-bit float array as
+``("f16" | "bf16", uint16 view)`` (``_arrays.to_core``); dtype arguments are the crate's
+names. The public wrappers in ``combined_margin`` accept more.
 """
 
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -12,7 +14,7 @@ import numpy.typing as npt
 
 __version__: str
 
-FloatArray = npt.NDArray[np.floating]
+FloatArray = Union[npt.NDArray[np.floating], Tuple[str, npt.NDArray[np.uint16]]]
 ProfileArg = Union[str, "Profile"]
 
 class Profile:
@@ -126,22 +128,30 @@ def preset_names() -> List[str]: ...
 def deviation_names() -> List[str]: ...
 def check_cases(label: str, implementation: str, cases: Sequence[dict], m1: float, m2: float,
                 m3: float, s: Optional[float], profile: ProfileArg, allow: Sequence[str],
-                verbose: bool) -> Report: ...
+                verbose: bool, dtype: Optional[str] = None, max_elements: int = 5) -> Report: ...
 def disagree(label: str, a: FloatArray, b: FloatArray, budget: FloatArray) -> npt.NDArray[np.float64]: ...
 def reference(cos: FloatArray, labels: np.ndarray, m1: float, m2: float, m3: float,
               s: Optional[float], profile: ProfileArg,
-              top_diff: Optional[FloatArray] = None) -> Tuple[FloatArray, FloatArray]: ...
+              top_diff: Optional[FloatArray] = None,
+              dtype: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray]: ...
 def kinks(m1: float, m2: float, m3: float, profile: ProfileArg, dtype: str = "f64") -> List[dict]: ...
 def loss_reference(features: FloatArray, weights: FloatArray, labels: np.ndarray, m1: float,
                    m2: float, m3: float, s: float, profile: ProfileArg, norm_eps: float,
                    dtype: Optional[str] = None) -> Dict[str, object]: ...
 def generate(profile: ProfileArg, m1: float, m2: float, m3: float, s: Optional[float],
              shape: Optional[Tuple[int, int]], dtype: str, seed: int, inputs: str, dim: int,
-             top_diff: str, ignore_every: int) -> Fixture: ...
+             top_diff: str, ignore_every: int, input_grid: Optional[str] = None) -> Fixture: ...
 def check_pipeline(label: str, features: FloatArray, weights: FloatArray, labels: np.ndarray,
                    loss: float, d_features: Optional[FloatArray], d_weights: Optional[FloatArray],
                    m1: float, m2: float, m3: float, s: float, profile: ProfileArg,
                    norm_eps: float, dtype: Optional[str] = None) -> PipelineReport: ...
+def set_memory_limit(limit: Optional[int] = None) -> int:
+    """Sets the memory limit in bytes (None or 0: back to $CMARGIN_MEMORY_LIMIT or the memory
+    available); returns the limit in force."""
+    ...
+def memory_limit() -> Tuple[int, str, int]:
+    """(limit in bytes, where it comes from, the bytes per element a check is estimated at)."""
+    ...
 def _selftest_panic() -> None: ...
 
 def sweep_callable(

@@ -88,6 +88,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         require: a.require.iter().map(|r| r.side()).collect(),
         verbose: a.verbose,
         max_elements: a.max_elements,
+        ..ReportOptions::default()
     };
     let mut ok = true;
     for file in &a.files {

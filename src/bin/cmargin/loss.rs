@@ -134,10 +134,17 @@ fn norm(v: impl Iterator<Item = f64> + Clone) -> f64 {
     big * v.map(|x| (x / big) * (x / big)).sum::<f64>().sqrt()
 }
 
-/// 17 significant digits: enough to round-trip any f64 (SPEC.md §8.6's figures compare to
-/// other implementations' f64 results digit for digit).
-fn sig17(v: f64) -> String {
-    format!("{v:.16e}")
+/// A number for people: positional decimals (`47.91526067841412`) with the shortest digit
+/// string that reads back as the same f64 (so every digit that tells two f64 apart is there:
+/// SPEC.md §8.6's figures compare to other implementations' f64 results digit for digit);
+/// the exponent form (`1.25e-7`, again the shortest that round-trips) only where positional
+/// would be long: |v| < 1e-4 or |v| ≥ 1e16.
+pub(crate) fn decimal(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() || (1e-4..1e16).contains(&v.abs()) {
+        format!("{v}")
+    } else {
+        format!("{v:e}")
+    }
 }
 
 pub fn run(a: Args) -> Result<ExitCode, String> {
@@ -283,7 +290,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
     );
     println!();
     let row =
-        |what: &str, value: f64, unit: &str| println!("  {what:<52} {:>24} {unit}", sig17(value));
+        |what: &str, value: f64, unit: &str| println!("  {what:<52} {:>24} {unit}", decimal(value));
     row("loss (mean over valid rows)", out.loss, "nats");
     row("largest row loss", max_row, "nats");
     row("mean target cos", sum_cos / v, "");

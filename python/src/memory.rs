@@ -1,0 +1,107 @@
+//! The memory limit: every allocation whose size the input sets is checked here before it
+//! happens, so that an oversized input is a `ValueError` naming the size and the limit, never
+//! an allocation failure that aborts the interpreter.
+//!
+//! The estimate is [`BYTES_PER_ELEMENT`] bytes per element of the largest array a call works
+//! on (N·C for the layer, N·C + N·D + C·D for the pipeline): the checker's peak, measured
+//! (`check_layer` at the seed shape 128 × 180,855 f32: the process's peak RSS grew by 184
+//! bytes per element over the inputs: the f64 widenings, the per-element records, the
+//! fractions and budgets handed back). It is the one place the figure lives; the streaming
+//! checker lowers it.
+//!
+//! The limit: `set_memory_limit(bytes)` if called, else `$CMARGIN_MEMORY_LIMIT` (bytes), else
+//! the memory available when the call starts (`MemAvailable` in /proc/meminfo), else 8 GiB.
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Peak bytes per element of a check (see the module doc). The one place this figure lives.
+pub const BYTES_PER_ELEMENT: u64 = 184;
+
+/// 0: not set (use the environment or the available memory).
+static LIMIT: AtomicU64 = AtomicU64::new(0);
+
+const FALLBACK: u64 = 8 << 30;
+
+fn available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb.saturating_mul(1024))
+}
+
+/// The limit in bytes and where it comes from.
+pub fn limit() -> (u64, &'static str) {
+    let set = LIMIT.load(Ordering::Relaxed);
+    if set > 0 {
+        return (set, "set_memory_limit");
+    }
+    if let Some(v) = std::env::var("CMARGIN_MEMORY_LIMIT")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .filter(|&v| v > 0)
+    {
+        return (v, "$CMARGIN_MEMORY_LIMIT");
+    }
+    match available() {
+        Some(v) => (v, "the memory available"),
+        None => (FALLBACK, "the default"),
+    }
+}
+
+/// Bytes as a person reads them (GB = 1e9 bytes).
+pub fn bytes_text(b: u64) -> String {
+    if b >= 1_000_000_000 {
+        format!("{:.1} GB", b as f64 / 1e9)
+    } else if b >= 1_000_000 {
+        format!("{:.1} MB", b as f64 / 1e6)
+    } else {
+        format!("{b} bytes")
+    }
+}
+
+/// Refuses a call on `elements` elements (described by `what`, e.g. "cos [60000, 10000]")
+/// whose estimated peak is above the limit.
+pub fn check(label: &str, what: &str, elements: u64) -> PyResult<()> {
+    let need = elements.saturating_mul(BYTES_PER_ELEMENT);
+    let (lim, from) = limit();
+    if need > lim {
+        return Err(PyValueError::new_err(format!(
+            "{label}: {what}: {elements} elements need about {} ({BYTES_PER_ELEMENT} bytes per \
+             element), above the memory limit of {} ({from}); check fewer rows at a time, or \
+             raise the limit with combined_margin.set_memory_limit(bytes)",
+            bytes_text(need),
+            bytes_text(lim)
+        )));
+    }
+    Ok(())
+}
+
+/// A vector of `len` elements reserved fallibly: an allocation failure is a `ValueError`.
+pub fn vec_with_capacity<T>(label: &str, field: &str, len: usize) -> PyResult<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| {
+        PyValueError::new_err(format!(
+            "{label}: field \"{field}\": cannot allocate {} elements ({})",
+            len,
+            bytes_text((len as u64).saturating_mul(std::mem::size_of::<T>() as u64))
+        ))
+    })?;
+    Ok(v)
+}
+
+/// Sets the memory limit in bytes (None or 0: back to the default). Returns the limit now in force.
+#[pyfunction]
+#[pyo3(signature = (limit=None))]
+pub fn set_memory_limit(limit: Option<u64>) -> u64 {
+    LIMIT.store(limit.unwrap_or(0), Ordering::Relaxed);
+    self::limit().0
+}
+
+/// (limit in bytes, where it comes from, bytes per element).
+#[pyfunction]
+pub fn memory_limit() -> (u64, String, u64) {
+    let (l, from) = limit();
+    (l, from.to_string(), BYTES_PER_ELEMENT)
+}
