@@ -363,14 +363,12 @@ fn a_fact_that_moves_nothing_out_of_budget_is_a_note_and_never_fails() {
         .find_map(|i| fwd[i].as_f64().filter(|x| x.is_finite()).map(|x| (i, x)))
         .unwrap();
     case["forward"][i] = Value::from(2.0 * x + 1.0);
-    let bad = scratch_dir().join("thmm_edges_note_bad.json");
+    let bad = scratch("thmm_edges_note_bad.json");
     std::fs::write(&bad, serde_json::to_string(&dump).unwrap()).unwrap();
     let (rc, out, _) = run(bin().arg("check").arg(&bad));
     assert_eq!(rc, 1, "{out}");
     assert!(words(&out).contains(&"FAIL".to_string()), "{out}");
     assert!(out.contains("note constant-rounded-wrong-side"), "{out}");
-    let _ = std::fs::remove_file(&p);
-    let _ = std::fs::remove_file(&bad);
 }
 
 /// The rule in the library (`CaseCheck::verdict`), over every shipped golden case: a case
