@@ -203,21 +203,13 @@ fn loss_only_search_text(label: &str, ranked: &[loss_only::LossFit]) -> String {
         "{label}: loss-only fingerprint over {} candidate profiles (the presets and their one-axis neighbours), on the loss and d_cos",
         ranked.len()
     );
-    let w = ranked
-        .iter()
-        .take(5)
-        .map(|f| f.profile.name.len())
-        .max()
-        .unwrap_or(8);
-    for f in ranked.iter().take(5) {
-        let _ = writeln!(
-            out,
-            "  {:<w$}  {:>7.3}% within budget, worst {}",
-            f.profile.name,
-            100.0 * f.share,
-            fraction_text(f.worst)
-        );
-    }
+    report::ranking_rows(
+        &mut out,
+        ranked
+            .iter()
+            .map(|f| (f.profile.name.as_str(), f.share, f.worst)),
+        "within budget",
+    );
     if let Some(best) = ranked.first() {
         let how = if best.share == 1.0 {
             format!(

@@ -315,6 +315,24 @@ pub fn fingerprint_report(
     Ok((text, best, search.ranked))
 }
 
+/// The top five rows of a ranking, (name, share within budget, worst fraction) each, in
+/// aligned columns: `  <name>  <share>% <what>, worst <fraction>`.
+pub fn ranking_rows<'a>(
+    out: &mut String,
+    rows: impl Iterator<Item = (&'a str, f64, f64)> + Clone,
+    what: &str,
+) {
+    let w = rows.clone().take(5).map(|r| r.0.len()).max().unwrap_or(8);
+    for (name, share, worst) in rows.take(5) {
+        let _ = writeln!(
+            out,
+            "  {name:<w$}  {:>7.3}% {what}, worst {}",
+            100.0 * share,
+            fraction_text(worst)
+        );
+    }
+}
+
 /// The text of one search (see [`fingerprint_report`]).
 fn search_text(label: &str, search: &fingerprint::Search) -> String {
     let ranked = &search.ranked;
@@ -329,21 +347,13 @@ fn search_text(label: &str, search: &fingerprint::Search) -> String {
             "; every non-target within budget, so the non-target axes were not searched"
         }
     );
-    let w = ranked
-        .iter()
-        .take(5)
-        .map(|f| f.profile.name.len())
-        .max()
-        .unwrap_or(8);
-    for f in ranked.iter().take(5) {
-        let _ = writeln!(
-            out,
-            "  {:<w$}  {:>7.3}% of elements within budget, worst {}",
-            f.profile.name,
-            100.0 * f.share,
-            fraction_text(f.worst)
-        );
-    }
+    ranking_rows(
+        &mut out,
+        ranked
+            .iter()
+            .map(|f| (f.profile.name.as_str(), f.share, f.worst)),
+        "of elements within budget",
+    );
     if ranked.len() > 5 {
         let _ = writeln!(out, "  … and {} more, ranked lower", ranked.len() - 5);
     }
