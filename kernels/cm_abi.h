@@ -23,9 +23,13 @@
     F64(fallback_mm)                \
     F64(clip_lo)                    \
     F64(clip_hi)                    \
+    F64(out_clip)                   \
+    F64(cos_m)                      \
+    F64(sin_m)                      \
+    F64(sine_eps)                   \
     I32(domain)                     \
     I32(clamp_all_entries)          \
-    I32(bound_gradient_zero)        \
+    I32(bound_gradient)             \
     I32(theta)                      \
     I32(angle)                      \
     I32(has_threshold)              \
@@ -38,12 +42,28 @@
     I32(round_trip_fallback)        \
     I32(round_trip_non_targets)     \
     I32(labels)                     \
+    I32(fallback_m3)                \
+    I32(eval_form)                  \
+    I32(sine_guard)                 \
+    I32(whole_matrix)               \
     I32(reserved)
 
 // @codes begin
 // InputDomain
 #define CM_DOMAIN_RAW 0
 #define CM_DOMAIN_CLAMP 1
+// BoundGradient
+#define CM_BOUND_PASS 0
+#define CM_BOUND_ZERO 1
+#define CM_BOUND_HALF 2
+// EvalForm
+#define CM_EVAL_ACOS_COS 0
+#define CM_EVAL_TRIG 1
+// SineGuard
+#define CM_GUARD_UNGUARDED 0
+#define CM_GUARD_CLAMP 1
+#define CM_GUARD_EPSILON 2
+#define CM_GUARD_SAFE 3
 // ThetaPrecision
 #define CM_THETA_NATIVE 0
 #define CM_THETA_F32 1

@@ -127,6 +127,18 @@ template <typename T>
 CM_HD cm_entry<T> cm_finish(T out, T g, int branch, int domain_clamped, int angle_clamped,
                             const cm_profile& pr) {
     cm_entry<T> e;
+    // The output clip [-b, b] (b = +inf: none), flat outside; as clamp's backward, a NaN
+    // logit stays NaN with gradient 0.
+    const T b = (T)pr.out_clip;
+    if (out > b) {
+        out = b;
+        g = T(0);
+    } else if (out < -b) {
+        out = -b;
+        g = T(0);
+    } else if (!cm_isinf(b) && cm_isnan(out)) {
+        g = T(0);
+    }
     e.out = out;
     e.factor = cm_clip(g, pr);
     e.branch = branch;
@@ -135,21 +147,47 @@ CM_HD cm_entry<T> cm_finish(T out, T g, int branch, int domain_clamped, int angl
     return e;
 }
 
-// margin::Constants::clamp_input: (c~, gradient blocked). NaN passes through as NaN.
-template <typename T> CM_HD T cm_clamp_input(T c, const cm_profile& pr, int* blocked) {
-    *blocked = 0;
+// margin::Constants::clamp_input: (c~, gradient multiplier: 0 outside, the bound rule's
+// 1, 1/2 or 0 exactly at a bound, 1 inside). NaN passes through as NaN.
+template <typename T> CM_HD T cm_clamp_input(T c, const cm_profile& pr, T* mul) {
+    *mul = T(1);
     if (pr.domain != CM_DOMAIN_CLAMP) return c;
     const T c_lo = (T)pr.c_lo, c_hi = (T)pr.c_hi;
     if (c < c_lo) {
-        *blocked = 1;
+        *mul = T(0);
         return c_lo;
     }
     if (c > c_hi) {
-        *blocked = 1;
+        *mul = T(0);
         return c_hi;
     }
-    if (pr.bound_gradient_zero && (c == c_lo || c == c_hi)) *blocked = 1;
+    if (c == c_lo || c == c_hi) {
+        *mul = pr.bound_gradient == CM_BOUND_ZERO   ? T(0)
+               : pr.bound_gradient == CM_BOUND_HALF ? T(0.5)
+                                                    : T(1);
+    }
     return c;
+}
+
+// margin::guarded_sine: sin(theta) of the trig-identity form under its guard, its derivative
+// d sin(theta)/dc, and whether a zero upstream gradient still gives NaN (0*inf) here.
+template <typename T> CM_HD T cm_guarded_sine(T c, const cm_profile& pr, T* ds, int* singular) {
+    T x = (T(1) - c) * (T(1) + c);
+    if (pr.sine_guard == CM_GUARD_CLAMP && x < T(0)) {
+        *ds = T(0);
+        *singular = 0;
+        return T(0);
+    }
+    if (pr.sine_guard == CM_GUARD_SAFE && !(x > T(0))) {
+        *ds = T(0);
+        *singular = 0;
+        return T(0);
+    }
+    if (pr.sine_guard == CM_GUARD_EPSILON) x = x + (T)pr.sine_eps;
+    const T s = cm_sqrt(x);
+    *ds = -c / s;
+    *singular = !(x > T(0));
+    return s;
 }
 
 // margin::round_trip_factor: d cos(acos c)/dc = sin(theta)/sqrt(1 - c^2), 1 inside (-1, 1);
@@ -170,10 +208,13 @@ template <typename T> CM_HD cm_entry<T> cm_eval(T c, const cm_profile& pr) {
     const T m1 = (T)pr.m1, m2 = (T)pr.m2, m3 = (T)pr.m3;
     const double pi = 3.141592653589793115997963468544185161590576171875;
 
-    int domain_clamped;
-    const T c_eff = cm_clamp_input(c, pr, &domain_clamped);
-    // The gradient of a linear branch (shortcut, fallback): 1, or 0 where the clamp is flat.
-    const T linear = (pr.gradient == CM_GRAD_EXACT && domain_clamped) ? T(0) : T(1);
+    T bound_mul;
+    const T c_eff = cm_clamp_input(c, pr, &bound_mul);
+    const int domain_clamped = bound_mul == T(0);
+    const int exact = pr.gradient == CM_GRAD_EXACT;
+    // The gradient of a linear branch (shortcut, fallback): 1, 0 where the clamp is flat, 1/2
+    // at a bound under JAX's clip.
+    const T linear = exact ? bound_mul : T(1);
 
     if (pr.shortcut && m1 == T(1) && m2 == T(0)) {
         return cm_finish(c_eff - m3, linear, CM_BRANCH_SHORTCUT, domain_clamped, 0, pr);
@@ -197,14 +238,35 @@ template <typename T> CM_HD cm_entry<T> cm_eval(T c, const cm_profile& pr) {
         T base = c_eff, g = linear;
         if (pr.round_trip_fallback) {
             base = cm_cos(cm_acos(c_eff));
-            if (g != T(0)) g = cm_round_trip_factor(c_eff, pr);
+            if (g != T(0)) g = cm_round_trip_factor(c_eff, pr) * (exact ? bound_mul : T(1));
         }
-        // The line c~ - m2*sin(m2) - m3 in double with the host's m2*sin(m2): the
-        // reference's operations exactly, then one rounding to T. (In T with the device's
-        // sin, the error reaches 1.2 ulp against a budget of 1; see SPEC.md §9.)
+        // The line c~ - offset (- m3) in double with the host's offset (m2*sin(m2), a fitted
+        // kappa, or 0 for a plain fallback): the reference's operations exactly, then one
+        // rounding to T. (In T with the device's sin, the error reaches 1.2 ulp against a
+        // budget of 1; see SPEC.md §9.)
+        const double m3_fb = pr.fallback_m3 ? pr.m3 : 0.0;
         const T out =
-            pr.angle == CM_ANGLE_EASY ? base : (T)(((double)base - pr.fallback_mm) - pr.m3);
+            pr.angle == CM_ANGLE_EASY ? base : (T)(((double)base - pr.fallback_mm) - m3_fb);
         return cm_finish(out, g, CM_BRANCH_FALLBACK, domain_clamped, 0, pr);
+    }
+
+    // The angle-addition identity c~ cos(m2) - sin(theta) sin(m2) - m3 (m1 = 1 only).
+    if (pr.eval_form == CM_EVAL_TRIG && m1 == T(1)) {
+        T ds;
+        int singular;
+        const T st = cm_guarded_sine(c_eff, pr, &ds, &singular);
+        const T cos_m = (T)pr.cos_m, sin_m = (T)pr.sin_m;
+        const T out = c_eff * cos_m - st * sin_m - m3;
+        const T formula = cos_m - sin_m * ds;
+        T g;
+        if (pr.gradient == CM_GRAD_DETACHED) {
+            g = T(1);
+        } else if (exact) {
+            g = domain_clamped ? T(0) : formula * bound_mul;
+        } else {
+            g = formula;
+        }
+        return cm_finish(out, g, CM_BRANCH_MARGIN, domain_clamped, 0, pr);
     }
 
     T phi = phi_raw;
@@ -235,6 +297,7 @@ template <typename T> CM_HD cm_entry<T> cm_eval(T c, const cm_profile& pr) {
         const T r = sin_theta ? T(1) / cm_sin(theta) : cm_inv_sin_theta(c_eff, rsqrt_f32);
         g = cm_isinf(r) ? sign * cm_pole_factor(theta, phi, m1, rule)
                         : sign * m1 * cm_sin(phi) * r;
+        if (exact && bound_mul == T(0.5)) g = T(0.5) * g;
     }
     return cm_finish(out, g, CM_BRANCH_MARGIN, domain_clamped, angle_clamped, pr);
 }
@@ -245,24 +308,34 @@ template <typename T> struct cm_plain {
     T out;
     T factor;
 };
-// Whether the profile touches non-targets at all (a clamp of every entry, or the round trip).
+// Whether the profile touches non-targets at all (a clamp of every entry, the round trip, or
+// the margin form evaluated over the whole matrix).
 CM_HD int cm_transforms_non_targets(const cm_profile& pr) {
-    return (pr.domain == CM_DOMAIN_CLAMP && pr.clamp_all_entries) || pr.round_trip_non_targets;
+    return (pr.domain == CM_DOMAIN_CLAMP && pr.clamp_all_entries) || pr.round_trip_non_targets ||
+           (pr.eval_form == CM_EVAL_TRIG && pr.whole_matrix);
 }
 template <typename T> CM_HD cm_plain<T> cm_non_target(T c, const cm_profile& pr) {
     cm_plain<T> r;
     r.out = c;
     r.factor = T(1);
     if (!cm_transforms_non_targets(pr)) return r;
-    int blocked = 0;
-    const T c_eff = pr.clamp_all_entries ? cm_clamp_input(c, pr, &blocked) : c;
-    const T g = (pr.gradient == CM_GRAD_EXACT && blocked) ? T(0) : T(1);
+    T mul = T(1);
+    const T c_eff = pr.clamp_all_entries ? cm_clamp_input(c, pr, &mul) : c;
+    const T g = pr.gradient == CM_GRAD_EXACT ? mul : T(1);
     if (pr.round_trip_non_targets) {
         r.out = cm_cos(cm_acos(c_eff));
-        r.factor = g == T(0) ? g : cm_round_trip_factor(c_eff, pr);
+        r.factor = g == T(0) ? g : cm_round_trip_factor(c_eff, pr) * (pr.gradient == CM_GRAD_EXACT ? mul : T(1));
     } else {
         r.out = c_eff;
         r.factor = g;
+    }
+    // The whole-matrix form's zero-weighted margin gradient: 0*(inf or NaN) = NaN at the
+    // guard's singular points, unless the margin is detached.
+    if (pr.eval_form == CM_EVAL_TRIG && pr.whole_matrix && pr.gradient != CM_GRAD_DETACHED) {
+        T ds;
+        int singular;
+        cm_guarded_sine(c_eff, pr, &ds, &singular);
+        if (singular) r.factor = cm_inf<T>() - cm_inf<T>();
     }
     return r;
 }

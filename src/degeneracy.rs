@@ -236,9 +236,11 @@ pub fn degeneracies(profile: &Profile, p: &Params, dtype: Dtype, grid: Dtype) ->
     let cos_threshold = match profile.angle {
         AnglePolicy::Threshold {
             test: ThresholdTest::OnCos,
+            ..
         } => k.threshold,
         AnglePolicy::Threshold {
             test: ThresholdTest::OnAngle,
+            ..
         }
         | AnglePolicy::EasyMargin
         | AnglePolicy::Raw

@@ -8,11 +8,18 @@
 //! when some non-target entry is out of budget. So a candidate costs O(N) target
 //! evaluations, not a full O(N·C) comparison.
 //!
-//! Ranking: the share of elements within budget, then, among candidates that fit every
-//! element, the simpler description (a preset before a variant, fewer changed axes), then the
-//! worst error fraction. Candidates that fit as well as the best are reported as
+//! Ranking ([`crate::verdict::rank`]): a candidate that fits every element within its own
+//! budget before one that does not; then the cost on one scale common to all candidates (bits
+//! of disagreement on the dtype's grid) plus a description length (axes changed from the
+//! preset, fitted constants that differ from the stated ones); then the tighter budget. A
+//! looser budget never wins a tie. Candidates that fit as well as the best are reported as
 //! indistinguishable on these inputs, each with an input (from the edge catalogue and the
 //! kinks) that would tell it apart.
+//!
+//! Fitting ([`crate::verdict::fit`]): where no preset fits, the stated parameters are fitted
+//! (s from the pass-through entries, m1, m2 or m3 in closed form from the margin-branch
+//! targets) and the search runs at the fitted point; where still nothing fits, the input
+//! clamp ε is fitted as a continuous constant. The point found carries its fitted constants.
 
 use crate::catalogue::edge_cases;
 use crate::compare::{self, Reference};
@@ -25,6 +32,8 @@ use crate::params::Params;
 use crate::profile::{preset_names, ClampScope, GradientMode, InputDomain, Profile};
 use crate::space::{self, Axis};
 use crate::tolerance;
+use crate::verdict::fit::{self, Fitted, Overrides, StatedFit};
+use crate::verdict::rank::{self, Cost};
 use std::collections::HashMap;
 
 /// How well one candidate profile fits the outputs.
@@ -37,6 +46,21 @@ pub struct Fit {
     pub profile: Profile,
     /// Axes on which the candidate differs from the preset it was reached from.
     pub changed: usize,
+    /// Cost on the common scale ([`rank::Cost`]): residual, budget, description length.
+    pub cost: Cost,
+    /// Elements compared.
+    pub elements: usize,
+    /// Fitted stated parameters this candidate was scored at (empty: as stated).
+    pub overrides: Overrides,
+    /// Fitted constants of the candidate's form (e.g. the clamp ε), with uncertainties.
+    pub constants: Vec<Fitted>,
+}
+
+impl Fit {
+    /// Whether every element is within the candidate's own budget.
+    pub fn fits_all(&self) -> bool {
+        self.share == 1.0
+    }
 }
 
 /// Whether a profile's name is a preset's.
@@ -44,18 +68,11 @@ fn is_preset(p: &Profile) -> bool {
     preset_names().any(|n| n == p.name)
 }
 
-/// Best first (see the module doc).
+/// Best first (see the module doc and [`rank::order`]).
 fn order(a: &Fit, b: &Fit) -> std::cmp::Ordering {
-    b.share.total_cmp(&a.share).then_with(|| {
-        if a.share == 1.0 && b.share == 1.0 {
-            (!is_preset(&a.profile))
-                .cmp(&!is_preset(&b.profile))
-                .then(a.changed.cmp(&b.changed))
-                .then(a.worst.total_cmp(&b.worst))
-        } else {
-            a.worst.total_cmp(&b.worst)
-        }
-    })
+    rank::order((a.share, &a.cost), (b.share, &b.cost))
+        .then_with(|| (!is_preset(&a.profile)).cmp(&!is_preset(&b.profile)))
+        .then(a.changed.cmp(&b.changed))
 }
 
 /// The non-target treatment of a profile, as a cache key: two profiles with equal keys give
@@ -68,7 +85,9 @@ fn non_target_key(p: &Profile) -> Option<String> {
             ..
         }
     );
-    if !all && !p.round_trip.non_targets {
+    // The whole-matrix trig identity reaches non-targets through its guard's singular points.
+    let whole = p.eval_whole_matrix().then_some((p.eval, p.constants));
+    if !all && !p.round_trip.non_targets && whole.is_none() {
         return None;
     }
     let grad = match p.gradient {
@@ -76,33 +95,53 @@ fn non_target_key(p: &Profile) -> Option<String> {
         GradientMode::FormulaAtClamped { .. } | GradientMode::Detached => "one".into(),
     };
     Some(format!(
-        "{:?} {} {grad} {:?}",
+        "{:?} {} {grad} {:?} {whole:?}",
         if all { Some(p.domain) } else { None },
         p.round_trip.non_targets,
         p.labels
     ))
 }
 
-/// A tally of (within budget, compared, worst fraction).
+/// `p` with its non-target treatment removed: non-targets pass through untouched.
+fn untouched_non_targets(p: &Profile) -> Profile {
+    let mut plain = p.clone();
+    plain.round_trip.non_targets = false;
+    match &mut plain.domain {
+        InputDomain::Clamp { scope, .. } => *scope = ClampScope::Target,
+        InputDomain::Raw => {}
+    }
+    plain
+}
+
+/// A tally of (within budget, compared, worst fraction) and the common-scale bits.
 #[derive(Clone, Copy, Debug, Default)]
 struct Tally {
     within: usize,
     total: usize,
     worst: f64,
+    residual: f64,
+    budget: f64,
 }
 
 impl Tally {
-    fn add(&mut self, fraction: f64) {
+    /// One element: output, reference, budget, and its natural magnitude (s forward,
+    /// s·|top_diff| backward).
+    fn add(&mut self, actual: f64, reference: f64, budget: f64, magnitude: f64, dt: Dtype) {
+        let fraction = tolerance::error_fraction(actual, reference, budget);
         self.total += 1;
         if fraction <= 1.0 {
             self.within += 1;
         }
         self.worst = self.worst.max(fraction);
+        self.residual += rank::residual_bits(actual, reference, magnitude, dt);
+        self.budget += rank::budget_bits(budget, reference, magnitude, dt);
     }
     fn merge(&mut self, o: Tally) {
         self.within += o.within;
         self.total += o.total;
         self.worst = self.worst.max(o.worst);
+        self.residual += o.residual;
+        self.budget += o.budget;
     }
 }
 
@@ -110,9 +149,15 @@ impl Tally {
 pub struct Scorer<'a> {
     cases: &'a [LayerCase],
     dtype: Dtype,
-    cache: HashMap<(usize, Option<String>), Tally>,
+    cache: HashMap<(usize, Option<String>, u64), Tally>,
     /// Candidates scored so far.
     pub evaluated: usize,
+    /// Fitted stated parameters every candidate is scored at (empty: as stated).
+    pub overrides: Overrides,
+    /// Every non-target entry is within budget untouched: candidates are scored on their
+    /// targets, with the untouched non-target tally (one O(N·C) pass in all, not one per
+    /// non-target treatment). The final check verifies the point found on every element.
+    pub freeze_plain_non_targets: bool,
 }
 
 impl<'a> Scorer<'a> {
@@ -122,17 +167,27 @@ impl<'a> Scorer<'a> {
             dtype,
             cache: HashMap::new(),
             evaluated: 0,
+            overrides: Overrides::default(),
+            freeze_plain_non_targets: false,
         }
     }
 
     /// Non-target tally of case `i` under `profile`'s treatment (cached by key).
     fn non_targets(&mut self, i: usize, profile: &Profile, rows: &[Row]) -> Tally {
-        let key = (i, non_target_key(profile));
+        let frozen;
+        let profile = if self.freeze_plain_non_targets && non_target_key(profile).is_some() {
+            frozen = untouched_non_targets(profile);
+            &frozen
+        } else {
+            profile
+        };
+        let case = &self.cases[i];
+        let p = self.overrides.apply(&compare::output_params(case));
+        let key = (i, non_target_key(profile), p.s.to_bits());
         if let Some(t) = self.cache.get(&key) {
             return *t;
         }
-        let case = &self.cases[i];
-        let reference = Reference::new(profile, &compare::output_params(case), self.dtype);
+        let reference = Reference::new(profile, &p, self.dtype);
         let top = |k: usize| case.top_diff.as_ref().map_or(1.0, |t| t[k]);
         let mut t = Tally::default();
         for (row, &r) in rows.iter().enumerate() {
@@ -143,10 +198,10 @@ impl<'a> Scorer<'a> {
                 let k = row * case.c + col;
                 let (_, f, b, bud) = reference.entry(r, col, case.cos[k], top(k));
                 if let Some(fw) = &case.forward {
-                    t.add(tolerance::error_fraction(fw[k], f, bud.forward));
+                    t.add(fw[k], f, bud.forward, p.s, self.dtype);
                 }
                 if let Some(bw) = &case.backward {
-                    t.add(tolerance::error_fraction(bw[k], b, bud.backward));
+                    t.add(bw[k], b, bud.backward, p.s * top(k).abs(), self.dtype);
                 }
             }
         }
@@ -161,12 +216,7 @@ impl<'a> Scorer<'a> {
             let Ok(rows) = layer::rows(case.n, case.c, &case.labels, base) else {
                 return Ok(false);
             };
-            let mut plain = base.clone();
-            plain.round_trip.non_targets = false;
-            match &mut plain.domain {
-                InputDomain::Clamp { scope, .. } => *scope = ClampScope::Target,
-                InputDomain::Raw => {}
-            }
+            let plain = untouched_non_targets(base);
             let t = self.non_targets(i, &plain, &rows);
             if t.within != t.total {
                 return Ok(false);
@@ -177,6 +227,17 @@ impl<'a> Scorer<'a> {
 
     /// The fit of one candidate; `None` where its label policy refuses a label of the cases.
     pub fn score(&mut self, profile: &Profile, changed: usize) -> Result<Option<Fit>> {
+        self.score_with(profile, changed, Vec::new())
+    }
+
+    /// [`Scorer::score`] of a candidate whose form carries fitted `constants` (each one
+    /// costs [`rank::constant_bits`] of description).
+    pub fn score_with(
+        &mut self,
+        profile: &Profile,
+        changed: usize,
+        constants: Vec<Fitted>,
+    ) -> Result<Option<Fit>> {
         self.evaluated += 1;
         let mut t = Tally::default();
         for i in 0..self.cases.len() {
@@ -184,7 +245,7 @@ impl<'a> Scorer<'a> {
             let Ok(rows) = layer::rows(case.n, case.c, &case.labels, profile) else {
                 return Ok(None);
             };
-            let p: Params = compare::output_params(case);
+            let p: Params = self.overrides.apply(&compare::output_params(case));
             p.validate()?;
             let reference = Reference::new(profile, &p, self.dtype);
             let top = |k: usize| case.top_diff.as_ref().map_or(1.0, |t| t[k]);
@@ -193,27 +254,31 @@ impl<'a> Scorer<'a> {
                 let k = row * case.c + col;
                 let tr = reference.target(case.cos[k], top(k));
                 if let Some(fw) = &case.forward {
-                    t.add(tolerance::error_fraction(
-                        fw[k],
-                        tr.forward,
-                        tr.budget.forward,
-                    ));
+                    t.add(fw[k], tr.forward, tr.budget.forward, p.s, self.dtype);
                 }
                 if let Some(bw) = &case.backward {
-                    t.add(tolerance::error_fraction(
-                        bw[k],
-                        tr.backward,
-                        tr.budget.backward,
-                    ));
+                    let mag = p.s * top(k).abs();
+                    t.add(bw[k], tr.backward, tr.budget.backward, mag, self.dtype);
                 }
             }
             t.merge(self.non_targets(i, profile, &rows));
         }
+        let n = t.total.max(1);
+        let description = changed as f64 * rank::AXIS_BITS
+            + (self.overrides.count() + constants.len()) as f64 * rank::constant_bits(n);
         Ok(Some(Fit {
-            share: t.within as f64 / t.total.max(1) as f64,
+            share: t.within as f64 / n as f64,
             worst: t.worst,
             profile: profile.clone(),
             changed,
+            cost: Cost {
+                residual: t.residual,
+                budget: t.budget,
+                description,
+            },
+            elements: t.total,
+            overrides: self.overrides,
+            constants,
         }))
     }
 }
@@ -236,6 +301,9 @@ pub struct Search {
     pub ties: Vec<Tie>,
     /// Whether the non-target axes were searched (only when some non-target is out of budget).
     pub searched_non_targets: bool,
+    /// The stated parameters fitted under the best candidate's structure: each fitted value,
+    /// its uncertainty and the stated value ([`fit::fit_stated`]).
+    pub stated: StatedFit,
 }
 
 impl Search {
@@ -251,18 +319,26 @@ pub const MAX_ROUNDS: usize = 4;
 /// behave like.
 pub fn search(cases: &[LayerCase], dtype: Dtype) -> Result<Search> {
     let mut scorer = Scorer::new(cases, dtype);
-    let mut ranked: Vec<Fit> = Vec::new();
-    for p in Profile::presets() {
-        if let Some(f) = scorer.score(&p, 0)? {
-            ranked.push(f);
+    // Where every non-target is within budget untouched, no candidate needs its own pass
+    // over the non-targets (the cost bound of SPEC.md §3.8).
+    let freeze = scorer.non_targets_pass(&Profile::preset("analytic")?)?;
+    scorer.freeze_plain_non_targets = freeze;
+    let mut ranked = score_presets(&mut scorer)?;
+    // Nothing fits at the stated parameters: fit them under the best structure (closed
+    // forms on the target and pass-through entries, O(N)) and search at the fitted point.
+    if !ranked[0].fits_all() {
+        let stated = fit::fit_stated(cases, &ranked[0].profile, dtype);
+        if !stated.overrides.is_empty() {
+            let mut refit = Scorer::new(cases, dtype);
+            refit.overrides = stated.overrides;
+            refit.freeze_plain_non_targets = freeze;
+            let alt = score_presets(&mut refit)?;
+            if order(&alt[0], &ranked[0]).is_lt() {
+                scorer = refit;
+                ranked = alt;
+            }
         }
     }
-    if ranked.is_empty() {
-        return Err(crate::Error::Invalid(
-            "no preset accepts the labels of these cases".into(),
-        ));
-    }
-    ranked.sort_by(order);
     let mut current = ranked[0].clone();
     let searched_non_targets = !scorer.non_targets_pass(&current.profile)?;
     let axes: Vec<Axis> = Axis::ALL
@@ -276,6 +352,8 @@ pub fn search(cases: &[LayerCase], dtype: Dtype) -> Result<Search> {
         let mut moved = false;
         for &axis in &axes {
             for cand in axis.values(&current.profile).into_iter().skip(1) {
+                // A form's continuous constants at the implementation's values, not the seeds.
+                let cand = crate::form_fit::refine(&cand, cases, dtype);
                 if ranked.iter().any(|f| f.profile.same_policies(&cand)) {
                     continue;
                 }
@@ -299,21 +377,94 @@ pub fn search(cases: &[LayerCase], dtype: Dtype) -> Result<Search> {
         }
     }
     ranked.sort_by(order);
+    // Still nothing fits: the input clamp ε as a continuous constant of the best form.
+    if !ranked[0].fits_all() {
+        if let Some(f) = fitted_clamp(&mut scorer, &ranked[0], &origin)? {
+            ranked.push(f);
+            ranked.sort_by(order);
+        }
+    }
     let best = ranked[0].clone();
     let ties = ranked
         .iter()
         .skip(1)
-        .filter(|f| f.share == best.share && f.share == 1.0)
+        .filter(|f| f.fits_all() && best.fits_all())
+        .filter(|f| rank::tied(&f.cost, &best.cost, best.elements))
         .map(|f| Tie {
             profile: f.profile.clone(),
             separating_input: separating_input(cases, &best.profile, &f.profile, dtype),
         })
         .collect();
+    let stated = fit::fit_stated(cases, &best.profile, dtype);
     Ok(Search {
         ranked,
         ties,
         searched_non_targets,
+        stated,
     })
+}
+
+/// Every preset scored by `scorer`, best first.
+fn score_presets(scorer: &mut Scorer) -> Result<Vec<Fit>> {
+    let mut ranked: Vec<Fit> = Vec::new();
+    for p in Profile::presets() {
+        if let Some(f) = scorer.score(&p, 0)? {
+            ranked.push(f);
+        }
+    }
+    if ranked.is_empty() {
+        return Err(crate::Error::Invalid(
+            "no preset accepts the labels of these cases".into(),
+        ));
+    }
+    ranked.sort_by(order);
+    Ok(ranked)
+}
+
+/// Bracket of the fitted input-clamp ε: from far below f64's resolution of 1 − ε up to 1e-2.
+pub const CLAMP_EPS_BRACKET: (f64, f64) = (1e-9, 1e-2);
+
+/// The first client of [`fit::fit_constant`]: the best candidate with its input clamp ε
+/// fitted (scope and bound gradient as the candidate has them, or the target's with the
+/// gradient passing at the bound where it has no clamp). `None` where no ε fits.
+fn fitted_clamp(scorer: &mut Scorer, best: &Fit, origin: &Profile) -> Result<Option<Fit>> {
+    let (scope, at_bound) = match best.profile.domain {
+        InputDomain::Clamp {
+            scope, at_bound, ..
+        } => (scope, at_bound),
+        InputDomain::Raw => (ClampScope::Target, crate::profile::BoundGradient::Pass),
+    };
+    let set = move |p: &mut Profile, eps: f64| {
+        p.domain = InputDomain::Clamp {
+            eps,
+            scope,
+            at_bound,
+        }
+    };
+    let Some(mut eps) = fit::fit_constant_at(
+        scorer.cases,
+        scorer.dtype,
+        &best.profile,
+        &set,
+        CLAMP_EPS_BRACKET,
+        "input clamp eps",
+        &scorer.overrides,
+    ) else {
+        return Ok(None);
+    };
+    let mut cand = best.profile.clone();
+    set(&mut cand, eps.value);
+    // A constant nobody stated describes the point (no stated value); the name says how it
+    // departs from the preset it was reached from.
+    eps.stated = None;
+    cand.name = format!(
+        "{} with input clamp eps fitted to {} (preset: {})",
+        origin.name,
+        fit::plain(eps.value, 12),
+        space::describe_domain(origin.domain)
+    );
+    let changed = space::differences(origin, &cand).len().max(1);
+    scorer.score_with(&cand, changed, vec![eps])
 }
 
 /// Every candidate's fit, best first ([`search`]'s ranking).
@@ -365,16 +516,50 @@ pub fn separating_input(
     })
 }
 
-/// Cases grouped by parameter set (m1, m2, m3, s), in first-appearance order: a file that
-/// mixes code paths by parameters is fingerprinted per group.
+/// Cases grouped by parameter set (m1, m2, m3, s) and `easy_margin` claim, in
+/// first-appearance order: a file that mixes code paths by parameters (or by the claim, under
+/// the same parameters) is fingerprinted per group.
 pub fn groups(cases: &[LayerCase]) -> Vec<(Params, Vec<LayerCase>)> {
-    let mut out: Vec<(Params, Vec<LayerCase>)> = Vec::new();
-    for c in cases {
+    group_indices(cases)
+        .into_iter()
+        .map(|(p, ix)| (p, ix.into_iter().map(|i| cases[i].clone()).collect()))
+        .collect()
+}
+
+/// [`groups`] as indices into `cases`.
+pub fn group_indices(cases: &[LayerCase]) -> Vec<(Params, Vec<usize>)> {
+    let mut out: Vec<(Params, Option<bool>, Vec<usize>)> = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
         let p = compare::output_params(c);
-        match out.iter_mut().find(|(q, _)| *q == p) {
-            Some((_, v)) => v.push(c.clone()),
-            None => out.push((p, vec![c.clone()])),
+        match out
+            .iter_mut()
+            .find(|(q, e, _)| *q == p && *e == c.easy_margin)
+        {
+            Some((_, _, v)) => v.push(i),
+            None => out.push((p, c.easy_margin, vec![i])),
         }
     }
-    out
+    out.into_iter().map(|(p, _, v)| (p, v)).collect()
+}
+
+/// Whether the cases of a group disagree: the group's best candidate leaves some element out
+/// of budget while every case alone is fitted by some candidate. Then the group is reported
+/// per case instead of as a mixture.
+pub fn cases_disagree(
+    group: &[LayerCase],
+    best: &Fit,
+    dtype: Dtype,
+) -> Result<Option<Vec<Search>>> {
+    if group.len() < 2 || best.fits_all() {
+        return Ok(None);
+    }
+    let mut per = Vec::new();
+    for c in group {
+        let s = search(std::slice::from_ref(c), dtype)?;
+        if !s.best().fits_all() {
+            return Ok(None);
+        }
+        per.push(s);
+    }
+    Ok(Some(per))
 }

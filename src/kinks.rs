@@ -39,6 +39,9 @@ pub enum KinkKind {
     /// φ = kπ under the monotone extension: two pieces join with zero slope (the second
     /// derivative jumps).
     MonotoneJoin,
+    /// The target logit reaches the output clip's bound ±b: a corner (flat beyond).
+    OutputClipHigh,
+    OutputClipLow,
 }
 
 impl KinkKind {
@@ -57,6 +60,8 @@ impl KinkKind {
             KinkKind::FactorClipLow => "factor clip (low)",
             KinkKind::Turn => "turn (phi = k*pi)",
             KinkKind::MonotoneJoin => "monotone join (phi = k*pi)",
+            KinkKind::OutputClipHigh => "output clip (out = b)",
+            KinkKind::OutputClipLow => "output clip (out = -b)",
         }
     }
 
@@ -72,7 +77,9 @@ impl KinkKind {
             | KinkKind::DomainClampHigh
             | KinkKind::AngleClampHigh
             | KinkKind::AngleClampLow
-            | KinkKind::MonotoneJoin => Smoothness::Corner,
+            | KinkKind::MonotoneJoin
+            | KinkKind::OutputClipHigh
+            | KinkKind::OutputClipLow => Smoothness::Corner,
         }
     }
 }
@@ -127,6 +134,22 @@ pub fn kinks(profile: &Profile, p: &Params, dtype: Dtype) -> Vec<Kink> {
         }
         InputDomain::Raw => {}
     }
+    // Before the shortcut's early return: the clip acts on `c − m3` too.
+    if profile.output_clip.is_some() {
+        // The unclipped target logit against ±b (b as the dtype holds it).
+        let bare = Constants {
+            out_clip: f64::INFINITY,
+            ..k
+        };
+        let out = |theta: f64| margin::eval_with(theta.cos(), p, profile, &bare).out;
+        for c in crossings(|t| out(t) - k.out_clip) {
+            push(c, KinkKind::OutputClipHigh);
+        }
+        for c in crossings(|t| out(t) + k.out_clip) {
+            push(c, KinkKind::OutputClipLow);
+        }
+    }
+
     if profile.shortcut && p.is_angle_identity() {
         out.sort_by(|a, b| a.c.total_cmp(&b.c));
         return out;
@@ -186,6 +209,7 @@ pub fn kinks(profile: &Profile, p: &Params, dtype: Dtype) -> Vec<Kink> {
         (
             AnglePolicy::Threshold {
                 test: ThresholdTest::OnCos,
+                ..
             }
             | AnglePolicy::EasyMargin,
             Some(th),
@@ -194,6 +218,7 @@ pub fn kinks(profile: &Profile, p: &Params, dtype: Dtype) -> Vec<Kink> {
         (
             AnglePolicy::Threshold {
                 test: ThresholdTest::OnAngle,
+                ..
             },
             Some(th),
         ) if (k.c_lo..=k.c_hi).contains(&dtype.round(th.cos())) => {
@@ -229,10 +254,11 @@ pub fn kinks(profile: &Profile, p: &Params, dtype: Dtype) -> Vec<Kink> {
     }
 
     if let Some((lo, hi)) = profile.factor_clip {
-        for c in clip_crossings(profile, p, &k, hi) {
+        let g = |theta: f64| margin::eval_with(theta.cos(), p, profile, &k).factor_unclipped;
+        for c in crossings(|t| g(t) - hi) {
             push(c, KinkKind::FactorClipHigh);
         }
-        for c in clip_crossings(profile, p, &k, lo) {
+        for c in crossings(|t| g(t) - lo) {
             push(c, KinkKind::FactorClipLow);
         }
     }
@@ -241,11 +267,11 @@ pub fn kinks(profile: &Profile, p: &Params, dtype: Dtype) -> Vec<Kink> {
     out
 }
 
-/// The c where the unclipped factor crosses `level`, found by a scan uniform in θ (which
+/// The c = cos θ where g(θ) changes sign (g: the unclipped factor or output minus a level),
+/// found by a scan uniform in θ (which
 /// resolves the region near c = ±1 that a scan uniform in c would miss) and bisection.
-fn clip_crossings(profile: &Profile, p: &Params, k: &Constants, level: f64) -> Vec<f64> {
+fn crossings(g: impl Fn(f64) -> f64) -> Vec<f64> {
     const STEPS: usize = 4096;
-    let g = |theta: f64| margin::eval_with(theta.cos(), p, profile, k).factor_unclipped - level;
     let mut roots = Vec::new();
     let mut t0 = 0.0;
     let mut g0 = g(t0);

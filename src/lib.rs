@@ -20,6 +20,7 @@ pub mod error;
 pub mod filecheck;
 pub mod fingerprint;
 pub mod fixture;
+pub mod form_fit;
 pub mod gradcheck;
 pub mod kinks;
 pub mod layer;
@@ -35,6 +36,7 @@ pub mod scope;
 pub mod space;
 pub mod sweep;
 pub mod tolerance;
+pub mod verdict;
 
 pub use dtype::Dtype;
 pub use error::{Error, Result};

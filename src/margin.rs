@@ -17,8 +17,8 @@
 use crate::dtype::Dtype;
 use crate::params::Params;
 use crate::profile::{
-    AnglePolicy, BoundGradient, ClampScope, ExactForm, GradientMode, InputDomain, OpMath,
-    ParamPrecision, PoleRule, Profile, ThetaPrecision, ThresholdTest,
+    AnglePolicy, ClampScope, EvalForm, ExactForm, Fallback, GradientMode, InputDomain, OpMath,
+    ParamPrecision, PoleRule, Profile, SineGuard, ThetaPrecision, ThresholdTest,
 };
 use std::f64::consts::PI;
 
@@ -53,9 +53,11 @@ pub struct Entry {
     pub phi: f64,
     pub branch: Branch,
     /// The input clamp blocks the gradient here (outside the bounds, or at a bound under
-    /// [`BoundGradient::Zero`]).
+    /// [`crate::profile::BoundGradient::Zero`]).
     pub domain_clamped: bool,
     pub angle_clamped: bool,
+    /// The output clip [−b, b] replaced the target logit (gradient 0).
+    pub out_clipped: bool,
 }
 
 impl ParamPrecision {
@@ -92,6 +94,15 @@ pub struct Constants {
     /// The precision intermediate values (θ, φ) are held in: the dtype, or f32 for a
     /// half-precision implementation with f32 op math ([`OpMath::F32Storage`]).
     pub op_dtype: Dtype,
+    /// The fallback's subtrahend as held (`m2·sin m2`, κ, or 0 for a plain fallback; m3 apart).
+    pub fallback_offset: f64,
+    /// cos m2 and sin m2 as held, for the trig-identity form.
+    pub cos_m: f64,
+    pub sin_m: f64,
+    /// The sine guard's ε as held (0 for the other guards).
+    pub sine_eps: f64,
+    /// The output clip bound b as held (+inf without a clip).
+    pub out_clip: f64,
 }
 
 impl Constants {
@@ -111,20 +122,53 @@ impl Constants {
         // θ where φ reaches π; beyond [0, π] there is nothing to fall back from.
         let theta_pi = (PI - p.m2) / p.m1;
         let reachable = (0.0..=PI).contains(&theta_pi);
+        // A derived constant as the implementation holds it: computed from the parameters,
+        // rounded to f32 first where it keeps its constants in f32, then to the dtype.
+        let held = |x: f64| match profile.constants {
+            ParamPrecision::Dtype => dtype.round(x),
+            ParamPrecision::F32 => dtype.round(x as f32 as f64),
+        };
         let threshold = match profile.angle {
             AnglePolicy::EasyMargin => Some(0.0),
             AnglePolicy::Threshold {
                 test: ThresholdTest::OnCos,
-            } if reachable => Some(dtype.round(theta_pi.cos())),
+                ..
+            } if reachable => Some(held(theta_pi.cos())),
             AnglePolicy::Threshold {
                 test: ThresholdTest::OnAngle,
-            } if reachable => Some(dtype.round(theta_pi)),
+                ..
+            } if reachable => Some(held(theta_pi)),
             AnglePolicy::Threshold { .. }
             | AnglePolicy::Raw
             | AnglePolicy::Clamp { .. }
             | AnglePolicy::Monotone => None,
         };
         let op_dtype = op_dtype(profile, dtype);
+        // The fallback line c̃ − offset is evaluated in f64 with the offset as computed from
+        // the parameters (one rounding to T at the end, SPEC.md §9), unless the profile
+        // holds its constants in f32.
+        let line = |x: f64| match profile.constants {
+            ParamPrecision::Dtype => x,
+            ParamPrecision::F32 => x as f32 as f64,
+        };
+        let fallback_offset = match profile.angle {
+            AnglePolicy::Threshold { fallback, .. } => match fallback {
+                Fallback::MSinM => line(p.m2 * p.m2.sin()),
+                Fallback::Offset { kappa } => line(kappa),
+                Fallback::Plain => 0.0,
+            },
+            AnglePolicy::Raw
+            | AnglePolicy::Clamp { .. }
+            | AnglePolicy::EasyMargin
+            | AnglePolicy::Monotone => 0.0,
+        };
+        let sine_eps = match profile.eval {
+            EvalForm::TrigIdentity {
+                guard: SineGuard::Epsilon { eps },
+                ..
+            } => held(eps),
+            EvalForm::TrigIdentity { .. } | EvalForm::AcosCos => 0.0,
+        };
         Constants {
             c_lo,
             c_hi,
@@ -133,24 +177,31 @@ impl Constants {
             threshold,
             dtype,
             op_dtype,
+            fallback_offset,
+            cos_m: held(p.m2.cos()),
+            sin_m: held(p.m2.sin()),
+            sine_eps,
+            out_clip: profile
+                .output_clip
+                .map_or(f64::INFINITY, |b| dtype.round(b)),
         }
     }
 
-    /// The input clamp applied to c: (c̃, gradient blocked). NaN passes through as NaN.
-    fn clamp_input(&self, c: f64, domain: InputDomain) -> (f64, bool) {
-        let at_bound_blocks = match domain {
-            InputDomain::Raw => false,
-            InputDomain::Clamp { at_bound, .. } => match at_bound {
-                BoundGradient::Pass => false,
-                BoundGradient::Zero => true,
-            },
+    /// The input clamp applied to c: (c̃, gradient multiplier: 0 outside the bounds, the
+    /// bound rule's 1, ½ or 0 exactly at a bound, 1 inside). NaN passes through as NaN.
+    pub fn clamp_input(&self, c: f64, domain: InputDomain) -> (f64, f64) {
+        let at_bound = match domain {
+            InputDomain::Raw => 1.0,
+            InputDomain::Clamp { at_bound, .. } => at_bound.at_bound(),
         };
         if c < self.c_lo {
-            (self.c_lo, true)
+            (self.c_lo, 0.0)
         } else if c > self.c_hi {
-            (self.c_hi, true)
+            (self.c_hi, 0.0)
+        } else if c == self.c_lo || c == self.c_hi {
+            (c, at_bound)
         } else {
-            (c, at_bound_blocks && (c == self.c_lo || c == self.c_hi))
+            (c, 1.0)
         }
     }
 }
@@ -223,10 +274,46 @@ pub fn eval(c: f64, p: &Params, profile: &Profile, dtype: Dtype) -> Entry {
     eval_with(c, p, profile, &k)
 }
 
+/// `sin θ` of the trig-identity form under its guard, and its derivative d sinθ / d c̃.
+/// Returns (sinθ, derivative, whether a zero upstream gradient still gives NaN here: the
+/// `0·inf` of a whole-matrix evaluation at the guard's singular points).
+pub fn guarded_sine(c: f64, guard: SineGuard, eps: f64) -> (f64, f64, bool) {
+    // (1 − c)(1 + c): 1 − c² without cancellation near |c| = 1 (the reference's value).
+    let x = (1.0 - c) * (1.0 + c);
+    let plain = |x: f64| {
+        let s = x.sqrt();
+        // d sqrt(x)/dc = −c / sqrt(x): ∓inf at x = 0, NaN for x < 0.
+        (s, -c / s, !(x > 0.0))
+    };
+    match guard {
+        SineGuard::Unguarded => plain(x),
+        SineGuard::Clamp => {
+            if x < 0.0 {
+                // clamp(x, 0, 1) is flat below 0: its backward masks the sqrt's NaN to 0.
+                (0.0, 0.0, false)
+            } else {
+                plain(x)
+            }
+        }
+        SineGuard::Epsilon { .. } => plain(x + eps),
+        SineGuard::Safe => {
+            if x > 0.0 {
+                plain(x)
+            } else {
+                (0.0, 0.0, false)
+            }
+        }
+    }
+}
+
 /// [`eval`] with precomputed constants (the batch forms hoist them out of the loop).
 pub fn eval_with(c: f64, p: &Params, profile: &Profile, k: &Constants) -> Entry {
     let p = &profile.params.apply(p);
-    let (c_eff, domain_clamped) = k.clamp_input(c, profile.domain);
+    let (c_eff, bound_mul) = k.clamp_input(c, profile.domain);
+    let domain_clamped = bound_mul == 0.0;
+    // The exact gradient's multiplier from the input clamp (½ at a bound under JAX's clip).
+    let half_at_bound = bound_mul == 0.5 && matches!(profile.gradient, GradientMode::Exact { .. });
+    let exact_mul = |g: f64| if half_at_bound { 0.5 * g } else { g };
 
     let clip = |g: f64| match profile.factor_clip {
         // Comparisons, as Caffe's `d > 2 ? 2 : d; d < 0 ? 0 : d`: NaN stays NaN.
@@ -241,8 +328,20 @@ pub fn eval_with(c: f64, p: &Params, profile: &Profile, k: &Constants) -> Entry 
         }
         None => g,
     };
-    let finish =
-        |out: f64, g: f64, theta: f64, phi_raw: f64, phi: f64, branch, angle_clamped| Entry {
+    let finish = |out: f64, g: f64, theta: f64, phi_raw: f64, phi: f64, branch, angle_clamped| {
+        // The output clip [−b, b] (b = +inf: none), flat outside. As `clamp`'s backward
+        // (`where(lo <= x <= hi)`), a NaN logit stays NaN and gets gradient 0.
+        let clipping = k.out_clip.is_finite();
+        let (out, g, out_clipped) = if out > k.out_clip {
+            (k.out_clip, 0.0, true)
+        } else if out < -k.out_clip {
+            (-k.out_clip, 0.0, true)
+        } else if clipping && out.is_nan() {
+            (out, 0.0, true)
+        } else {
+            (out, g, false)
+        };
+        Entry {
             out,
             factor: clip(g),
             factor_unclipped: g,
@@ -253,11 +352,14 @@ pub fn eval_with(c: f64, p: &Params, profile: &Profile, k: &Constants) -> Entry 
             branch,
             domain_clamped,
             angle_clamped,
-        };
+            out_clipped,
+        }
+    };
     // The gradient of a linear branch (shortcut, fallback): 1, or 0 where the clamp is flat.
     let linear_factor = match profile.gradient {
         GradientMode::Exact { .. } if domain_clamped => 0.0,
-        GradientMode::Exact { .. } | GradientMode::FormulaAtClamped { .. } => 1.0,
+        GradientMode::Exact { .. } => exact_mul(1.0),
+        GradientMode::FormulaAtClamped { .. } => 1.0,
         GradientMode::Detached => 1.0,
     };
 
@@ -285,6 +387,7 @@ pub fn eval_with(c: f64, p: &Params, profile: &Profile, k: &Constants) -> Entry 
         (
             AnglePolicy::Threshold {
                 test: ThresholdTest::OnCos,
+                ..
             }
             | AnglePolicy::EasyMargin,
             Some(th),
@@ -293,6 +396,7 @@ pub fn eval_with(c: f64, p: &Params, profile: &Profile, k: &Constants) -> Entry 
         (
             AnglePolicy::Threshold {
                 test: ThresholdTest::OnAngle,
+                ..
             },
             Some(th),
         ) => k.op_dtype.round(theta) > th,
@@ -306,25 +410,46 @@ pub fn eval_with(c: f64, p: &Params, profile: &Profile, k: &Constants) -> Entry 
         ) => false,
     };
     if falls_back {
-        let easy = profile.angle.is_easy_margin();
         // Through the angle, the fallback's c̃ is cos(acos c̃): its own rounding, and its
         // derivative sin θ / sqrt(1 − c̃²).
         let (base, g) = if profile.round_trip.fallback {
             let g = if linear_factor == 0.0 {
                 0.0
             } else {
-                round_trip_factor(c_eff, profile.gradient, k.op_dtype)
+                exact_mul(round_trip_factor(c_eff, profile.gradient, k.op_dtype))
             };
             (c_eff.acos().cos(), g)
         } else {
             (c_eff, linear_factor)
         };
-        let out = if easy {
-            base
-        } else {
-            base - p.m2 * p.m2.sin() - p.m3
+        let out = match profile.angle {
+            AnglePolicy::Threshold { fallback, .. } => match fallback {
+                Fallback::MSinM => base - k.fallback_offset - p.m3,
+                Fallback::Offset { .. } => base - k.fallback_offset,
+                Fallback::Plain => base,
+            },
+            AnglePolicy::EasyMargin => base,
+            // No other policy falls back (falls_back is false for them).
+            AnglePolicy::Raw | AnglePolicy::Clamp { .. } | AnglePolicy::Monotone => base,
         };
         return finish(out, g, theta, phi_raw, phi_raw, Branch::Fallback, false);
+    }
+
+    // The angle-addition identity replaces cos φ where it applies (m1 = 1): no angle clamp
+    // and no monotone extension exist in that form.
+    if let EvalForm::TrigIdentity { guard, .. } = profile.eval {
+        if p.m1 == 1.0 {
+            let (sin_theta, dsin, _) = guarded_sine(c_eff, guard, k.sine_eps);
+            let out = c_eff * k.cos_m - sin_theta * k.sin_m - p.m3;
+            let formula = k.cos_m - k.sin_m * dsin;
+            let g = match profile.gradient {
+                GradientMode::Detached => 1.0,
+                GradientMode::Exact { .. } if domain_clamped => 0.0,
+                GradientMode::Exact { .. } => exact_mul(formula),
+                GradientMode::FormulaAtClamped { .. } => formula,
+            };
+            return finish(out, g, theta, phi_raw, phi_raw, Branch::Margin, false);
+        }
     }
 
     let phi = phi_raw.max(k.phi_lo).min(k.phi_hi);
@@ -360,11 +485,11 @@ pub fn eval_with(c: f64, p: &Params, profile: &Profile, k: &Constants) -> Entry 
     let g = match profile.gradient {
         GradientMode::Detached => 1.0,
         GradientMode::Exact { .. } if domain_clamped || angle_clamped => 0.0,
-        GradientMode::Exact { pole, form } => match form {
+        GradientMode::Exact { pole, form } => exact_mul(match form {
             ExactForm::Fused | ExactForm::Chain => formula(inv_sin_theta(c_eff, false), pole),
             // sin θ of the θ the implementation saved, in its dtype.
             ExactForm::SinTheta => formula(1.0 / k.op_dtype.round(theta).sin(), pole),
-        },
+        }),
         GradientMode::FormulaAtClamped { rsqrt_f32 } => {
             formula(inv_sin_theta(c_eff, rsqrt_f32), PoleRule::Ieee)
         }
@@ -374,8 +499,10 @@ pub fn eval_with(c: f64, p: &Params, profile: &Profile, k: &Constants) -> Entry 
 
 /// Forward and backward factor of a non-target entry (or any entry of a row without a
 /// target, where the label policy gives such rows the non-target treatment): `c`, unless the
-/// profile clamps every entry ([`ClampScope::AllEntries`]) or round-trips non-targets
-/// through acos/cos. Returns (out, factor, whether the entry is transformed at all).
+/// profile clamps every entry ([`ClampScope::AllEntries`]), round-trips non-targets
+/// through acos/cos, or evaluates the margin form over the whole matrix (then the gradient
+/// is `1 + 0·φ'`: NaN at the sine guard's singular points). Returns (out, factor, whether
+/// the entry is transformed at all).
 pub fn non_target(c: f64, profile: &Profile, k: &Constants) -> (f64, f64, bool) {
     if !profile.transforms_non_targets() {
         return (c, 1.0, false);
@@ -388,26 +515,43 @@ pub fn non_target(c: f64, profile: &Profile, k: &Constants) -> (f64, f64, bool) 
         },
     };
     let round_trip = profile.round_trip.non_targets;
-    let (c_eff, blocked) = if all_entries {
+    let (c_eff, bound_mul) = if all_entries {
         k.clamp_input(c, profile.domain)
     } else {
-        (c, false)
+        (c, 1.0)
     };
+    let blocked = bound_mul == 0.0;
     let blocked_factor = match profile.gradient {
         GradientMode::Exact { .. } if blocked => 0.0,
-        GradientMode::Exact { .. } | GradientMode::FormulaAtClamped { .. } => 1.0,
+        GradientMode::Exact { .. } => bound_mul,
+        GradientMode::FormulaAtClamped { .. } => 1.0,
         GradientMode::Detached => 1.0,
     };
-    if round_trip {
+    // The whole-matrix form's zero-weighted margin gradient: 0·(±inf or NaN) = NaN where the
+    // guard is singular, unless the margin is detached (then nothing flows through it).
+    let margin_nan = match (profile.eval, profile.gradient) {
+        (_, GradientMode::Detached) | (EvalForm::AcosCos, _) => false,
+        (
+            EvalForm::TrigIdentity {
+                guard,
+                whole_matrix,
+            },
+            GradientMode::Exact { .. } | GradientMode::FormulaAtClamped { .. },
+        ) => whole_matrix && guarded_sine(c_eff, guard, k.sine_eps).2,
+    };
+    let (out, g) = if round_trip {
         let g = if blocked_factor == 0.0 {
             0.0
         } else {
+            let exact = matches!(profile.gradient, GradientMode::Exact { .. });
             round_trip_factor(c_eff, profile.gradient, k.op_dtype)
+                * if exact { bound_mul } else { 1.0 }
         };
-        (c_eff.acos().cos(), g, true)
+        (c_eff.acos().cos(), g)
     } else {
-        (c_eff, blocked_factor, true)
-    }
+        (c_eff, blocked_factor)
+    };
+    (out, if margin_nan { f64::NAN } else { g }, true)
 }
 
 /// Forward only: the margin-adjusted (unscaled) target logit.

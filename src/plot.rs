@@ -201,6 +201,7 @@ fn short(k: &Kink) -> &'static str {
         FactorClipHigh | FactorClipLow => "clip",
         Turn => "turn",
         MonotoneJoin => "join",
+        OutputClipHigh | OutputClipLow => "clip out",
     }
 }
 

@@ -30,6 +30,20 @@ pub enum BoundGradient {
     Pass,
     /// c = bound is treated as clamped: gradient 0 (torch 2.x `clamp`, SpeechBrain README quirk 2).
     Zero,
+    /// c = bound gets half the gradient: JAX's `jnp.clip(x, lo, hi)` is
+    /// `minimum(maximum(x, lo), hi)`, and the derivative of `maximum`/`minimum` at a tie is ½.
+    Half,
+}
+
+impl BoundGradient {
+    /// The gradient multiplier of an entry exactly at a bound of the clamp.
+    pub fn at_bound(self) -> f64 {
+        match self {
+            BoundGradient::Pass => 1.0,
+            BoundGradient::Zero => 0.0,
+            BoundGradient::Half => 0.5,
+        }
+    }
 }
 
 /// What happens to the input cos before `acos`.
@@ -69,6 +83,54 @@ pub enum ThresholdTest {
     OnAngle,
 }
 
+/// What the target becomes past the threshold (θ > (π − m2)/m1), where φ would pass π.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Fallback {
+    /// insightface's `mm`: `c̃ − m2·sin(m2) − m3` (`mm = sin(π − m)·m`).
+    MSinM,
+    /// `c̃ − κ` with a constant κ (radians-free, in cos units) the implementation chose:
+    /// WeSpeaker and ESPnet use `1 + cos(π − m) = 1 − cos m`. κ is fitted, not listed.
+    Offset { kappa: f64 },
+    /// `c̃`: no margin past the threshold (catalyst's ArcFace: `cos(where(mask, θ + m, θ))`).
+    Plain,
+}
+
+/// How cos(m1·θ + m2) is evaluated on the margin branch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum EvalForm {
+    /// `cos(m1·acos(c̃) + m2)`: through the angle.
+    #[default]
+    AcosCos,
+    /// The angle-addition identity `c̃·cos m2 − sinθ·sin m2` (m1 = 1 only; with m1 ≠ 1 the
+    /// identity does not apply and the form is `AcosCos`'s), `sinθ` from the [`SineGuard`].
+    /// With `whole_matrix` the identity is evaluated over every entry and the target selected
+    /// by `where`/one-hot: non-target forwards are `c`, but their gradient is `1 + 0·φ'`,
+    /// NaN wherever the guard's derivative is not finite (|c| ≥ 1 unguarded).
+    TrigIdentity {
+        guard: SineGuard,
+        whole_matrix: bool,
+    },
+}
+
+/// How `sin θ = sqrt(1 − c²)` is guarded in the trig-identity form.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum SineGuard {
+    /// `sqrt(1 − c²)`: NaN for |c| > 1; derivative −c/sqrt(1 − c²), infinite at |c| = 1.
+    Unguarded,
+    /// `sqrt(clamp(1 − c², 0, 1))`: 0 beyond |c| = 1 with gradient 0 there; at |c| = 1 the
+    /// clamp passes the infinite sqrt derivative.
+    Clamp,
+    /// `sqrt(1 − c² + ε)` (PaddleClas: ε = 1e-6): the target is off by about ε·sin m2 / (2 sinθ)
+    /// everywhere, most at c = ±1. ε is fitted.
+    Epsilon { eps: f64 },
+    /// A guarded helper: `sqrt(max((1 − c)(1 + c), 0))` with derivative 0 where the argument
+    /// is ≤ 0 (no 0·inf), and no cancellation near |c| = 1.
+    Safe,
+}
+
 /// How the angle φ = m1·θ + m2 is handled where it leaves [0, π].
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
@@ -77,9 +139,12 @@ pub enum AnglePolicy {
     Raw,
     /// φ clamped to [lo, hi] (radians; bounds rounded to the dtype); flat outside.
     Clamp { lo: f64, hi: f64 },
-    /// insightface's `th`/`mm` fallback: where φ would pass π the target is
-    /// `c̃ − m2·sin(m2) − m3` instead (gradient 1).
-    Threshold { test: ThresholdTest },
+    /// A fallback past the threshold: where φ would pass π the target is the [`Fallback`]
+    /// form of c̃ instead (gradient 1): insightface's `th`/`mm` is `c̃ − m2·sin(m2) − m3`.
+    Threshold {
+        test: ThresholdTest,
+        fallback: Fallback,
+    },
     /// `easy_margin`: the margin applies only where c̃ > 0; elsewhere the target is `c̃`.
     EasyMargin,
     /// SphereFace's monotone extension: with k = ⌊φ/π⌋, the target is `(−1)^k·cos φ − 2k − m3`
@@ -153,10 +218,11 @@ pub struct RoundTrip {
 }
 
 /// Precision the margin parameters m1, m2, m3 are held in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ParamPrecision {
     /// Rounded to the dtype where they meet a tensor (a Python float in a T expression).
+    #[default]
     Dtype,
     /// Held as f32 whatever the dtype (OneFlow's `float` op attributes, README quirk 7).
     F32,
@@ -210,6 +276,16 @@ pub struct Profile {
     pub params: ParamPrecision,
     pub op_math: OpMath,
     pub labels: LabelPolicy,
+    /// How the margin branch evaluates cos(m1·θ + m2).
+    #[serde(default)]
+    pub eval: EvalForm,
+    /// Clip of the target logit after the margin to [−b, b] (facelib); gradient 0 outside.
+    #[serde(default)]
+    pub output_clip: Option<f64>,
+    /// Precision of the derived constants th, mm, cos m2, sin m2, ε (computed once from the
+    /// parameters): the dtype, or f32 inside an f64 computation (mmpretrain's buffers).
+    #[serde(default)]
+    pub constants: ParamPrecision,
 }
 
 /// Upper bound of the `recommended` profile's backward factor (SPEC.md §3.6 argues the value).
@@ -247,6 +323,9 @@ const ANALYTIC: Profile = Profile {
     params: ParamPrecision::Dtype,
     op_math: OpMath::F32Storage,
     labels: LabelPolicy::IgnoreMinusOne,
+    eval: EvalForm::AcosCos,
+    output_clip: None,
+    constants: ParamPrecision::Dtype,
 };
 
 /// One row of the preset table: a name, the source it is taken from, and the policies.
@@ -313,6 +392,7 @@ pub const PRESETS: [Preset; 11] = [
         profile: || Profile {
             angle: AnglePolicy::Threshold {
                 test: ThresholdTest::OnCos,
+                fallback: Fallback::MSinM,
             },
             ..ANALYTIC
         },
@@ -350,6 +430,7 @@ pub const PRESETS: [Preset; 11] = [
             },
             angle: AnglePolicy::Threshold {
                 test: ThresholdTest::OnCos,
+                fallback: Fallback::MSinM,
             },
             gradient: GradientMode::Exact {
                 pole: PoleRule::Ieee,
@@ -457,7 +538,16 @@ impl Profile {
                 ClampScope::AllEntries => true,
             },
         };
-        all_entries || self.round_trip.non_targets
+        all_entries || self.round_trip.non_targets || self.eval_whole_matrix()
+    }
+
+    /// Whether the margin form is evaluated over the whole matrix (its gradient reaches
+    /// non-target entries as `0·φ'`).
+    pub fn eval_whole_matrix(&self) -> bool {
+        match self.eval {
+            EvalForm::AcosCos => false,
+            EvalForm::TrigIdentity { whole_matrix, .. } => whole_matrix,
+        }
     }
 
     /// Whether the forward is promised monotone non-increasing in θ over [0, π] for every valid

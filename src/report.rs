@@ -333,8 +333,10 @@ pub fn ranking_rows<'a>(
     }
 }
 
-/// The text of one search (see [`fingerprint_report`]).
-fn search_text(label: &str, search: &fingerprint::Search) -> String {
+/// The text of one search (see [`fingerprint_report`]): the top five in aligned columns
+/// (share within the candidate's own budget, its cost on the common scale, its worst
+/// fraction), the ties, the point found with its fitted constants, and the verdict line.
+pub fn search_text(label: &str, search: &fingerprint::Search) -> String {
     let ranked = &search.ranked;
     let mut out = String::new();
     let _ = writeln!(
@@ -347,20 +349,40 @@ fn search_text(label: &str, search: &fingerprint::Search) -> String {
             "; every non-target within budget, so the non-target axes were not searched"
         }
     );
-    ranking_rows(
-        &mut out,
-        ranked
-            .iter()
-            .map(|f| (f.profile.name.as_str(), f.share, f.worst)),
-        "of elements within budget",
+    let w = ranked
+        .iter()
+        .take(5)
+        .map(|f| f.profile.name.len())
+        .max()
+        .unwrap_or(8)
+        .max(9);
+    let _ = writeln!(
+        out,
+        "  {:<w$}  {:>8}  {:>10}  {:>9}  worst",
+        "candidate", "within", "cost/elem", "describe"
     );
+    for f in ranked.iter().take(5) {
+        let _ = writeln!(
+            out,
+            "  {:<w$}  {:>7.3}%  {:>10.3}  {:>9.1}  {}",
+            f.profile.name,
+            100.0 * f.share,
+            f.cost.residual / f.elements.max(1) as f64,
+            f.cost.description,
+            fraction_text(f.worst)
+        );
+    }
     if ranked.len() > 5 {
         let _ = writeln!(out, "  … and {} more, ranked lower", ranked.len() - 5);
     }
+    let _ = writeln!(
+        out,
+        "  (cost: bits of disagreement per element on the dtype's grid, the same scale for every candidate; describe: bits to state the candidate)"
+    );
     if !search.ties.is_empty() {
         let _ = writeln!(
             out,
-            "  {} other candidate(s) fit every element: these inputs cannot tell them apart",
+            "  {} other candidate(s) fit every element as closely: these inputs cannot tell them apart",
             search.ties.len()
         );
         for t in search.ties.iter().take(8) {
@@ -379,7 +401,8 @@ fn search_text(label: &str, search: &fingerprint::Search) -> String {
         }
     }
     let best = search.best();
-    let how = if best.share == 1.0 {
+    out.push_str(&point_text(best, &search.stated));
+    let how = if best.fits_all() {
         format!(
             "every element within budget, worst {}",
             fraction_text(best.worst)
@@ -387,8 +410,114 @@ fn search_text(label: &str, search: &fingerprint::Search) -> String {
     } else {
         format!("{:.3}% of elements within budget", 100.0 * best.share)
     };
-    let _ = writeln!(out, "  => behaves like {} ({how})\n", best.profile.name);
+    let at = if best.overrides.is_empty() {
+        String::new()
+    } else {
+        let o = best.overrides;
+        let parts: Vec<String> = crate::verdict::fit::Param::ALL
+            .into_iter()
+            .filter_map(|w| {
+                o.get(w)
+                    .map(|v| format!("{} = {}", w.name(), crate::compare::num(v)))
+            })
+            .collect();
+        format!(" at the fitted {}, not the stated value", parts.join(", "))
+    };
+    let _ = writeln!(out, "  => behaves like {}{at} ({how})\n", best.profile.name);
     out
+}
+
+/// The point found: each fitted constant, its uncertainty, the stated value and the
+/// difference, one aligned row each.
+fn point_text(best: &Fit, stated: &crate::verdict::fit::StatedFit) -> String {
+    let mut rows: Vec<&crate::verdict::fit::Fitted> = stated.fitted.iter().collect();
+    rows.extend(best.constants.iter());
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "  point found (fitted constants):");
+    let nw = rows.iter().map(|f| f.name.len()).max().unwrap_or(2).max(8);
+    let _ = writeln!(
+        out,
+        "    {:<nw$}  {:>18}  {:>9}  {:>14}  {:>10}  verdict",
+        "constant", "fitted", "±", "stated", "difference"
+    );
+    for f in rows {
+        let (st, diff, word) = match f.stated {
+            Some(s) => (
+                crate::verdict::fit::plain(s, 12),
+                crate::verdict::fit::sci(f.value - s),
+                if f.fails() {
+                    "DIFFERS"
+                } else if f.differs() {
+                    "note"
+                } else {
+                    "agrees"
+                },
+            ),
+            None => ("-".into(), "-".into(), "describes the point"),
+        };
+        let _ = writeln!(
+            out,
+            "    {:<nw$}  {:>18}  {:>9}  {:>14}  {:>10}  {word}",
+            f.name,
+            crate::verdict::fit::plain(
+                f.value,
+                crate::verdict::fit::digits_for(f.value, f.uncertainty)
+            ),
+            crate::verdict::fit::sci(f.uncertainty),
+            st,
+            diff
+        );
+    }
+    for f in stated.fitted.iter().filter(|f| f.fails()) {
+        let _ = writeln!(out, "    {}", f.describe());
+    }
+    out
+}
+
+/// The search as JSON: the ranking (top ten), the ties, and the point found with every
+/// fitted constant, its uncertainty, the stated value and the difference.
+pub fn search_json(label: &str, search: &fingerprint::Search) -> serde_json::Value {
+    let cand = |f: &Fit| {
+        serde_json::json!({
+            "profile": f.profile.name,
+            "share_within_budget": f.share,
+            "worst_fraction": if f.worst.is_finite() { serde_json::json!(f.worst) } else { serde_json::json!("inf") },
+            "cost_bits": f.cost.residual,
+            "description_bits": f.cost.description,
+            "budget_bits": f.cost.budget,
+            "elements": f.elements,
+        })
+    };
+    let constant = |f: &crate::verdict::fit::Fitted| {
+        serde_json::json!({
+            "name": f.name,
+            "fitted": f.value,
+            "uncertainty": f.uncertainty,
+            "stated": f.stated,
+            "difference": f.stated.map(|s| f.value - s),
+            "differs": f.differs(),
+            "fails": f.fails(),
+            "samples": f.samples,
+            "text": f.describe(),
+        })
+    };
+    let best = search.best();
+    let mut constants: Vec<serde_json::Value> = search.stated.fitted.iter().map(constant).collect();
+    constants.extend(best.constants.iter().map(constant));
+    serde_json::json!({
+        "label": label,
+        "candidates": search.ranked.len(),
+        "ranking": search.ranked.iter().take(10).map(cand).collect::<Vec<_>>(),
+        "ties": search.ties.iter().map(|t| t.profile.name.clone()).collect::<Vec<_>>(),
+        "point": {
+            "profile": best.profile.name,
+            "fits_every_element": best.fits_all(),
+            "constants": constants,
+        },
+    })
 }
 
 /// An f64's bits in hex, as `0x3fe0000000000000`.
@@ -397,35 +526,64 @@ fn hex(x: f64) -> String {
 }
 
 /// `--profile auto` for a file that may mix code paths: the cases are grouped by parameter
-/// set and each group is searched on its own. Returns the text and a profile per case.
+/// set (and `easy_margin` claim) and each group is searched on its own; a group whose cases
+/// disagree (no candidate fits them together, each fits alone) is reported per case. Returns
+/// the text and a profile per case.
 pub fn fingerprint_groups_report(
     file: &str,
     cases: &[LayerCase],
     dtype: Dtype,
 ) -> Result<(String, Vec<Profile>), String> {
-    let groups = fingerprint::groups(cases);
+    let (text, per_case, _) = fingerprint_groups(file, cases, dtype)?;
+    Ok((text, per_case))
+}
+
+/// [`fingerprint_groups_report`] with the JSON of every search.
+pub fn fingerprint_groups(
+    file: &str,
+    cases: &[LayerCase],
+    dtype: Dtype,
+) -> Result<(String, Vec<Profile>, Vec<serde_json::Value>), String> {
+    let groups = fingerprint::group_indices(cases);
     let mut text = String::new();
-    let mut per_group = Vec::new();
-    for (p, group) in &groups {
+    let mut json = Vec::new();
+    let mut per_case: Vec<Option<Profile>> = vec![None; cases.len()];
+    for (p, ix) in &groups {
+        let group: Vec<LayerCase> = ix.iter().map(|&i| cases[i].clone()).collect();
         let label = if groups.len() == 1 {
             file.to_string()
         } else {
             format!("{file} [{p}, {} case(s)]", group.len())
         };
-        let search = fingerprint::search(group, dtype).map_err(|e| format!("{label}: {e}"))?;
-        text.push_str(&search_text(&label, &search));
-        per_group.push((*p, search.best().profile.clone()));
+        let search = fingerprint::search(&group, dtype).map_err(|e| format!("{label}: {e}"))?;
+        let split = fingerprint::cases_disagree(&group, search.best(), dtype)
+            .map_err(|e| format!("{label}: {e}"))?;
+        match split {
+            Some(per) => {
+                let _ = writeln!(
+                    text,
+                    "{label}: no candidate fits these {} cases together, and each fits alone: the cases take different code paths under the same parameters; reported per case",
+                    group.len()
+                );
+                for (k, s) in ix.iter().zip(per) {
+                    let l = format!("{label} case {:?}", cases[*k].name);
+                    text.push_str(&search_text(&l, &s));
+                    json.push(search_json(&l, &s));
+                    per_case[*k] = Some(s.best().profile.clone());
+                }
+            }
+            None => {
+                text.push_str(&search_text(&label, &search));
+                json.push(search_json(&label, &search));
+                for &k in ix {
+                    per_case[k] = Some(search.best().profile.clone());
+                }
+            }
+        }
     }
-    let per_case = cases
-        .iter()
-        .map(|c| {
-            let p = crate::compare::output_params(c);
-            per_group
-                .iter()
-                .find(|(q, _)| *q == p)
-                .map(|(_, prof)| prof.clone())
-                .expect("every case is in a group")
-        })
+    let per_case = per_case
+        .into_iter()
+        .map(|p| p.expect("every case is in a group"))
         .collect();
-    Ok((text, per_case))
+    Ok((text, per_case, json))
 }

@@ -5,9 +5,9 @@
 //! space test (`tests/space.rs`) are all generated from [`Axis::values`].
 
 use crate::profile::{
-    AnglePolicy, BoundGradient, ClampScope, ExactForm, GradientMode, InputDomain, LabelPolicy,
-    OpMath, ParamPrecision, PoleRule, Profile, RoundTrip, ThetaPrecision, ThresholdTest,
-    SPEECHBRAIN_EPS,
+    AnglePolicy, BoundGradient, ClampScope, EvalForm, ExactForm, Fallback, GradientMode,
+    InputDomain, LabelPolicy, OpMath, ParamPrecision, PoleRule, Profile, RoundTrip, SineGuard,
+    ThetaPrecision, ThresholdTest, SPEECHBRAIN_EPS,
 };
 use std::f64::consts::PI;
 
@@ -24,18 +24,31 @@ pub enum Axis {
     Params,
     OpMath,
     Labels,
+    Eval,
+    OutputClip,
+    Constants,
 }
 
 /// Input-clamp widths real code uses: exact [−1, 1], SpeechBrain's 1e-7, and the common
 /// 1e-5 / 1e-4 (Caffe GPU) / 1e-3.
 pub const CLAMP_EPS: [f64; 5] = [0.0, SPEECHBRAIN_EPS, 1e-5, 1e-4, 1e-3];
 
+/// The seed of the sine guard's ε (PaddleClas's 1e-6): the search refines it by a fit
+/// ([`crate::form_fit`]), so the value found is the implementation's, not this one.
+pub const SINE_GUARD_EPS_SEED: f64 = 1e-6;
+
+/// The seed of the fallback offset κ (`c̃ − κ`), refined by a fit ([`crate::form_fit`]).
+pub const FALLBACK_KAPPA_SEED: f64 = 0.0;
+
+/// The seed of the output clip bound b, refined by a fit ([`crate::form_fit`]).
+pub const OUTPUT_CLIP_SEED: f64 = 1.0;
+
 /// Factor clips real code uses: none, [0, 1], Caffe GPU's [0, 2], `recommended`'s [0, 16].
 pub const FACTOR_CLIPS: [Option<(f64, f64)>; 4] =
     [None, Some((0.0, 1.0)), Some((0.0, 2.0)), Some((0.0, 16.0))];
 
 impl Axis {
-    pub const ALL: [Axis; 10] = [
+    pub const ALL: [Axis; 13] = [
         Axis::Domain,
         Axis::Theta,
         Axis::Angle,
@@ -46,6 +59,9 @@ impl Axis {
         Axis::Params,
         Axis::OpMath,
         Axis::Labels,
+        Axis::Eval,
+        Axis::OutputClip,
+        Axis::Constants,
     ];
 
     pub fn name(self) -> &'static str {
@@ -60,6 +76,9 @@ impl Axis {
             Axis::Params => "parameter precision",
             Axis::OpMath => "op math",
             Axis::Labels => "label policy",
+            Axis::Eval => "evaluation form",
+            Axis::OutputClip => "output clip",
+            Axis::Constants => "constants precision",
         }
     }
 
@@ -74,7 +93,10 @@ impl Axis {
             | Axis::FactorClip
             | Axis::Shortcut
             | Axis::RoundTrip
-            | Axis::Params => true,
+            | Axis::Params
+            | Axis::Eval
+            | Axis::OutputClip
+            | Axis::Constants => true,
             Axis::OpMath | Axis::Labels => false,
         }
     }
@@ -92,7 +114,11 @@ impl Axis {
                 let mut v = vec![with(&|p| p.domain = InputDomain::Raw)];
                 for eps in CLAMP_EPS {
                     for scope in [ClampScope::Target, ClampScope::AllEntries] {
-                        for at_bound in [BoundGradient::Pass, BoundGradient::Zero] {
+                        for at_bound in [
+                            BoundGradient::Pass,
+                            BoundGradient::Zero,
+                            BoundGradient::Half,
+                        ] {
                             v.push(with(&|p| {
                                 p.domain = InputDomain::Clamp {
                                     eps,
@@ -118,9 +144,31 @@ impl Axis {
                 },
                 AnglePolicy::Threshold {
                     test: ThresholdTest::OnCos,
+                    fallback: Fallback::MSinM,
                 },
                 AnglePolicy::Threshold {
                     test: ThresholdTest::OnAngle,
+                    fallback: Fallback::MSinM,
+                },
+                AnglePolicy::Threshold {
+                    test: ThresholdTest::OnCos,
+                    fallback: Fallback::Plain,
+                },
+                AnglePolicy::Threshold {
+                    test: ThresholdTest::OnAngle,
+                    fallback: Fallback::Plain,
+                },
+                AnglePolicy::Threshold {
+                    test: ThresholdTest::OnCos,
+                    fallback: Fallback::Offset {
+                        kappa: FALLBACK_KAPPA_SEED,
+                    },
+                },
+                AnglePolicy::Threshold {
+                    test: ThresholdTest::OnAngle,
+                    fallback: Fallback::Offset {
+                        kappa: FALLBACK_KAPPA_SEED,
+                    },
                 },
                 AnglePolicy::EasyMargin,
                 AnglePolicy::Monotone,
@@ -182,6 +230,35 @@ impl Axis {
             .into_iter()
             .map(|x| with(&|p| p.labels = x))
             .collect(),
+            Axis::Eval => {
+                let mut v = vec![with(&|p| p.eval = EvalForm::AcosCos)];
+                for guard in [
+                    SineGuard::Unguarded,
+                    SineGuard::Clamp,
+                    SineGuard::Epsilon {
+                        eps: SINE_GUARD_EPS_SEED,
+                    },
+                    SineGuard::Safe,
+                ] {
+                    for whole_matrix in [false, true] {
+                        v.push(with(&|p| {
+                            p.eval = EvalForm::TrigIdentity {
+                                guard,
+                                whole_matrix,
+                            }
+                        }));
+                    }
+                }
+                v
+            }
+            Axis::OutputClip => [None, Some(OUTPUT_CLIP_SEED)]
+                .into_iter()
+                .map(|x| with(&|p| p.output_clip = x))
+                .collect(),
+            Axis::Constants => [ParamPrecision::Dtype, ParamPrecision::F32]
+                .into_iter()
+                .map(|x| with(&|p| p.constants = x))
+                .collect(),
         };
         // Base's own value first, then the others; names say what changed.
         out.sort_by_key(|p| !self.same(p, base));
@@ -208,6 +285,9 @@ impl Axis {
             Axis::Params => a.params == b.params,
             Axis::OpMath => a.op_math == b.op_math,
             Axis::Labels => a.labels == b.labels,
+            Axis::Eval => a.eval == b.eval,
+            Axis::OutputClip => a.output_clip == b.output_clip,
+            Axis::Constants => a.constants == b.constants,
         }
     }
 
@@ -249,6 +329,18 @@ impl Axis {
                 LabelPolicy::MinusOneNoTarget => "label -1 rows without a target".into(),
                 LabelPolicy::NoIgnore => "no ignore label".into(),
             },
+            Axis::Eval => describe_eval(p.eval),
+            Axis::OutputClip => match p.output_clip {
+                None => "no output clip".into(),
+                Some(b) => format!(
+                    "target logit clipped to [-{0}, {0}]",
+                    crate::compare::num(b)
+                ),
+            },
+            Axis::Constants => match p.constants {
+                ParamPrecision::Dtype => "constants in the dtype".into(),
+                ParamPrecision::F32 => "constants (th, mm, cos m, sin m) computed in f32".into(),
+            },
         }
     }
 }
@@ -268,8 +360,34 @@ pub fn describe_domain(d: InputDomain) -> String {
             let bound = match at_bound {
                 BoundGradient::Pass => "",
                 BoundGradient::Zero => ", gradient 0 at the bound",
+                BoundGradient::Half => ", gradient 1/2 at the bound",
             };
             format!("input clamp eps = {eps:e} on {scope}{bound}")
+        }
+    }
+}
+
+pub fn describe_eval(e: EvalForm) -> String {
+    match e {
+        EvalForm::AcosCos => "cos(m1 acos c + m2)".into(),
+        EvalForm::TrigIdentity {
+            guard,
+            whole_matrix,
+        } => {
+            let guard = match guard {
+                SineGuard::Unguarded => "sqrt(1 - c^2)".into(),
+                SineGuard::Clamp => "sqrt(clamp(1 - c^2, 0, 1))".into(),
+                SineGuard::Epsilon { eps } => {
+                    format!("sqrt(1 - c^2 + {})", crate::compare::num(eps))
+                }
+                SineGuard::Safe => "a guarded sqrt((1 - c)(1 + c)) (zero gradient at 0)".into(),
+            };
+            let scope = if whole_matrix {
+                "over the whole matrix"
+            } else {
+                "on the target"
+            };
+            format!("trig identity c cos m - sin(theta) sin m with sin(theta) = {guard}, {scope}")
         }
     }
 }
@@ -280,10 +398,19 @@ pub fn describe_angle(a: AnglePolicy) -> String {
         AnglePolicy::Clamp { lo, hi } => {
             format!("angle clamped to [{lo}, pi - {:.0e}]", PI - hi).replace("pi - 0e0", "pi")
         }
-        AnglePolicy::Threshold { test } => match test {
-            ThresholdTest::OnCos => "th/mm fallback tested on cos".into(),
-            ThresholdTest::OnAngle => "th/mm fallback tested on the angle".into(),
-        },
+        AnglePolicy::Threshold { test, fallback } => {
+            let test = match test {
+                ThresholdTest::OnCos => "tested on cos",
+                ThresholdTest::OnAngle => "tested on the angle",
+            };
+            match fallback {
+                Fallback::MSinM => format!("th/mm fallback {test}"),
+                Fallback::Offset { kappa } => {
+                    format!("fallback c - {} {test}", crate::compare::num(kappa))
+                }
+                Fallback::Plain => format!("fallback to plain c (no margin) {test}"),
+            }
+        }
         AnglePolicy::EasyMargin => "easy margin (c > 0)".into(),
         AnglePolicy::Monotone => "SphereFace monotone extension".into(),
     }

@@ -9,7 +9,10 @@
 use crate::dtype::Dtype;
 use crate::margin::{self, Branch, Constants, Entry};
 use crate::params::Params;
-use crate::profile::{AnglePolicy, ExactForm, GradientMode, OpMath, Profile, ThetaPrecision};
+use crate::profile::{
+    AnglePolicy, EvalForm, ExactForm, Fallback, GradientMode, OpMath, Profile, SineGuard,
+    ThetaPrecision,
+};
 
 /// Every constant of the model, in one place. "ulp" is the spacing of T at the value.
 pub mod consts {
@@ -149,16 +152,34 @@ pub fn target_budget_for(
             } else {
                 rt_grad
             };
-            if easy {
-                (rt_fwd, rt_grad)
-            } else {
-                let mm = p.m2 * p.m2.sin();
-                let subs = ROUNDING_ULP * (t.ulp(e.c_eff - mm) + t.ulp(e.out));
-                let consts = libm_abs_p(profile, SIN_ULP, t, mm)
-                    + ROUNDING_ULP * t.ulp(mm)
-                    + PARAM_ULP * t.ulp(p.m3);
-                (subs + consts + rt_fwd, rt_grad)
+            let fallback = match profile.angle {
+                AnglePolicy::Threshold { fallback, .. } => Some(fallback),
+                AnglePolicy::EasyMargin
+                | AnglePolicy::Raw
+                | AnglePolicy::Clamp { .. }
+                | AnglePolicy::Monotone => None,
+            };
+            match fallback {
+                // c̃ itself: exact (up to the round trip).
+                None | Some(Fallback::Plain) => (rt_fwd, rt_grad),
+                _ if easy => (rt_fwd, rt_grad),
+                Some(Fallback::MSinM) => {
+                    let mm = p.m2 * p.m2.sin();
+                    let subs = ROUNDING_ULP * (t.ulp(e.c_eff - mm) + t.ulp(e.out));
+                    let consts = libm_abs_p(profile, SIN_ULP, t, mm)
+                        + ROUNDING_ULP * t.ulp(mm)
+                        + PARAM_ULP * t.ulp(p.m3);
+                    (subs + consts + rt_fwd, rt_grad)
+                }
+                // c̃ − κ: one subtraction, κ held in T (½ ulp).
+                Some(Fallback::Offset { kappa }) => (
+                    ROUNDING_ULP * (t.ulp(e.out) + t.ulp(kappa)) + rt_fwd,
+                    rt_grad,
+                ),
             }
+        }
+        Branch::Margin if trig_identity_applies(profile, p) => {
+            trig_identity_error(e, p, profile, t)
         }
         Branch::Margin => {
             let dtheta = theta_error(e, profile, t);
@@ -200,6 +221,25 @@ pub fn target_budget_for(
         }
     };
 
+    // The output clip is 1-Lipschitz too; within its forward error of ±b the implementation
+    // may sit on either side, so the unclipped factor is budgeted there.
+    let g_err = match profile.output_clip {
+        Some(b) => {
+            let bare = Profile {
+                output_clip: None,
+                ..profile.clone()
+            };
+            let u_e = margin::eval_with(e.c_eff, p, &bare, &Constants::new(&bare, p, t));
+            let near = (u_e.out.abs() - b).abs() <= fwd;
+            match (e.out_clipped, near) {
+                (_, true) => g_err + u_e.factor.abs(),
+                (true, false) => 0.0,
+                (false, false) => g_err,
+            }
+        }
+        None => g_err,
+    };
+
     // The factor clip is 1-Lipschitz, and a value beyond a bound by more than its error stays there.
     let g_err = match profile.factor_clip {
         Some((lo, hi)) => {
@@ -232,6 +272,70 @@ pub fn target_budget_for(
             },
         backward: s * top_diff.abs() * g_err + BACKWARD_MULS * ROUNDING_ULP * t.ulp(bwd),
     }
+}
+
+/// Whether the margin branch is evaluated by the angle-addition identity (m1 = 1 only).
+fn trig_identity_applies(profile: &Profile, p: &Params) -> bool {
+    match profile.eval {
+        EvalForm::AcosCos => false,
+        EvalForm::TrigIdentity { .. } => profile.params.apply(p).m1 == 1.0,
+    }
+}
+
+/// Forward and factor errors of `c̃·cos m2 − sinθ·sin m2 − m3` and of its derivative
+/// `cos m2 + sin m2·c̃/sinθ`, sinθ = sqrt(1 − c̃² [+ ε]) as T computes it. The sqrt is
+/// concave, so an error δx in its argument moves it by at most min(δx / (2 sinθ), sqrt(δx)).
+fn trig_identity_error(e: &Entry, p: &Params, profile: &Profile, t: Dtype) -> (f64, f64) {
+    let p = profile.params.apply(p);
+    let (guard, eps) = match profile.eval {
+        EvalForm::TrigIdentity { guard, .. } => match guard {
+            SineGuard::Epsilon { eps } => (guard, eps),
+            SineGuard::Unguarded | SineGuard::Clamp | SineGuard::Safe => (guard, 0.0),
+        },
+        EvalForm::AcosCos => (SineGuard::Unguarded, 0.0),
+    };
+    let (cos_m, sin_m) = (p.m2.cos(), p.m2.sin());
+    let (s, ds, _) = margin::guarded_sine(e.c_eff, guard, eps);
+    let c = e.c_eff;
+    let (mut dx, x) = one_minus_c2_error(c, t);
+    if eps != 0.0 {
+        dx += ROUNDING_ULP * (t.ulp(x + eps) + t.ulp(eps));
+    }
+    let dsin = if s > 0.0 {
+        (dx / (2.0 * s)).min(dx.sqrt()) + ROUNDING_ULP * t.ulp(s)
+    } else {
+        // A guard that returns 0: 0 in T too, unless T's argument lands within δx above 0.
+        dx.sqrt()
+    };
+    // cos m2 and sin m2 held in T (computed in f64 and rounded, or by T's libm).
+    let dcos_m = libm_abs_p(profile, COS_ULP, t, cos_m);
+    let dsin_m = libm_abs_p(profile, SIN_ULP, t, sin_m);
+    let fwd = c.abs() * dcos_m
+        + ROUNDING_ULP * t.ulp(c * cos_m)
+        + sin_m.abs() * dsin
+        + s * dsin_m
+        + ROUNDING_ULP * t.ulp(s * sin_m)
+        + 2.0 * ROUNDING_ULP * t.ulp(e.out)
+        + PARAM_ULP * t.ulp(p.m3);
+    let g_err = match profile.gradient {
+        GradientMode::Detached => 0.0,
+        GradientMode::Exact { .. } if e.domain_clamped => 0.0,
+        GradientMode::Exact { .. } | GradientMode::FormulaAtClamped { .. } => {
+            if s > 0.0 && ds.is_finite() {
+                let u = t.unit_roundoff();
+                // c/s: the sqrt's error relative to s, and four roundings (the halving, the
+                // product by 2c, the division, the product by sin m2).
+                let q = ds.abs();
+                dcos_m
+                    + q * sin_m.abs() * ((dsin / s).min(1.0) + 8.0 * u)
+                    + q * dsin_m
+                    + ROUNDING_ULP * t.ulp(e.factor)
+            } else {
+                0.0
+            }
+        }
+    };
+    (fwd, g_err)
 }
 
 /// The monotone extension past π subtracts 2k before m3: one more rounding, of

@@ -9,6 +9,10 @@ use combined_margin::cuda::{code, params_as, KernelProfile};
 use combined_margin::layer;
 use combined_margin::margin;
 use combined_margin::params::PAPER_CONFIGS;
+use combined_margin::profile::{
+    AnglePolicy, BoundGradient, ClampScope, EvalForm, Fallback, InputDomain, SineGuard,
+    ThresholdTest,
+};
 use combined_margin::tolerance::{error_fraction, target_budget};
 use combined_margin::{Dtype, Params, Profile};
 use proptest::prelude::*;
@@ -244,9 +248,64 @@ fn host_check_rejects_wrong_math() {
     assert!(!all_pass::<f32>(&p("arcface-thmm"), |k| {
         k.threshold = next_float(k.threshold, Dtype::F32, 1)
     }));
-    assert!(!all_pass::<f32>(&p("arcface-thmm-easy"), |k| k.angle =
-        code::ANGLE_THRESHOLD_COS));
+    // easy_margin ignored: the fallback subtracts insightface's mm (its value is data in the
+    // argument, so the policy code alone no longer changes the math).
+    assert!(!all_pass::<f32>(&p("arcface-thmm-easy"), |k| {
+        k.angle = code::ANGLE_THRESHOLD_COS;
+        k.fallback_mm = k.m2 * k.m2.sin();
+    }));
     assert!(!all_pass::<f64>(&p("arcface-thmm"), |k| k.fallback_mm *= 1.0 + 1e-12));
+
+    // The forms of SPEC.md §3.7: each field of the argument is seen.
+    let trig_eps = Profile {
+        eval: EvalForm::TrigIdentity {
+            guard: SineGuard::Epsilon { eps: 1e-6 },
+            whole_matrix: false,
+        },
+        ..p("arcface-thmm")
+    };
+    for (what, ok) in [
+        ("true", all_pass::<f64>(&trig_eps, |_| {})),
+        (
+            "eps doubled",
+            !all_pass::<f64>(&trig_eps, |k| k.sine_eps *= 2.0),
+        ),
+        (
+            "acos/cos",
+            !all_pass::<f64>(&trig_eps, |k| k.eval_form = code::EVAL_ACOS_COS),
+        ),
+        (
+            "unguarded",
+            !all_pass::<f32>(&trig_eps, |k| k.sine_guard = code::GUARD_UNGUARDED),
+        ),
+    ] {
+        assert!(ok, "trig identity: {what}");
+    }
+    let clipped = Profile {
+        output_clip: Some(0.75),
+        ..p("analytic")
+    };
+    assert!(all_pass::<f32>(&clipped, |_| {}));
+    assert!(!all_pass::<f32>(&clipped, |k| k.out_clip = f64::INFINITY));
+    let jax = Profile {
+        domain: InputDomain::Clamp {
+            eps: 1e-7,
+            scope: ClampScope::Target,
+            at_bound: BoundGradient::Half,
+        },
+        ..p("analytic")
+    };
+    assert!(all_pass::<f64>(&jax, |_| {}));
+    assert!(!all_pass::<f64>(&jax, |k| k.bound_gradient = code::BOUND_PASS));
+    let offset = Profile {
+        angle: AnglePolicy::Threshold {
+            test: ThresholdTest::OnCos,
+            fallback: Fallback::Offset { kappa: 0.1224 },
+        },
+        ..p("analytic")
+    };
+    assert!(all_pass::<f64>(&offset, |_| {}));
+    assert!(!all_pass::<f64>(&offset, |k| k.fallback_mm += 1e-9));
 
     assert!(all_pass::<f64>(&p("analytic"), |_| {}));
     assert!(!all_pass::<f64>(&p("analytic"), |k| k.m3 += 1e-12));

@@ -77,11 +77,14 @@ proptest! {
                     (false, _) => (x, top[[i, j]]),
                     (true, InputDomain::Clamp { eps, at_bound, .. }) if !prof.round_trip.non_targets => {
                         let (lo, hi) = (dt.round(-1.0 + eps), dt.round(1.0 - eps));
-                        let inside = match at_bound {
-                            BoundGradient::Pass => lo <= x && x <= hi,
-                            BoundGradient::Zero => lo < x && x < hi,
+                        // The gradient at a bound: passes, 0, or ½ (JAX's clip).
+                        let at = match at_bound {
+                            BoundGradient::Pass => 1.0,
+                            BoundGradient::Zero => 0.0,
+                            BoundGradient::Half => 0.5,
                         };
-                        (x.clamp(lo, hi), if inside { top[[i, j]] } else { 0.0 * top[[i, j]] })
+                        let mul = if lo < x && x < hi { 1.0 } else if x == lo || x == hi { at } else { 0.0 };
+                        (x.clamp(lo, hi), mul * top[[i, j]])
                     }
                     (true, _) => continue,
                 };

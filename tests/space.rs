@@ -199,7 +199,7 @@ fn a_wrong_policy_code_is_rejected() {
     for (what, mutate) in [
         (
             "gradient passes at the clamp bound",
-            (|k: &mut KernelProfile| k.bound_gradient_zero = 0) as fn(&mut KernelProfile),
+            (|k: &mut KernelProfile| k.bound_gradient = 0) as fn(&mut KernelProfile),
         ),
         ("non-targets not clamped", |k| k.clamp_all_entries = 0),
         ("threshold tested on the angle", |k| {

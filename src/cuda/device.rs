@@ -391,7 +391,7 @@ impl Gpu {
         check_len("row_loss", n, bufs.row_loss.len())?;
         check_len("n_valid", 1, bufs.n_valid.len())?;
         check_len("loss", 1, bufs.loss.len())?;
-        if kp.clamp_all_entries != 0 || kp.round_trip_non_targets != 0 {
+        if kp.clamp_all_entries != 0 || kp.round_trip_non_targets != 0 || kp.whole_matrix != 0 {
             return Err(Error::Invalid(
                 "the fused loss kernel takes only profiles that leave non-targets unchanged (no clamp of every entry, no round trip of non-targets)".into(),
             )

@@ -15,8 +15,8 @@ use crate::dtype::Dtype;
 use crate::margin::Constants;
 use crate::params::Params;
 use crate::profile::{
-    AnglePolicy, BoundGradient, ClampScope, ExactForm, GradientMode, InputDomain, LabelPolicy,
-    PoleRule, Profile, ThetaPrecision, ThresholdTest,
+    AnglePolicy, BoundGradient, ClampScope, EvalForm, ExactForm, Fallback, GradientMode,
+    InputDomain, LabelPolicy, PoleRule, Profile, SineGuard, ThetaPrecision, ThresholdTest,
 };
 
 // `code`, `KernelProfile`, `KERNEL_PROFILE_FIELDS` and `KernelProfile::field_offsets`,
@@ -48,8 +48,8 @@ impl KernelProfile {
         let p = params_as(&profile.params.apply(p), dtype);
         let k = Constants::new(profile, &p, dtype);
         let b = |x: bool| x as i32;
-        let (domain, clamp_all_entries, bound_gradient_zero) = match profile.domain {
-            InputDomain::Raw => (code::DOMAIN_RAW, false, false),
+        let (domain, clamp_all_entries, bound_gradient) = match profile.domain {
+            InputDomain::Raw => (code::DOMAIN_RAW, false, code::BOUND_PASS),
             InputDomain::Clamp {
                 scope, at_bound, ..
             } => (
@@ -59,15 +59,16 @@ impl KernelProfile {
                     ClampScope::AllEntries => true,
                 },
                 match at_bound {
-                    BoundGradient::Pass => false,
-                    BoundGradient::Zero => true,
+                    BoundGradient::Pass => code::BOUND_PASS,
+                    BoundGradient::Zero => code::BOUND_ZERO,
+                    BoundGradient::Half => code::BOUND_HALF,
                 },
             ),
         };
         let angle = match profile.angle {
             AnglePolicy::Raw => code::ANGLE_RAW,
             AnglePolicy::Clamp { .. } => code::ANGLE_CLAMP,
-            AnglePolicy::Threshold { test } => match test {
+            AnglePolicy::Threshold { test, .. } => match test {
                 ThresholdTest::OnCos => code::ANGLE_THRESHOLD_COS,
                 ThresholdTest::OnAngle => code::ANGLE_THRESHOLD_ANGLE,
             },
@@ -103,6 +104,22 @@ impl KernelProfile {
                 false,
             ),
         };
+        let (eval_form, sine_guard, whole_matrix) = match profile.eval {
+            EvalForm::AcosCos => (code::EVAL_ACOS_COS, code::GUARD_UNGUARDED, false),
+            EvalForm::TrigIdentity {
+                guard,
+                whole_matrix,
+            } => (
+                code::EVAL_TRIG,
+                match guard {
+                    SineGuard::Unguarded => code::GUARD_UNGUARDED,
+                    SineGuard::Clamp => code::GUARD_CLAMP,
+                    SineGuard::Epsilon { .. } => code::GUARD_EPSILON,
+                    SineGuard::Safe => code::GUARD_SAFE,
+                },
+                whole_matrix,
+            ),
+        };
         // The clip bounds are compared in the kernel's dtype; Caffe's literal 2 and 0 (and 16)
         // are exact in both.
         let (has_clip, clip_lo, clip_hi) = match profile.factor_clip {
@@ -119,12 +136,16 @@ impl KernelProfile {
             phi_lo: k.phi_lo,
             phi_hi: k.phi_hi,
             threshold: k.threshold.unwrap_or(0.0),
-            fallback_mm: p.m2 * p.m2.sin(),
+            fallback_mm: k.fallback_offset,
+            out_clip: k.out_clip,
+            cos_m: k.cos_m,
+            sin_m: k.sin_m,
+            sine_eps: k.sine_eps,
             clip_lo,
             clip_hi,
             domain,
             clamp_all_entries: b(clamp_all_entries),
-            bound_gradient_zero: b(bound_gradient_zero),
+            bound_gradient,
             theta: match profile.theta {
                 ThetaPrecision::Native => code::THETA_NATIVE,
                 ThetaPrecision::F32 => code::THETA_F32,
@@ -145,6 +166,16 @@ impl KernelProfile {
                 LabelPolicy::MinusOneNoTarget => code::LABELS_MINUS_ONE_NO_TARGET,
                 LabelPolicy::NoIgnore => code::LABELS_NO_IGNORE,
             },
+            fallback_m3: b(matches!(
+                profile.angle,
+                AnglePolicy::Threshold {
+                    fallback: Fallback::MSinM,
+                    ..
+                }
+            )),
+            eval_form,
+            sine_guard,
+            whole_matrix: b(whole_matrix),
             reserved: 0,
         }
     }

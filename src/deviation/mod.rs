@@ -15,11 +15,13 @@ use crate::profile::Profile;
 use std::collections::HashSet;
 
 mod constants;
+mod fitted;
 mod outputs;
 mod rows;
 mod variants;
 
 use constants::*;
+use fitted::*;
 use outputs::*;
 use rows::*;
 use variants::*;
@@ -52,7 +54,8 @@ pub enum Kind {
     /// At (m1, m2) = (1, 0) the targets match the profile with the algebraic shortcut
     /// `c − m3` toggled (e.g. computed through acos/cos when the profile promises `c − m3`).
     IdentityShortcutDiffers,
-    /// The targets match the profile with a different input clamp (none, or ε ∈ {0, 1e-5, 1e-4, 1e-3}).
+    /// The targets match the profile with a different input clamp (none, one of the widths
+    /// real code uses, or an ε fitted as a continuous constant).
     InputClampDiffers,
     /// The targets match the profile with θ in the other precision (native vs f32). In f64,
     /// also when within budget but the errors are ≥ 1000× smaller under the other precision.
@@ -77,8 +80,9 @@ pub enum Kind {
     /// Rows without a target follow another label policy (e.g. −1 rows given the non-target
     /// treatment, or out-of-range labels ignored).
     LabelPolicyDiffers,
-    /// The targets match the reference with m2 := radians(m2): the margin was given in
-    /// degrees and converted (or the other way round).
+    /// The fitted m2 is radians(stated m2) (or degrees), to within a rounded conversion
+    /// factor (π written as 3.14): the margin was given in degrees and converted (or the
+    /// other way round).
     MarginUnits,
     /// One side carries the scale and the other does not: the forward matches with s and the
     /// backward with s = 1, or the reverse.
@@ -94,10 +98,25 @@ pub enum Kind {
     /// threshold sends them to the other branch; a clamp bound rounded to ±1 leaves the pole
     /// unclamped), where the outputs follow the rounded constant (`crate::degeneracy`).
     ConstantRoundedWrongSide,
+    /// The targets match the profile with cos(θ + m2) evaluated another way: the trig
+    /// identity `c·cos m − sinθ·sin m` (with its sine guard, on the target or over the whole
+    /// matrix) instead of acos/cos, or the reverse.
+    EvalFormDiffers,
+    /// The targets match the profile with the target logit clipped to [−b, b] (b fitted), or
+    /// without the clip it claims.
+    OutputClipDiffers,
+    /// The targets match the profile with the derived constants (th, mm, cos m, sin m)
+    /// computed in another precision (f32 constants in an f64 computation).
+    ConstantPrecisionDiffers,
+    /// A stated parameter (m1, m2, m3 or s), fitted from the outputs
+    /// ([`crate::verdict::fit`]), differs from the stated value beyond its uncertainty, and
+    /// the profile at the fitted value explains the out-of-budget elements; the detail gives
+    /// `m2 fits 0.499164 ± 2e-7 (28.6°), stated 0.5`.
+    ParameterDiffers,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 24] = [
+    pub const ALL: [Kind; 28] = [
         Kind::NonFiniteOutput,
         Kind::NonTargetAltered,
         Kind::IgnoreLabelNotHonoured,
@@ -122,6 +141,10 @@ impl Kind {
         Kind::ComputedInF32,
         Kind::PolicyDiffers,
         Kind::ConstantRoundedWrongSide,
+        Kind::EvalFormDiffers,
+        Kind::OutputClipDiffers,
+        Kind::ConstantPrecisionDiffers,
+        Kind::ParameterDiffers,
     ];
 
     pub fn name(self) -> &'static str {
@@ -150,6 +173,10 @@ impl Kind {
             Kind::ComputedInF32 => "computed-in-f32",
             Kind::PolicyDiffers => "policy-differs",
             Kind::ConstantRoundedWrongSide => "constant-rounded-wrong-side",
+            Kind::EvalFormDiffers => "eval-form-differs",
+            Kind::OutputClipDiffers => "output-clip-differs",
+            Kind::ConstantPrecisionDiffers => "constant-precision-differs",
+            Kind::ParameterDiffers => "parameter-differs",
         }
     }
 
@@ -317,19 +344,35 @@ pub fn detect(case: &LayerCase, r: &CaseReport, declared: &Declared) -> Result<V
     out.extend(computed_in_f32(case, r)?);
     out.extend(ignore_label(case, r, declared));
     out.extend(wrong_target_column(case, r));
+    let structural = |d: &&Deviation| {
+        matches!(
+            d.kind,
+            Kind::IgnoreLabelNotHonoured
+                | Kind::WrongTargetColumn
+                | Kind::ScaleMismatch
+                | Kind::ScaleMissingOneSide
+                | Kind::ReducedPrecision
+                | Kind::ComputedInF32
+        )
+    };
     let taken: HashSet<Key> = out
         .iter()
-        .filter(|d| {
-            matches!(
-                d.kind,
-                Kind::IgnoreLabelNotHonoured
-                    | Kind::WrongTargetColumn
-                    | Kind::ScaleMismatch
-                    | Kind::ScaleMissingOneSide
-                    | Kind::ReducedPrecision
-                    | Kind::ComputedInF32
-            )
-        })
+        .filter(structural)
+        .flat_map(|d| d.explains.iter().copied())
+        .collect();
+    // The stated parameters, fitted: a wrong s, m1, m2 or m3 (before the non-target and
+    // policy detectors, which would otherwise take its elements for theirs). Non-finite
+    // outputs where the profile is finite are named already and are not its to explain.
+    let not_finite: HashSet<Key> = out
+        .iter()
+        .filter(|d| d.kind == Kind::NonFiniteOutput)
+        .flat_map(|d| d.explains.iter().copied())
+        .chain(taken.iter().copied())
+        .collect();
+    out.extend(stated_parameters(case, r, &not_finite));
+    let taken: HashSet<Key> = out
+        .iter()
+        .filter(|d| structural(d) || fitted_kind(d.kind))
         .flat_map(|d| d.explains.iter().copied())
         .collect();
     out.extend(non_target_altered(case, r, &taken));
@@ -347,6 +390,14 @@ pub fn detect(case: &LayerCase, r: &CaseReport, declared: &Declared) -> Result<V
     out.extend(nearest_point(case, r, &taken)?);
     out.extend(wrong_side_deviation(r));
     Ok(out)
+}
+
+/// The kinds the parameter fit names ([`fitted`]).
+fn fitted_kind(k: Kind) -> bool {
+    matches!(
+        k,
+        Kind::ParameterDiffers | Kind::MarginUnits | Kind::MarginTermIgnored
+    )
 }
 
 fn example(r: &CaseReport, e: &Element) -> String {

@@ -153,6 +153,10 @@ pub(super) fn scale_mismatch(r: &CaseReport) -> Option<Deviation> {
         " = s: the scale is applied twice".to_string()
     } else if (k * s - 1.0).abs() <= 1e-9 && s != 1.0 {
         " = 1/s: the scale is missing".to_string()
+    } else if s != 1.0 {
+        // A scaled layer off by another factor: the stated s differs, which the parameter
+        // fit names with the fitted value (`parameter-differs`).
+        return None;
     } else {
         String::new()
     };

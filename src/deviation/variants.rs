@@ -88,6 +88,9 @@ pub(super) fn axis_kind(axis: Axis, case: &LayerCase, variant: &Profile) -> Kind
         Axis::Params => Kind::ParamPrecisionDiffers,
         Axis::OpMath => Kind::ReducedPrecision,
         Axis::Labels => Kind::LabelPolicyDiffers,
+        Axis::Eval => Kind::EvalFormDiffers,
+        Axis::OutputClip => Kind::OutputClipDiffers,
+        Axis::Constants => Kind::ConstantPrecisionDiffers,
     }
 }
 
@@ -102,7 +105,10 @@ pub(super) fn backward_only(axis: Axis) -> bool {
         | Axis::RoundTrip
         | Axis::Params
         | Axis::OpMath
-        | Axis::Labels => false,
+        | Axis::Labels
+        | Axis::Eval
+        | Axis::OutputClip
+        | Axis::Constants => false,
     }
 }
 
@@ -140,31 +146,7 @@ pub(super) fn variants(case: &LayerCase, r: &CaseReport) -> Vec<Variant> {
             });
         }
     }
-    if p.m2 != 0.0 {
-        for (q_m2, what) in [
-            (
-                p.m2.to_radians(),
-                "m2 was read in degrees and converted: radians(m2)",
-            ),
-            (
-                p.m2.to_degrees(),
-                "m2 was read in radians and converted to degrees",
-            ),
-        ] {
-            if q_m2 < std::f64::consts::PI {
-                v.push(Variant {
-                    kind: Kind::MarginUnits,
-                    what: format!(
-                        "matches the reference with m2 = {} ({what})",
-                        compare::num(q_m2)
-                    ),
-                    profile: prof.clone(),
-                    params: Params { m2: q_m2, ..p },
-                    backward_only: false,
-                });
-            }
-        }
-    }
+    // m2 in degrees or radians is found by the parameter fit (`super::fitted`).
     for axis in Axis::ALL {
         if axis == Axis::Shortcut && !p.is_angle_identity() {
             continue;
@@ -173,6 +155,8 @@ pub(super) fn variants(case: &LayerCase, r: &CaseReport) -> Vec<Variant> {
             continue;
         }
         for q in axis.values(prof).into_iter().skip(1) {
+            // A form's continuous constants at the values the outputs imply.
+            let q = crate::form_fit::refine(&q, std::slice::from_ref(case), r.dtype);
             v.push(Variant {
                 kind: axis_kind(axis, case, &q),
                 what: format!(
@@ -279,7 +263,58 @@ pub(super) fn target_variant(
             }));
         }
     }
-    Ok(None)
+    if forward_ok {
+        return Ok(None);
+    }
+    Ok(fitted_clamp(case, r, taken)?.map(|what| Deviation {
+        kind: Kind::InputClampDiffers,
+        detail: format!("{what} ({} out-of-budget targets fit)", remaining.len()),
+        explains: remaining,
+    }))
+}
+
+/// The input clamp ε fitted as a continuous constant ([`crate::verdict::fit::fit_constant`])
+/// where no width real code uses explains the targets: the words for it, or `None`.
+fn fitted_clamp(case: &LayerCase, r: &CaseReport, taken: &HashSet<Key>) -> Result<Option<String>> {
+    use crate::profile::{BoundGradient, ClampScope, InputDomain};
+    let (scope, at_bound) = match r.profile.domain {
+        InputDomain::Clamp {
+            scope, at_bound, ..
+        } => (scope, at_bound),
+        InputDomain::Raw => (ClampScope::Target, BoundGradient::Pass),
+    };
+    let set = move |p: &mut Profile, eps: f64| {
+        p.domain = InputDomain::Clamp {
+            eps,
+            scope,
+            at_bound,
+        }
+    };
+    let Some(f) = crate::verdict::fit::fit_constant(
+        std::slice::from_ref(case),
+        r.dtype,
+        &r.profile,
+        &set,
+        crate::fingerprint::CLAMP_EPS_BRACKET,
+        "input clamp eps",
+    ) else {
+        return Ok(None);
+    };
+    let mut q = r.profile.clone();
+    set(&mut q, f.value);
+    let Ok(vr) = compare::compare_with_params(case, &q, &r.params, r.dtype) else {
+        return Ok(None);
+    };
+    if !targets_pass(&vr, taken) {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "behaves like {} with {} ({}; profile: {})",
+        r.profile.name,
+        crate::space::describe_domain(q.domain),
+        f.describe(),
+        crate::space::describe_domain(r.profile.domain)
+    )))
 }
 
 /// A case that claims easy_margin = true under a profile without it: the claim is honoured

@@ -24,7 +24,10 @@ use crate::dtype::Dtype;
 use crate::kinks::kinks;
 use crate::margin::{self, Branch, Constants, Entry};
 use crate::params::Params;
-use crate::profile::{AnglePolicy, ExactForm, GradientMode, PoleRule, Profile, ThetaPrecision};
+use crate::profile::{
+    AnglePolicy, EvalForm, ExactForm, Fallback, GradientMode, ParamPrecision, PoleRule, Profile,
+    SineGuard, ThetaPrecision,
+};
 use crate::tolerance::target_budget_for;
 use rug::Float;
 
@@ -52,8 +55,12 @@ pub fn eval_exact(c: f64, p: &Params, profile: &Profile, k: &Constants, r: &Entr
     // The parameters as the profile holds them (f32 margins in OneFlow's f64 kernel).
     let p = &profile.params.apply(p);
     // The clamp's decisions are the reference's (including a zero gradient at the bound).
-    let _ = c;
     let (c_eff, domain_clamped) = (r.c_eff, r.domain_clamped);
+    // The exact gradient's multiplier at a bound (½ under JAX's clip), as the reference's.
+    let bound_mul = match profile.gradient {
+        GradientMode::Exact { .. } => k.clamp_input(c, profile.domain).1,
+        GradientMode::FormulaAtClamped { .. } | GradientMode::Detached => 1.0,
+    };
     let clip = |g: Float| match profile.factor_clip {
         Some((lo, hi)) => {
             if g > hi {
@@ -68,16 +75,23 @@ pub fn eval_exact(c: f64, p: &Params, profile: &Profile, k: &Constants, r: &Entr
     };
     let linear_g = match profile.gradient {
         GradientMode::Exact { .. } if domain_clamped => 0.0,
-        GradientMode::Exact { .. }
-        | GradientMode::FormulaAtClamped { .. }
-        | GradientMode::Detached => 1.0,
+        GradientMode::Exact { .. } => bound_mul,
+        GradientMode::FormulaAtClamped { .. } | GradientMode::Detached => 1.0,
     };
     let (m1, m2, m3) = (fl(p.m1), fl(p.m2), fl(p.m3));
-    let done = |out: Float, g: Float, theta_flip, branch_flip| Exact {
-        out,
-        factor: clip(g),
-        theta_flip,
-        branch_flip,
+    // The output clip: the reference's decision (it clipped iff its output is ±b).
+    let done = |out: Float, g: Float, theta_flip, branch_flip| {
+        let (out, g) = if r.out_clipped {
+            (fl(r.out), fl(0.0))
+        } else {
+            (out, g)
+        };
+        Exact {
+            out,
+            factor: clip(g),
+            theta_flip,
+            branch_flip,
+        }
     };
 
     if profile.shortcut && p.is_angle_identity() {
@@ -99,11 +113,25 @@ pub fn eval_exact(c: f64, p: &Params, profile: &Profile, k: &Constants, r: &Entr
     if r.branch == Branch::Fallback {
         let easy = profile.angle.is_easy_margin();
         // cos(acos c̃) = c̃ exactly: the fallback through the angle has the same exact value.
-        let out = if easy {
-            fl(c_eff)
-        } else {
-            let mm = Float::with_val(PREC, &m2 * m2.clone().sin());
-            fl(c_eff) - mm - &m3
+        let out = match profile.angle {
+            AnglePolicy::Threshold { fallback, .. } if !easy => match fallback {
+                Fallback::MSinM => {
+                    // mm as the profile holds it: exact, or f32-rounded constants.
+                    let mm = match profile.constants {
+                        ParamPrecision::Dtype => Float::with_val(PREC, &m2 * m2.clone().sin()),
+                        ParamPrecision::F32 => fl(k.fallback_offset),
+                    };
+                    fl(c_eff) - mm - &m3
+                }
+                // κ is the profile's constant as held.
+                Fallback::Offset { .. } => fl(c_eff) - k.fallback_offset,
+                Fallback::Plain => fl(c_eff),
+            },
+            AnglePolicy::Threshold { .. }
+            | AnglePolicy::EasyMargin
+            | AnglePolicy::Raw
+            | AnglePolicy::Clamp { .. }
+            | AnglePolicy::Monotone => fl(c_eff),
         };
         // Its derivative is 1 (0 where clamped); at |c̃| ≥ 1 through the angle it is the IEEE
         // value sin θ̂/0 the profile defines, taken from the reference.
@@ -113,6 +141,43 @@ pub fn eval_exact(c: f64, p: &Params, profile: &Profile, k: &Constants, r: &Entr
             fl(linear_g)
         };
         return done(out, g, theta_flip, false);
+    }
+
+    // The trig identity with the profile's held cos m2, sin m2 and ε (its constants).
+    if let EvalForm::TrigIdentity { guard, .. } = profile.eval {
+        if p.m1 == 1.0 {
+            let x = (fl(1.0) - c_eff) * (fl(1.0) + c_eff);
+            let x = match guard {
+                SineGuard::Epsilon { .. } => x + k.sine_eps,
+                SineGuard::Unguarded | SineGuard::Clamp | SineGuard::Safe => x,
+            };
+            let guarded_zero = match guard {
+                SineGuard::Clamp => x.is_sign_negative() && !x.is_zero(),
+                SineGuard::Safe => !(x > 0.0),
+                SineGuard::Unguarded | SineGuard::Epsilon { .. } => false,
+            };
+            let (st, ds) = if guarded_zero {
+                (fl(0.0), fl(0.0))
+            } else {
+                let st = x.sqrt();
+                let ds = if st.is_zero() {
+                    // −c/0: the reference's IEEE infinity.
+                    fl(-c_eff * f64::INFINITY)
+                } else {
+                    Float::with_val(PREC, -c_eff) / &st
+                };
+                (st, ds)
+            };
+            let out = fl(c_eff) * k.cos_m - st * k.sin_m - &m3;
+            let formula = fl(k.cos_m) - ds * k.sin_m;
+            let g = match profile.gradient {
+                GradientMode::Detached => fl(1.0),
+                GradientMode::Exact { .. } if domain_clamped => fl(0.0),
+                GradientMode::Exact { .. } => formula * bound_mul,
+                GradientMode::FormulaAtClamped { .. } => formula,
+            };
+            return done(out, g, theta_flip, r.branch != Branch::Margin);
+        }
     }
 
     let phi = if phi_raw.is_nan() {
@@ -170,18 +235,21 @@ pub fn eval_exact(c: f64, p: &Params, profile: &Profile, k: &Constants, r: &Entr
     let g = match profile.gradient {
         GradientMode::Detached => fl(1.0),
         GradientMode::Exact { .. } if domain_clamped || angle_clamped => fl(0.0),
-        GradientMode::Exact { pole, form } => match form {
-            ExactForm::Fused | ExactForm::Chain => formula(false, pole) * sign,
-            // Divided by sin of the saved θ, which the profile defines in the op dtype.
-            ExactForm::SinTheta => {
-                let st = fl(k.op_dtype.round(r.theta)).sin();
-                if st.is_zero() {
-                    formula(false, pole) * sign
-                } else {
-                    Float::with_val(PREC, &m1 * phi.clone().sin()) / st * sign
+        GradientMode::Exact { pole, form } => {
+            let g = match form {
+                ExactForm::Fused | ExactForm::Chain => formula(false, pole) * sign,
+                // Divided by sin of the saved θ, which the profile defines in the op dtype.
+                ExactForm::SinTheta => {
+                    let st = fl(k.op_dtype.round(r.theta)).sin();
+                    if st.is_zero() {
+                        formula(false, pole) * sign
+                    } else {
+                        Float::with_val(PREC, &m1 * phi.clone().sin()) / st * sign
+                    }
                 }
-            }
-        },
+            };
+            g * bound_mul
+        }
         GradientMode::FormulaAtClamped { rsqrt_f32 } => formula(rsqrt_f32, PoleRule::Ieee),
     };
     done(out, g, theta_flip, branch_flip)

@@ -49,6 +49,13 @@ pub struct Args {
     /// lacking one is MISSING (exit 1). Without it a missing side is reported, not refused.
     #[arg(long, value_delimiter = ',', value_enum)]
     require: Vec<Required>,
+    /// With --profile auto: write the searches as JSON to this file ("-": stdout, after the report): the ranking
+    /// and the point found, with every fitted constant, its uncertainty and the stated value.
+    #[arg(long)]
+    fit_json: Option<PathBuf>,
+    /// Overwrite the --fit-json file if it exists.
+    #[arg(long)]
+    force: bool,
 }
 
 /// A side of the layer whose outputs `--require` insists on.
@@ -90,11 +97,17 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         max_elements: a.max_elements,
         ..ReportOptions::default()
     };
+    if a.fit_json.is_some() && a.profile.as_deref() != Some("auto") {
+        return Err(
+            "--fit-json: needs --profile auto (it writes the searches' fitted points)".into(),
+        );
+    }
+    let mut searches: Vec<serde_json::Value> = Vec::new();
     let mut ok = true;
     for file in &a.files {
         // By content, not by name: an .npz is a zip archive whatever it is called.
         if file_is_zip(file) {
-            ok &= check_npz(file, a.profile.as_deref(), &opts)?;
+            ok &= check_npz(file, a.profile.as_deref(), &opts, &mut searches)?;
             continue;
         }
         let dump = load(file)?;
@@ -118,6 +131,17 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         print!("{text}");
         ok &= accepted;
     }
+    if let Some(p) = &a.fit_json {
+        let j = serde_json::json!({ "searches": searches });
+        let mut bytes = serde_json::to_vec_pretty(&j).map_err(|e| e.to_string())?;
+        bytes.push(b'\n');
+        if p.as_os_str() == "-" {
+            print!("{}", String::from_utf8_lossy(&bytes));
+        } else {
+            combined_margin::fixture::write_atomic(p, &bytes, a.force)
+                .map_err(|e| format!("--fit-json {}: {e}", p.display()))?;
+        }
+    }
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
@@ -127,7 +151,12 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
 
 /// A `.npz` layer fixture (SPEC.md §7.2) with the implementation's `impl_forward` /
 /// `impl_backward` filled in. Profile: `--profile`, else the one the fixture was written for.
-fn check_npz(file: &Path, profile: Option<&str>, opts: &ReportOptions) -> Result<bool, String> {
+fn check_npz(
+    file: &Path,
+    profile: Option<&str>,
+    opts: &ReportOptions,
+    searches: &mut Vec<serde_json::Value>,
+) -> Result<bool, String> {
     let npz = read_layer_npz(file, Limits::default()).map_err(|e| e.to_string())?;
     let label = npz.file.clone();
     let case = npz.case;
@@ -138,10 +167,12 @@ fn check_npz(file: &Path, profile: Option<&str>, opts: &ReportOptions) -> Result
     }
     let prof = match (profile, npz.profile.as_deref()) {
         (Some("auto"), _) => {
-            let (text, best, _) =
-                report::fingerprint_report(&label, std::slice::from_ref(&case), npz.dtype)?;
-            print!("{text}");
-            best
+            let search =
+                combined_margin::fingerprint::search(std::slice::from_ref(&case), npz.dtype)
+                    .map_err(|e| format!("{label}: {e}"))?;
+            print!("{}", report::search_text(&label, &search));
+            searches.push(report::search_json(&label, &search));
+            search.best().profile.clone()
         }
         (Some(name), _) | (None, Some(name)) => {
             Profile::preset(name).map_err(|e| format!("{label}: field \"profile\": {e}"))?

@@ -1,0 +1,187 @@
+//! The forms outside the acos/cos combined margin that real code uses (SPEC.md §3.7), each
+//! written independently in numpy from the library's code (tests/data/form_impls.py): the
+//! `--profile auto` search finds the form, and fits its constant (κ, ε, b) within 0.2%.
+
+use combined_margin::fingerprint::{self, Search};
+use combined_margin::fixture::npz::read_layer_npz;
+use combined_margin::fixture::Limits;
+use combined_margin::profile::{
+    AnglePolicy, BoundGradient, EvalForm, Fallback, InputDomain, ParamPrecision, Profile, SineGuard,
+};
+use combined_margin::Dtype;
+use std::path::Path;
+use std::process::Command;
+
+fn numpy_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import numpy"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+const M2: f64 = 0.5;
+
+/// Generates an f64 edge fixture at (1, M2, 0), fills it with the numpy form `name`, and
+/// returns the search result.
+fn search(name: &str, constant: Option<f64>) -> Search {
+    let dir = std::env::temp_dir().join(format!("cmargin-forms-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.npz"));
+    let st = Command::new(env!("CARGO_BIN_EXE_cmargin"))
+        .args(["generate", "--profile", "textbook", "--params"])
+        .arg(format!("1,{M2},0"))
+        .args(["--inputs", "edges", "--dtype", "f64", "--force", "-o"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/form_impls.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(script)
+        .args([name, path.to_str().unwrap(), &M2.to_string(), "0"]);
+    if let Some(k) = constant {
+        cmd.arg(k.to_string());
+    }
+    let st = cmd.output().unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let f = read_layer_npz(&path, Limits::default()).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_dir(&dir);
+    let s = fingerprint::search(std::slice::from_ref(&f.case), Dtype::F64).unwrap();
+    println!(
+        "{name:<17} auto: {} ({:.4} within, worst {:.3})",
+        s.best().profile.name,
+        s.best().share,
+        s.best().worst
+    );
+    s
+}
+
+fn within(fitted: f64, truth: f64) -> bool {
+    ((fitted - truth) / truth).abs() <= 2e-3
+}
+
+fn best(s: &Search) -> &Profile {
+    assert_eq!(
+        s.best().share,
+        1.0,
+        "not every element fits: {}",
+        s.best().profile.name
+    );
+    &s.best().profile
+}
+
+fn guard_of(p: &Profile) -> Option<(SineGuard, bool)> {
+    match p.eval {
+        EvalForm::AcosCos => None,
+        EvalForm::TrigIdentity {
+            guard,
+            whole_matrix,
+        } => Some((guard, whole_matrix)),
+    }
+}
+
+#[test]
+#[ignore = "needs python3 with numpy (CI installs it; run with --ignored)"]
+fn trig_identity_forms_are_found_with_their_guard() {
+    assert!(numpy_available(), "python3 with numpy is required");
+    for (name, whole) in [("trig_unguarded", false), ("trig_unguarded_whole", true)] {
+        let s = search(name, None);
+        let g = guard_of(best(&s));
+        assert!(
+            matches!(g, Some((SineGuard::Unguarded, w)) if w == whole),
+            "{name}: {}",
+            s.best().profile.name
+        );
+    }
+    for (name, guard) in [
+        ("trig_clamp_whole", SineGuard::Clamp),
+        ("trig_safe_whole", SineGuard::Safe),
+    ] {
+        let s = search(name, None);
+        let g = guard_of(best(&s));
+        assert!(
+            matches!(g, Some((found, true)) if std::mem::discriminant(&found) == std::mem::discriminant(&guard)),
+            "{name}: {}",
+            s.best().profile.name
+        );
+    }
+    for name in ["trig_eps", "trig_eps_whole"] {
+        let s = search(name, Some(1e-6));
+        match guard_of(best(&s)) {
+            Some((SineGuard::Epsilon { eps }, _)) => {
+                assert!(within(eps, 1e-6), "{name}: eps fits {eps:e}")
+            }
+            other => panic!("{name}: {other:?} ({})", s.best().profile.name),
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs python3 with numpy (CI installs it; run with --ignored)"]
+fn fallback_forms_are_found_and_kappa_fitted() {
+    assert!(numpy_available(), "python3 with numpy is required");
+    let s = search("fallback_offset", None);
+    match best(&s).angle {
+        AnglePolicy::Threshold {
+            fallback: Fallback::Offset { kappa },
+            ..
+        } => {
+            let truth = 1.0 - M2.cos();
+            assert!(within(kappa, truth), "kappa fits {kappa}, truth {truth}")
+        }
+        other => panic!("{other:?} ({})", s.best().profile.name),
+    }
+    let s = search("fallback_plain", None);
+    // Plain `c` is κ = 0: either the plain form or an offset fitted to 0 within rounding.
+    match best(&s).angle {
+        AnglePolicy::Threshold {
+            fallback: Fallback::Plain,
+            ..
+        } => {}
+        AnglePolicy::Threshold {
+            fallback: Fallback::Offset { kappa },
+            ..
+        } => assert!(kappa.abs() < 1e-12, "kappa fits {kappa}"),
+        other => panic!("{other:?} ({})", s.best().profile.name),
+    }
+}
+
+#[test]
+#[ignore = "needs python3 with numpy (CI installs it; run with --ignored)"]
+fn output_clip_f32_constants_and_jax_bound_gradient_are_found() {
+    assert!(numpy_available(), "python3 with numpy is required");
+    let s = search("output_clip", Some(0.75));
+    match best(&s).output_clip {
+        Some(b) => assert!(within(b, 0.75), "b fits {b}"),
+        None => panic!("no clip found ({})", s.best().profile.name),
+    }
+    let s = search("f32_constants", None);
+    assert_eq!(
+        best(&s).constants,
+        ParamPrecision::F32,
+        "{}",
+        s.best().profile.name
+    );
+    let s = search("jax_clip", None);
+    assert!(
+        matches!(
+            best(&s).domain,
+            InputDomain::Clamp {
+                at_bound: BoundGradient::Half,
+                ..
+            }
+        ),
+        "{}",
+        s.best().profile.name
+    );
+}
