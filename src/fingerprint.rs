@@ -29,7 +29,10 @@ use crate::fixture::LayerCase;
 use crate::kinks;
 use crate::layer::{self, Row};
 use crate::params::Params;
-use crate::profile::{preset_names, ClampScope, GradientMode, InputDomain, Profile};
+use crate::profile::{
+    preset_names, AnglePolicy, ClampScope, EvalForm, Fallback, GradientMode, InputDomain, Profile,
+    SineGuard,
+};
 use crate::space::{self, Axis};
 use crate::tolerance;
 use crate::verdict::fit::{self, Fitted, Overrides, StatedFit};
@@ -312,6 +315,14 @@ impl Search {
     }
 }
 
+/// How many of the leading candidates get their input clamp ε fitted when none fits every
+/// element (each fit is a 1-D search over the cases, run only on that failure path).
+pub const FITTED_CLAMP_STRUCTURES: usize = 6;
+
+/// How many of the best presets that behave differently on the cases the coordinate search
+/// starts from when no preset fits every element.
+pub const SEARCH_STARTS: usize = 3;
+
 /// Maximum rounds of the coordinate search (each round tries every value of every axis).
 pub const MAX_ROUNDS: usize = 4;
 
@@ -339,7 +350,7 @@ pub fn search(cases: &[LayerCase], dtype: Dtype) -> Result<Search> {
             }
         }
     }
-    let mut current = ranked[0].clone();
+    let current = ranked[0].clone();
     let searched_non_targets = !scorer.non_targets_pass(&current.profile)?;
     let axes: Vec<Axis> = Axis::ALL
         .into_iter()
@@ -348,41 +359,114 @@ pub fn search(cases: &[LayerCase], dtype: Dtype) -> Result<Search> {
         .filter(|a| *a != Axis::OpMath || !matches!(dtype, Dtype::F32 | Dtype::F64))
         .collect();
     let origin = current.profile.clone();
-    for _ in 0..MAX_ROUNDS {
-        let mut moved = false;
-        for &axis in &axes {
-            for cand in axis.values(&current.profile).into_iter().skip(1) {
+    // A coordinate search from each of the best few presets that behave differently on these
+    // cases (multi-start): an implementation two axes away from every preset, where neither
+    // single move improves on the best preset's neighbours, is reached from another preset
+    // (speechbrain-aam plus a clip, then its sine guard, while recommended plus the clip
+    // ranks higher after one move). Each path moves to its own best point after every axis.
+    // Where a preset fits every element the search only ranks its ties: one start.
+    let starts = if ranked[0].fits_all() {
+        1
+    } else {
+        SEARCH_STARTS
+    };
+    {
+        let mut seen: HashMap<String, Option<Fit>> = ranked
+            .iter()
+            .map(|f| (policy_key(&f.profile), Some(f.clone())))
+            .collect();
+        let mut visit =
+            |start: &Profile, cand: Profile, ranked: &mut Vec<Fit>| -> Result<Option<Fit>> {
                 // A form's continuous constants at the implementation's values, not the seeds.
                 let cand = crate::form_fit::refine(&cand, cases, dtype);
-                if ranked.iter().any(|f| f.profile.same_policies(&cand)) {
-                    continue;
+                let key = policy_key(&cand);
+                if let Some(f) = seen.get(&key) {
+                    return Ok(f.clone());
                 }
-                let changed = space::differences(&origin, &cand).len();
+                let changed = space::differences(start, &cand).len();
                 let mut named = cand.clone();
-                named.name = space::describe_as_neighbour(&origin, &cand)
+                named.name = space::describe_as_neighbour(start, &cand)
                     .replacen("behaves like ", "", 1)
                     .replacen(" except: ", " with ", 1);
-                if let Some(f) = scorer.score(&named, changed)? {
-                    ranked.push(f);
+                let f = scorer.score(&named, changed)?;
+                if let Some(f) = &f {
+                    ranked.push(f.clone());
+                }
+                seen.insert(key, f.clone());
+                Ok(f)
+            };
+        for start in distinct_leaders(&ranked, starts) {
+            let mut current_fit = ranked
+                .iter()
+                .find(|f| f.profile.same_policies(&start))
+                .cloned()
+                .expect("a start is a scored preset");
+            let mut current = start.clone();
+            let mut paired = false;
+            for _ in 0..MAX_ROUNDS {
+                let mut moved = false;
+                for &axis in &axes {
+                    for cand in axis.values(&current).into_iter().skip(1) {
+                        keep_better(&mut current_fit, visit(&start, cand, &mut ranked)?);
+                    }
+                    if !current_fit.profile.same_policies(&current) {
+                        current = current_fit.profile.clone();
+                        moved = true;
+                    }
+                }
+                // Stuck short of a fit: every pair of moves once (two axes whose effects
+                // mask each other, such as a sine guard and a gradient form, are found
+                // together or not at all). Only on this failure path, so a fitting search
+                // costs no more.
+                if !moved && !current_fit.fits_all() && !paired {
+                    paired = true;
+                    for (i, &a) in axes.iter().enumerate() {
+                        for first in a.values(&current).into_iter().skip(1) {
+                            for &b in &axes[i + 1..] {
+                                for cand in b.values(&first).into_iter().skip(1) {
+                                    keep_better(
+                                        &mut current_fit,
+                                        visit(&start, cand, &mut ranked)?,
+                                    );
+                                }
+                            }
+                        }
+                    }
+                    if !current_fit.profile.same_policies(&current) {
+                        current = current_fit.profile.clone();
+                        moved = true;
+                    }
+                }
+                if !moved {
+                    break;
                 }
             }
-            ranked.sort_by(order);
-            if !ranked[0].profile.same_policies(&current.profile) {
-                current = ranked[0].clone();
-                moved = true;
-            }
-        }
-        if !moved {
-            break;
         }
     }
     ranked.sort_by(order);
-    // Still nothing fits: the input clamp ε as a continuous constant of the best form.
+    // Still nothing fits: the input clamp ε as a continuous constant of the best forms. The
+    // coordinate search can settle on a structure whose other constants absorbed the clamp's
+    // effect (a fallback offset fitted to it), so ε is fitted under each of the leading
+    // structures, not only the first.
     if !ranked[0].fits_all() {
-        if let Some(f) = fitted_clamp(&mut scorer, &ranked[0], &origin)? {
-            ranked.push(f);
-            ranked.sort_by(order);
+        let mut keys: Vec<String> = Vec::new();
+        let mut leading: Vec<Fit> = Vec::new();
+        for f in &ranked {
+            let key = forward_structure(&f.profile);
+            if !keys.contains(&key) {
+                keys.push(key);
+                leading.push(f.clone());
+            }
+            if leading.len() == FITTED_CLAMP_STRUCTURES {
+                break;
+            }
         }
+        for lead in &leading {
+            if let Some(f) = fitted_clamp(&mut scorer, lead, &origin)? {
+                ranked.push(f);
+            }
+        }
+        ranked.sort_by(order);
     }
     let best = ranked[0].clone();
     let ties = ranked
@@ -402,6 +486,91 @@ pub fn search(cases: &[LayerCase], dtype: Dtype) -> Result<Search> {
         searched_non_targets,
         stated,
     })
+}
+
+/// Replaces `current` by `f` where `f` ranks better.
+fn keep_better(current: &mut Fit, f: Option<Fit>) {
+    if let Some(f) = f {
+        if order(&f, current).is_lt() {
+            *current = f;
+        }
+    }
+}
+
+/// A profile's policies as a map key (its name left out).
+fn policy_key(p: &Profile) -> String {
+    format!(
+        "{:?}",
+        Profile {
+            name: String::new(),
+            ..p.clone()
+        }
+    )
+}
+
+/// The first `n` candidates of `ranked` that behave differently on the cases: candidates with
+/// the same share and residual (a scope or a pole rule these inputs never exercise) are one
+/// point of the search's beam.
+fn distinct_leaders(ranked: &[Fit], n: usize) -> Vec<Profile> {
+    let mut out: Vec<Profile> = Vec::new();
+    let mut seen: Vec<(f64, f64)> = Vec::new();
+    for f in ranked {
+        let key = (f.share, f.cost.residual);
+        if !seen.contains(&key) {
+            seen.push(key);
+            out.push(f.profile.clone());
+        }
+        if out.len() == n {
+            break;
+        }
+    }
+    out
+}
+
+/// The policies that shape the forward values, without their fitted constants: candidates
+/// with one key differ only in a constant (a fallback offset that absorbed a clamp's effect)
+/// or in the gradient, so the clamp ε is fitted under one of each.
+fn forward_structure(p: &Profile) -> String {
+    let angle = match p.angle {
+        AnglePolicy::Threshold { test, fallback } => {
+            let fallback = match fallback {
+                Fallback::MSinM => "m sin m",
+                Fallback::Offset { .. } => "offset",
+                Fallback::Plain => "plain",
+            };
+            format!("threshold {test:?}, fallback {fallback}")
+        }
+        AnglePolicy::Clamp { .. } => "angle clamp".to_string(),
+        AnglePolicy::Raw | AnglePolicy::EasyMargin | AnglePolicy::Monotone => {
+            format!("{:?}", p.angle)
+        }
+    };
+    let eval = match p.eval {
+        EvalForm::AcosCos => "acos/cos".to_string(),
+        EvalForm::TrigIdentity {
+            guard,
+            whole_matrix,
+        } => {
+            let guard = match guard {
+                SineGuard::Unguarded => "unguarded",
+                SineGuard::Clamp => "clamp",
+                SineGuard::Epsilon { .. } => "epsilon",
+                SineGuard::Safe => "safe",
+            };
+            format!("trig {guard} whole={whole_matrix}")
+        }
+    };
+    let scope = match p.domain {
+        InputDomain::Raw => None,
+        InputDomain::Clamp { scope, .. } => Some(scope),
+    };
+    format!(
+        "{angle}|{eval}|{scope:?}|{:?}|{:?}|{:?}|{}",
+        p.round_trip,
+        p.theta,
+        p.constants,
+        p.output_clip.is_some()
+    )
 }
 
 /// Every preset scored by `scorer`, best first.
@@ -434,12 +603,16 @@ fn fitted_clamp(scorer: &mut Scorer, best: &Fit, origin: &Profile) -> Result<Opt
         } => (scope, at_bound),
         InputDomain::Raw => (ClampScope::Target, crate::profile::BoundGradient::Pass),
     };
+    // The form's other constants are refitted under each ε: a fallback offset fitted under
+    // the preset's ε has absorbed the clamp's effect on the clamped fallback entries.
+    let (cases, dtype) = (scorer.cases, scorer.dtype);
     let set = move |p: &mut Profile, eps: f64| {
         p.domain = InputDomain::Clamp {
             eps,
             scope,
             at_bound,
-        }
+        };
+        *p = crate::form_fit::refine(p, cases, dtype);
     };
     let Some(mut eps) = fit::fit_constant_at(
         scorer.cases,
@@ -457,10 +630,19 @@ fn fitted_clamp(scorer: &mut Scorer, best: &Fit, origin: &Profile) -> Result<Opt
     // A constant nobody stated describes the point (no stated value); the name says how it
     // departs from the preset it was reached from.
     eps.stated = None;
+    // The lead's other departures from the preset stay in the name.
+    let mut lead = cand.clone();
+    lead.domain = origin.domain;
+    let departures = if lead.same_policies(origin) {
+        origin.name.clone()
+    } else {
+        space::describe_as_neighbour(origin, &lead)
+            .replacen("behaves like ", "", 1)
+            .replacen(" except: ", " with ", 1)
+    };
     cand.name = format!(
-        "{} with input clamp eps fitted to {} (preset: {})",
-        origin.name,
-        fit::plain(eps.value, 12),
+        "{departures}; {} (eps fitted; preset: {})",
+        space::describe_domain(cand.domain),
         space::describe_domain(origin.domain)
     );
     let changed = space::differences(origin, &cand).len().max(1);

