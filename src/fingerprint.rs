@@ -335,6 +335,8 @@ pub fn search(cases: &[LayerCase], dtype: Dtype) -> Result<Search> {
     let freeze = scorer.non_targets_pass(&Profile::preset("analytic")?)?;
     scorer.freeze_plain_non_targets = freeze;
     let mut ranked = score_presets(&mut scorer)?;
+    // The scorer at the stated parameters, kept where the search moved to fitted ones.
+    let mut at_stated: Option<Scorer> = None;
     // Nothing fits at the stated parameters: fit them under the best structure (closed
     // forms on the target and pass-through entries, O(N)) and search at the fitted point.
     if !ranked[0].fits_all() {
@@ -345,7 +347,7 @@ pub fn search(cases: &[LayerCase], dtype: Dtype) -> Result<Search> {
             refit.freeze_plain_non_targets = freeze;
             let alt = score_presets(&mut refit)?;
             if order(&alt[0], &ranked[0]).is_lt() {
-                scorer = refit;
+                at_stated = Some(std::mem::replace(&mut scorer, refit));
                 ranked = alt;
             }
         }
@@ -402,7 +404,9 @@ pub fn search(cases: &[LayerCase], dtype: Dtype) -> Result<Search> {
                 .cloned()
                 .expect("a start is a scored preset");
             let mut current = start.clone();
-            let mut paired = false;
+            // The points the pair sweep has run from (once per point: a point it moved
+            // from is not revisited, so the rounds bound it).
+            let mut paired: Vec<String> = Vec::new();
             for _ in 0..MAX_ROUNDS {
                 let mut moved = false;
                 for &axis in &axes {
@@ -414,12 +418,14 @@ pub fn search(cases: &[LayerCase], dtype: Dtype) -> Result<Search> {
                         moved = true;
                     }
                 }
-                // Stuck short of a fit: every pair of moves once (two axes whose effects
-                // mask each other, such as a sine guard and a gradient form, are found
-                // together or not at all). Only on this failure path, so a fitting search
-                // costs no more.
-                if !moved && !current_fit.fits_all() && !paired {
-                    paired = true;
+                // Stuck short of a fit: every pair of moves from this point (two axes whose
+                // effects mask each other, such as a sine guard and a gradient form, or a
+                // whole-matrix form and the rows without a target, are found together or
+                // not at all). Only on this failure path, so a fitting search costs no more;
+                // a pair that moves the point is followed by another round (up to
+                // MAX_ROUNDS), so two pairs in a row are reached.
+                if !moved && !current_fit.fits_all() && !paired.contains(&policy_key(&current)) {
+                    paired.push(policy_key(&current));
                     for (i, &a) in axes.iter().enumerate() {
                         for first in a.values(&current).into_iter().skip(1) {
                             for &b in &axes[i + 1..] {
@@ -440,6 +446,23 @@ pub fn search(cases: &[LayerCase], dtype: Dtype) -> Result<Search> {
                 if !moved {
                     break;
                 }
+            }
+        }
+    }
+    // The search ran at fitted parameters, which a form the presets lack can mislead (a
+    // sine guard's ε absorbed into a fitted m3): its leading structures are scored at the
+    // stated parameters too, and a point with the stated parameters ranks first where it
+    // fits as well (fewer constants to state).
+    if let Some(stated_scorer) = at_stated.as_mut() {
+        ranked.sort_by(order);
+        for lead in distinct_leaders(&ranked, FITTED_CLAMP_STRUCTURES) {
+            let cand = crate::form_fit::refine(&lead, cases, dtype);
+            let changed = ranked
+                .iter()
+                .find(|f| f.profile.same_policies(&lead))
+                .map_or(0, |f| f.changed);
+            if let Some(f) = stated_scorer.score(&cand, changed)? {
+                ranked.push(f);
             }
         }
     }

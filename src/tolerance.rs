@@ -171,11 +171,16 @@ pub fn target_budget_for(
                         + PARAM_ULP * t.ulp(p.m3);
                     (subs + consts + rt_fwd, rt_grad)
                 }
-                // c̃ − κ: one subtraction, κ held in T (½ ulp).
-                Some(Fallback::Offset { kappa }) => (
-                    ROUNDING_ULP * (t.ulp(e.out) + t.ulp(kappa)) + rt_fwd,
-                    rt_grad,
-                ),
+                // c̃ − κ: one subtraction, κ held in T (½ ulp). κ is a constant nobody
+                // states: implementations compute it from m (1 + cos(π − m), 1 − cos m), so
+                // its value is known only to that evaluation, one cos at |cos m| ≤ 1 and
+                // one rounding of 1 ± it, as the m·sin m fallback's constant is.
+                Some(Fallback::Offset { kappa }) => {
+                    let cos_m = 1.0 - kappa;
+                    let consts = libm_abs_p(profile, COS_ULP, t, cos_m)
+                        + ROUNDING_ULP * (t.ulp(kappa) + t.ulp(cos_m));
+                    (ROUNDING_ULP * t.ulp(e.out) + consts + rt_fwd, rt_grad)
+                }
             }
         }
         Branch::Margin if trig_identity_applies(profile, p) => {

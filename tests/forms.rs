@@ -103,14 +103,18 @@ fn trig_identity_forms_are_found_with_their_guard() {
             s.best().profile.name
         );
     }
-    for (name, guard) in [
-        ("trig_clamp_whole", SineGuard::Clamp),
-        ("trig_safe_whole", SineGuard::Safe),
+    // The clamp guard is singular at |c| = 1, so its whole-matrix form puts NaN on those
+    // non-targets and is told apart; the safe guard's zero tangent leaves every non-target's
+    // gradient 1 + 0·finite = 1, so on the target and over the whole matrix give the same
+    // numbers and either is the point found (the other is listed as a tie).
+    for (name, guard, whole) in [
+        ("trig_clamp_whole", SineGuard::Clamp, Some(true)),
+        ("trig_safe_whole", SineGuard::Safe, None),
     ] {
         let s = search(name, None);
         let g = guard_of(best(&s));
         assert!(
-            matches!(g, Some((found, true)) if std::mem::discriminant(&found) == std::mem::discriminant(&guard)),
+            matches!(g, Some((found, w)) if std::mem::discriminant(&found) == std::mem::discriminant(&guard) && whole.is_none_or(|x| x == w)),
             "{name}: {}",
             s.best().profile.name
         );
