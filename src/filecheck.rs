@@ -38,6 +38,9 @@ pub struct FileCheck {
     pub text: String,
     /// Whether the profiles came from a fingerprint (auto, or no mapping).
     pub fingerprinted: bool,
+    /// Every combined-margin search as JSON ([`report::search_json`]: the ranking and the
+    /// point found with its fitted constants), for `check --fit-json`.
+    pub searches: Vec<serde_json::Value>,
 }
 
 impl FileCheck {
@@ -65,6 +68,7 @@ pub fn check_file(dump: &Dump, choice: &Choice) -> Result<FileCheck, String> {
         .map_err(|e| e.to_string())?;
     let mut text = String::new();
     let mut fingerprinted = false;
+    let mut searches = Vec::new();
     let mut profiles: Vec<Option<Profile>> = vec![None; dump.cases.len()];
     match choice {
         Choice::Named(p) => {
@@ -94,7 +98,7 @@ pub fn check_file(dump: &Dump, choice: &Choice) -> Result<FileCheck, String> {
             }
             if !all_mapped {
                 fingerprinted = true;
-                text.push_str(&fingerprint(dump, &scopes, &mut profiles)?);
+                text.push_str(&fingerprint(dump, &scopes, &mut profiles, &mut searches)?);
             }
         }
     }
@@ -119,6 +123,7 @@ pub fn check_file(dump: &Dump, choice: &Choice) -> Result<FileCheck, String> {
         outcomes,
         text,
         fingerprinted,
+        searches,
     })
 }
 
@@ -137,12 +142,14 @@ fn check_loss_only(
 }
 
 /// Fingerprints the modelled cases of `dump` and fills in their profiles: the combined-margin
-/// cases by [`report::fingerprint_groups_report`], the loss-only ones per parameter set by
-/// [`loss_only::rank`]. Returns the searches' text.
+/// cases by [`report::fingerprint_groups`], the loss-only ones per parameter set by
+/// [`loss_only::rank`]. Returns the searches' text; the combined-margin searches' JSON goes
+/// to `searches`.
 fn fingerprint(
     dump: &Dump,
     scopes: &[Scope],
     profiles: &mut [Option<Profile>],
+    searches: &mut Vec<serde_json::Value>,
 ) -> Result<String, String> {
     let mut text = String::new();
     let cm: Vec<usize> = (0..scopes.len())
@@ -154,8 +161,9 @@ fn fingerprint(
             .map(|&i| dump.layer_view(&dump.cases[i]))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
-        let (t, per_case) = report::fingerprint_groups_report(&dump.file, &cases, dump.dtype)?;
+        let (t, per_case, json) = report::fingerprint_groups(&dump.file, &cases, dump.dtype)?;
         text.push_str(&t);
+        searches.extend(json);
         for (&i, p) in cm.iter().zip(per_case) {
             profiles[i] = Some(p);
         }

@@ -234,6 +234,9 @@ pub fn outcomes_report(
                 "",
                 ck.unexplained.len()
             );
+            for line in crate::verdict::residual::describe(r, &ck.unexplained) {
+                let _ = writeln!(out, "  {:<8}   residual: {line}", "");
+            }
             if o.verbose {
                 for e in ck.unexplained.iter().take(o.max_elements) {
                     let _ = writeln!(out, "  {:<8}   {}", "", r.describe(e));
@@ -525,20 +528,8 @@ fn hex(x: f64) -> String {
     format!("{:#018x}", x.to_bits())
 }
 
-/// `--profile auto` for a file that may mix code paths: the cases are grouped by parameter
-/// set (and `easy_margin` claim) and each group is searched on its own; a group whose cases
-/// disagree (no candidate fits them together, each fits alone) is reported per case. Returns
-/// the text and a profile per case.
-pub fn fingerprint_groups_report(
-    file: &str,
-    cases: &[LayerCase],
-    dtype: Dtype,
-) -> Result<(String, Vec<Profile>), String> {
-    let (text, per_case, _) = fingerprint_groups(file, cases, dtype)?;
-    Ok((text, per_case))
-}
-
-/// [`fingerprint_groups_report`] with the JSON of every search.
+/// The fingerprint of `cases` per parameter group (per case where a group's cases take
+/// different code paths): the searches' text, each case's profile, and every search's JSON.
 pub fn fingerprint_groups(
     file: &str,
     cases: &[LayerCase],

@@ -121,6 +121,7 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         // Per case: its scope (SPEC.md §6.6), then the given, mapped or fingerprinted profile.
         let fc = filecheck::check_file(&dump, &choice)?;
         print!("{}", fc.text);
+        searches.extend(fc.searches.iter().cloned());
         let (text, accepted) = report::outcomes_report(
             &dump.file,
             &dump.implementation,
