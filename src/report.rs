@@ -93,7 +93,7 @@ impl Word {
     }
 }
 
-fn side_name(s: Side) -> &'static str {
+pub(crate) fn side_name(s: Side) -> &'static str {
     match s {
         Side::Forward => "forward",
         Side::Backward => "backward",

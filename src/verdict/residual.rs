@@ -41,10 +41,7 @@ pub fn describe(report: &CaseReport, unexplained: &[Element]) -> Vec<String> {
 }
 
 fn group_line(report: &CaseReport, side: Side, role: Role, group: &[&Element]) -> String {
-    let side_name = match side {
-        Side::Forward => "forward",
-        Side::Backward => "backward",
-    };
+    let side_name = crate::report::side_name(side);
     let role_name = match role {
         Role::Target => "target",
         Role::PassThrough => "pass-through",
