@@ -359,6 +359,12 @@ pub fn search(cases: &[LayerCase], dtype: Dtype) -> Result<Search> {
         .filter(|a| a.touches_targets() || searched_non_targets)
         // Op math changes nothing in f32 and f64.
         .filter(|a| *a != Axis::OpMath || !matches!(dtype, Dtype::F32 | Dtype::F64))
+        // θ rounded to f32 is a policy of f64 code only (Caffe's `float theta` in double
+        // arithmetic): code at f32 or below computes θ in f32 whatever it intends, so in those
+        // dtypes the axis names nothing about the implementation, and as a move it would
+        // only trade the budget's θ term for a closer reference (every honest f32 layer
+        // became "… with theta rounded to f32").
+        .filter(|a| *a != Axis::Theta || dtype == Dtype::F64)
         .collect();
     let origin = current.profile.clone();
     // A coordinate search from each of the best few presets that behave differently on these
