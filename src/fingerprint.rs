@@ -116,6 +116,14 @@ fn untouched_non_targets(p: &Profile) -> Profile {
     plain
 }
 
+/// Which non-target entries a tally covers: all, those with |c| < 1, or the rest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Region {
+    All,
+    Inside,
+    Outside,
+}
+
 /// A tally of (within budget, compared, worst fraction) and the common-scale bits.
 #[derive(Clone, Copy, Debug, Default)]
 struct Tally {
@@ -152,7 +160,10 @@ impl Tally {
 pub struct Scorer<'a> {
     cases: &'a [LayerCase],
     dtype: Dtype,
-    cache: HashMap<(usize, Option<String>, u64), Tally>,
+    cache: HashMap<(usize, Option<String>, u64, Region), Tally>,
+    /// Per case, the flat indices of the entries with |c| ≥ 1 (or NaN), where a sine guard
+    /// can be singular.
+    outside: HashMap<usize, Vec<usize>>,
     /// Candidates scored so far.
     pub evaluated: usize,
     /// Fitted stated parameters every candidate is scored at (empty: as stated).
@@ -169,13 +180,18 @@ impl<'a> Scorer<'a> {
             cases,
             dtype,
             cache: HashMap::new(),
+            outside: HashMap::new(),
             evaluated: 0,
             overrides: Overrides::default(),
             freeze_plain_non_targets: false,
         }
     }
 
-    /// Non-target tally of case `i` under `profile`'s treatment (cached by key).
+    /// Non-target tally of case `i` under `profile`'s treatment (cached by key). A
+    /// whole-matrix trig form that is the only non-target treatment changes non-targets only
+    /// where its sine guard is singular, which is at |c| ≥ 1 for every guard: its tally is the
+    /// untouched one inside (|c| < 1, one pass shared by every candidate) merged with its own
+    /// at the few entries outside, so the four whole-matrix guards cost no pass of their own.
     fn non_targets(&mut self, i: usize, profile: &Profile, rows: &[Row]) -> Tally {
         let frozen;
         let profile = if self.freeze_plain_non_targets && non_target_key(profile).is_some() {
@@ -184,31 +200,82 @@ impl<'a> Scorer<'a> {
         } else {
             profile
         };
+        let key = non_target_key(profile);
+        let all = matches!(
+            profile.domain,
+            InputDomain::Clamp {
+                scope: ClampScope::AllEntries,
+                ..
+            }
+        );
+        if all || profile.round_trip.non_targets {
+            return self.tally(i, key, profile, rows, Region::All);
+        }
+        let mut inside_profile = profile.clone();
+        if let EvalForm::TrigIdentity { whole_matrix, .. } = &mut inside_profile.eval {
+            *whole_matrix = false;
+        }
+        let mut t = self.tally(i, None, &inside_profile, rows, Region::Inside);
+        t.merge(self.tally(i, key, profile, rows, Region::Outside));
+        t
+    }
+
+    /// The tally of `region`'s non-target entries of case `i` under `profile` (cached by
+    /// case, key, s and region).
+    fn tally(
+        &mut self,
+        i: usize,
+        key: Option<String>,
+        profile: &Profile,
+        rows: &[Row],
+        region: Region,
+    ) -> Tally {
         let case = &self.cases[i];
         let p = self.overrides.apply(&compare::output_params(case));
-        let key = (i, non_target_key(profile), p.s.to_bits());
-        if let Some(t) = self.cache.get(&key) {
+        let cache_key = (i, key, p.s.to_bits(), region);
+        if let Some(t) = self.cache.get(&cache_key) {
             return *t;
         }
         let reference = Reference::new(profile, &p, self.dtype);
         let top = |k: usize| case.top_diff.as_ref().map_or(1.0, |t| t[k]);
         let mut t = Tally::default();
-        for (row, &r) in rows.iter().enumerate() {
-            for col in 0..case.c {
-                if matches!(r, Row::Target(j) if j == col) {
-                    continue;
+        let mut add = |row: usize, col: usize, r: Row| {
+            if matches!(r, Row::Target(j) if j == col) {
+                return;
+            }
+            let k = row * case.c + col;
+            let (_, f, b, bud) = reference.entry(r, col, case.cos[k], top(k));
+            if let Some(fw) = &case.forward {
+                t.add(fw[k], f, bud.forward, p.s, self.dtype);
+            }
+            if let Some(bw) = &case.backward {
+                t.add(bw[k], b, bud.backward, p.s * top(k).abs(), self.dtype);
+            }
+        };
+        match region {
+            Region::All | Region::Inside => {
+                for (row, &r) in rows.iter().enumerate() {
+                    for col in 0..case.c {
+                        let inside = case.cos[row * case.c + col].abs() < 1.0;
+                        if region == Region::All || inside {
+                            add(row, col, r);
+                        }
+                    }
                 }
-                let k = row * case.c + col;
-                let (_, f, b, bud) = reference.entry(r, col, case.cos[k], top(k));
-                if let Some(fw) = &case.forward {
-                    t.add(fw[k], f, bud.forward, p.s, self.dtype);
-                }
-                if let Some(bw) = &case.backward {
-                    t.add(bw[k], b, bud.backward, p.s * top(k).abs(), self.dtype);
+            }
+            Region::Outside => {
+                let outside = self.outside.entry(i).or_insert_with(|| {
+                    (0..case.cos.len())
+                        .filter(|&k| !(case.cos[k].abs() < 1.0))
+                        .collect()
+                });
+                for &k in outside.iter() {
+                    let row = k / case.c;
+                    add(row, k % case.c, rows[row]);
                 }
             }
         }
-        self.cache.insert(key, t);
+        self.cache.insert(cache_key, t);
         t
     }
 

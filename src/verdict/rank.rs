@@ -27,6 +27,11 @@ pub const AXIS_BITS: f64 = 4.0;
 /// size, the same for every candidate (s for a forward entry, s·|top_diff| for a backward one),
 /// so a reference near 0 by cancellation is not measured on a finer grid than its neighbours.
 pub fn residual_bits(actual: f64, reference: f64, magnitude: f64, dtype: Dtype) -> f64 {
+    // Equal values cost nothing (the formula below gives log2(1) = 0): most pass-through
+    // entries, skipped without an ulp or a log.
+    if actual == reference {
+        return 0.0;
+    }
     if !actual.is_finite() || !reference.is_finite() {
         let same = (actual.is_nan() && reference.is_nan()) || actual == reference;
         return if same { 0.0 } else { MAX_BITS };
@@ -42,6 +47,10 @@ pub fn residual_bits(actual: f64, reference: f64, magnitude: f64, dtype: Dtype) 
 /// A budget on the same scale: `log2(1 + budget / ulp)` (0 for a bit-exact budget, and a
 /// non-finite budget counts as [`MAX_BITS`]).
 pub fn budget_bits(budget: f64, reference: f64, magnitude: f64, dtype: Dtype) -> f64 {
+    // A bit-exact budget (a pass-through copy) is log2(1) = 0 bits.
+    if budget == 0.0 {
+        return 0.0;
+    }
     if !budget.is_finite() {
         return MAX_BITS;
     }
