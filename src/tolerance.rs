@@ -186,7 +186,12 @@ pub fn target_budget_for(
             let dphi = p.m1 * dtheta
                 + PHI_ROUNDINGS * ROUNDING_ULP * t.ulp(e.phi_raw)
                 + PARAM_ULP * (t.ulp(p.m1) * e.theta + t.ulp(p.m2));
-            let sin_phi = e.phi.sin().abs();
+            // sin φ and cos φ once per element (the factor's error uses them again).
+            let trig = PhiTrig {
+                sin: e.phi.sin(),
+                cos: e.phi.cos(),
+            };
+            let sin_phi = trig.sin.abs();
             let (d1mc2, one_mc2) = one_minus_c2_error(e.c_eff, t);
             let sin_theta = one_mc2.max(0.0).sqrt();
             // sqrt(1 − c²) formulations of cos(θ + m2) carry δ sinθ · sin m2.
@@ -197,7 +202,7 @@ pub fn target_budget_for(
             };
             let fwd = sin_phi * dphi
                 + 0.5 * dphi * dphi
-                + libm_abs_p(profile, COS_ULP, t, e.phi.cos())
+                + libm_abs_p(profile, COS_ULP, t, trig.cos)
                 + ROUNDING_ULP * t.ulp(e.out)
                 + PARAM_ULP * t.ulp(p.m3)
                 + p.m2.sin().abs() * dsin_theta
@@ -210,12 +215,12 @@ pub fn target_budget_for(
                     // implementation may sit on the formula side of it.
                     let near = (e.phi_raw - e.phi).abs() <= dphi;
                     if near {
-                        factor_error(e, p, profile, t, dphi, u) + formula_at(e, p).abs()
+                        factor_error(e, p, profile, t, dphi, u, trig) + formula_at(e, p, trig).abs()
                     } else {
                         0.0
                     }
                 }
-                _ => factor_error(e, p, profile, t, dphi, u),
+                _ => factor_error(e, p, profile, t, dphi, u, trig),
             };
             (fwd, g_err)
         }
@@ -351,13 +356,28 @@ fn monotone_shift_rounding(e: &Entry, p: &Params, profile: &Profile, t: Dtype) -
     }
 }
 
+/// sin φ and cos φ of an entry's φ, computed once for every term that uses them.
+#[derive(Clone, Copy)]
+struct PhiTrig {
+    sin: f64,
+    cos: f64,
+}
+
 /// The margin-branch formula m1·sin φ̃/sqrt(1 − c̃²) at the entry's values.
-fn formula_at(e: &Entry, p: &Params) -> f64 {
-    p.m1 * e.phi.sin() * margin::inv_sin_theta(e.c_eff, false)
+fn formula_at(e: &Entry, p: &Params, trig: PhiTrig) -> f64 {
+    p.m1 * trig.sin * margin::inv_sin_theta(e.c_eff, false)
 }
 
 /// Error of the factor m1·sin φ·r, r = (1 − c²)^(−1/2), on the margin branch.
-fn factor_error(e: &Entry, p: &Params, profile: &Profile, t: Dtype, dphi: f64, u: f64) -> f64 {
+fn factor_error(
+    e: &Entry,
+    p: &Params,
+    profile: &Profile,
+    t: Dtype,
+    dphi: f64,
+    u: f64,
+    trig: PhiTrig,
+) -> f64 {
     let rsqrt_t = match profile.gradient {
         GradientMode::FormulaAtClamped { rsqrt_f32: true } => Dtype::F32,
         _ => t,
@@ -367,7 +387,7 @@ fn factor_error(e: &Entry, p: &Params, profile: &Profile, t: Dtype, dphi: f64, u
         ..
     } = profile.gradient
     {
-        return sin_theta_factor_error(e, p, profile, t, dphi, u);
+        return sin_theta_factor_error(e, p, profile, t, dphi, u, trig);
     }
     let (d1mc2, one_mc2) = one_minus_c2_error(e.c_eff, rsqrt_t);
     if one_mc2 <= 0.0 {
@@ -375,7 +395,7 @@ fn factor_error(e: &Entry, p: &Params, profile: &Profile, t: Dtype, dphi: f64, u
         return 0.0;
     }
     let r = one_mc2.powf(-0.5);
-    let g = p.m1 * e.phi.sin() * r;
+    let g = p.m1 * trig.sin * r;
     let rel_r = libm_rel_p(profile, POW_ULP, rsqrt_t) + 0.5 * d1mc2 / one_mc2;
     let extra = match profile.gradient {
         GradientMode::Exact {
@@ -389,7 +409,7 @@ fn factor_error(e: &Entry, p: &Params, profile: &Profile, t: Dtype, dphi: f64, u
         | GradientMode::FormulaAtClamped { .. }
         | GradientMode::Detached => 0.0,
     };
-    p.m1 * e.phi.cos().abs() * r * dphi
+    p.m1 * trig.cos.abs() * r * dphi
         + g.abs() * (rel_r + libm_rel_p(profile, SIN_ULP, t) + (BACKWARD_MULS + extra) * 2.0 * u)
 }
 
@@ -453,6 +473,7 @@ fn sin_theta_factor_error(
     t: Dtype,
     dphi: f64,
     u: f64,
+    trig: PhiTrig,
 ) -> f64 {
     let st = margin::op_dtype(profile, t).round(e.theta).sin();
     if st == 0.0 {
@@ -460,9 +481,9 @@ fn sin_theta_factor_error(
         return 0.0;
     }
     let r = 1.0 / st.abs();
-    let g = p.m1 * e.phi.sin() * r;
+    let g = p.m1 * trig.sin * r;
     let rel = (e.theta.cos() / st).abs() * theta_error(e, profile, t) + libm_rel(SIN_ULP, t);
-    p.m1 * e.phi.cos().abs() * r * dphi
+    p.m1 * trig.cos.abs() * r * dphi
         + g.abs() * (rel + libm_rel(SIN_ULP, t) + BACKWARD_MULS * 2.0 * u)
 }
 
