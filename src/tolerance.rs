@@ -131,6 +131,42 @@ pub fn target_budget_for(
     profile: &Profile,
     t: Dtype,
 ) -> Budget {
+    target_budget_pre(e, top_diff, p, profile, t, &BudgetPre::new(p))
+}
+
+/// What [`target_budget_for`] computes from the parameters alone, once for many entries at
+/// the same parameters (the sweep): the same values, so the same budgets bit for bit.
+#[derive(Clone, Copy, Debug)]
+pub struct BudgetPre {
+    /// The parameters it was made for (checked in debug builds).
+    m2: f64,
+    /// sin m2 of the raw (unprofiled) parameters.
+    sin_m2: f64,
+}
+
+impl BudgetPre {
+    pub fn new(p: &Params) -> BudgetPre {
+        BudgetPre {
+            m2: p.m2,
+            sin_m2: p.m2.sin(),
+        }
+    }
+}
+
+/// [`target_budget_for`] with the per-parameter values precomputed (`pre` from the same `p`).
+pub fn target_budget_pre(
+    e: &Entry,
+    top_diff: f64,
+    p: &Params,
+    profile: &Profile,
+    t: Dtype,
+    pre: &BudgetPre,
+) -> Budget {
+    debug_assert_eq!(
+        pre.m2.to_bits(),
+        p.m2.to_bits(),
+        "BudgetPre of other parameters"
+    );
     let u = t.unit_roundoff();
     let (fwd, g_err) = match e.branch {
         // The (1, 0) shortcut c̃ − m3 rounds once. The th/mm fallback c̃ − mm − m3, with
@@ -164,7 +200,7 @@ pub fn target_budget_for(
                 None | Some(Fallback::Plain) => (rt_fwd, rt_grad),
                 _ if easy => (rt_fwd, rt_grad),
                 Some(Fallback::MSinM) => {
-                    let mm = p.m2 * p.m2.sin();
+                    let mm = p.m2 * pre.sin_m2;
                     let subs = ROUNDING_ULP * (t.ulp(e.c_eff - mm) + t.ulp(e.out));
                     let consts = libm_abs_p(profile, SIN_ULP, t, mm)
                         + ROUNDING_ULP * t.ulp(mm)
@@ -205,7 +241,7 @@ pub fn target_budget_for(
                 + libm_abs_p(profile, COS_ULP, t, trig.cos)
                 + ROUNDING_ULP * t.ulp(e.out)
                 + PARAM_ULP * t.ulp(p.m3)
-                + p.m2.sin().abs() * dsin_theta
+                + pre.sin_m2.abs() * dsin_theta
                 + monotone_shift_rounding(e, p, profile, t);
 
             let g_err = match profile.gradient {
