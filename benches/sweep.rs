@@ -75,7 +75,7 @@ fn main() {
         "full f32 sweep"
     );
     for name in profiles.split(',') {
-        let profile = Profile::preset(name).unwrap_or_else(|| panic!("--profile {name:?}"));
+        let profile = Profile::preset(name).unwrap_or_else(|e| panic!("--profile {name:?}: {e}"));
         let spec = Spec::standard(&profile, &p, Dtype::F32, 4099).unwrap();
         let imp = HostKernel::new(&profile, &p, Dtype::F32);
         let mut ords = Vec::new();

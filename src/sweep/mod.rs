@@ -335,8 +335,9 @@ pub fn run(spec: &Spec, imp: &dyn SweepImpl, opt: &Options) -> crate::Result<Swe
                 )
             })?;
             for i in 0..cs.len() {
-                acc.add(ctx.compare(ords[i], cs[i], out[i], factor[i]));
+                acc.add_in_region(ctx.compare(ords[i], cs[i], out[i], factor[i]));
             }
+            acc.total_from_regions();
             if let Some(f) = opt.progress {
                 f(n);
             }
