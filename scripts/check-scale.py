@@ -9,7 +9,10 @@ its full work), and deleted at the end. Each run is timed by /usr/bin/time -v (w
 "Maximum resident set size"); the runs alternate (load, check, load, check, ...) so that
 drifting load from other processes hits both alike; the medians are compared.
 
-Usage: python3 scripts/check-scale.py [--shape 128,180855] [--dtype f32] [--reps 3]
+With --auto, `cmargin check --profile auto` is timed too, in the same alternation, and
+compared with the plain check.
+
+Usage: python3 scripts/check-scale.py [--shape 128,180855] [--dtype f32] [--reps 3] [--auto]
        [--cmargin target/release/cmargin] [-- extra cmargin check arguments]
 (run from the repository root after `cargo build --release --bin cmargin`; needs numpy).
 """
@@ -55,6 +58,7 @@ def main():
     ap.add_argument("--dtype", default="f32")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--cmargin", default="target/release/cmargin")
+    ap.add_argument("--auto", action="store_true", help="also time check --profile auto")
     ap.add_argument("extra", nargs="*", help="more `cmargin check` arguments (after --)")
     a = ap.parse_args()
     if not os.path.exists(a.cmargin):
@@ -77,10 +81,12 @@ def main():
         file_bytes = os.path.getsize(path)
 
         _, base_rss, _ = timed([sys.executable, "-c", IMPORT])
-        loads, checks = [], []
+        loads, checks, autos = [], [], []
         for _ in range(a.reps):
             loads.append(timed([sys.executable, "-c", LOAD, path]))
             checks.append(timed([a.cmargin, "check", path] + a.extra))
+            if a.auto:
+                autos.append(timed([a.cmargin, "check", "--profile", "auto", path] + a.extra))
     finally:
         shutil.rmtree(tmp)
 
@@ -103,6 +109,11 @@ def main():
           f"{cw / lw:.2f}x the load's whole process")
     print(f"check peak RSS / arrays' bytes: {cr / arrays:.2f}x ({cr / elems:.0f} bytes per "
           f"element of one array); numpy load's peak RSS / arrays' bytes: {lr / arrays:.2f}x")
+    if autos:
+        aw, ar = med([t for t, _, _ in autos]), max(r for _, r, _ in autos)
+        print("cmargin check --profile auto: " + ", ".join(f"{t:.2f} s" for t, _, _ in autos)
+              + f"; peak RSS {mb(ar)}; auto / check wall time (medians) {aw / cw:.2f}x, "
+              f"peak RSS {ar / cr:.2f}x")
     print("check's report (last run):")
     print("  " + checks[-1][2].strip().replace("\n", "\n  "))
 
