@@ -104,6 +104,24 @@ fn interleaved(reps: usize, fs: &mut [&mut dyn FnMut()]) -> Vec<f64> {
         .collect()
 }
 
+/// Seconds of CPU this thread has used (CLOCK_THREAD_CPUTIME_ID): unlike the wall clock, not
+/// lengthened while other processes hold the core, so one-thread ratios survive a loaded machine
+/// (the memory bandwidth they share still counts).
+fn thread_cpu() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: t is a valid timespec; the clock id is a constant the kernel knows.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn summary() {
     println!();
     println!(
@@ -130,6 +148,8 @@ fn summary() {
         let mut grad4 = Array2::<f32>::zeros((n, cl));
         let mut ws = unfused::Workspace::new(n, cl);
         let mut grad5 = Array2::<f32>::zeros((n, cl));
+        let mut grad6 = Array2::<f32>::zeros((n, cl));
+        let mut grad7 = Array2::<f32>::zeros((n, cl));
         // The unfused baseline is serial; the fused path on one thread separates fusion from
         // parallelism.
         let one = rayon::ThreadPoolBuilder::new()
@@ -137,6 +157,7 @@ fn summary() {
             .build()
             .unwrap();
         let reps = if n * cl > 1_000_000 { 15 } else { 201 };
+        let (mut cpu_fused, mut cpu_memcpy) = (Vec::new(), Vec::new());
         let t = interleaved(
             reps,
             &mut [
@@ -176,8 +197,29 @@ fn summary() {
                         );
                     })
                 },
+                &mut || {
+                    one.install(|| {
+                        let t0 = thread_cpu();
+                        black_box(
+                            fused::forward_backward(cos.view(), &labels, &cfg, grad6.view_mut())
+                                .unwrap(),
+                        );
+                        cpu_fused.push(thread_cpu() - t0);
+                    })
+                },
+                &mut || {
+                    one.install(|| {
+                        let t0 = thread_cpu();
+                        grad7
+                            .as_slice_mut()
+                            .unwrap()
+                            .copy_from_slice(cos.as_slice().unwrap());
+                        cpu_memcpy.push(thread_cpu() - t0);
+                    })
+                },
             ],
         );
+        let (cf, cm) = (median(cpu_fused), median(cpu_memcpy));
         let gbs = |s: f64| (2 * 4 * n * cl) as f64 / s / 1e9;
         println!(
             "{:<18} {:>9.3} {:>11.3} {:>11.3} {:>10.3} {:>11.3} {:>14.2} {:>14.2} {:>12.0}%",
@@ -207,6 +249,13 @@ fn summary() {
             t[1] / t[5],
             t[2] / t[5],
             100.0 * t[4] / t[5]
+        );
+        println!(
+            "{:<18} thread CPU time, 1 thread each: fused {:.3} ms, memcpy {:.3} ms: memcpy/fused {:.0}%",
+            "",
+            cf * 1e3,
+            cm * 1e3,
+            100.0 * cm / cf
         );
     }
 }

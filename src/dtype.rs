@@ -175,7 +175,18 @@ fn quantum(a: f64, f: Format) -> f64 {
     } else {
         ((a.to_bits() >> 52) & 0x7ff) as i32 - 1023
     };
-    (2.0f64).powi(e.max(f.emin) - (f.precision - 1))
+    pow2(e.max(f.emin) - (f.precision - 1))
+}
+
+/// 2^k exactly, for −1074 ≤ k ≤ 1023, from the bits (what `powi(2, k)` returns, without its
+/// loop of multiplications: `quantum` runs once per budget term of every swept input).
+fn pow2(k: i32) -> f64 {
+    debug_assert!((-1074..=1023).contains(&k));
+    if k >= -1022 {
+        f64::from_bits(((k + 1023) as u64) << 52)
+    } else {
+        f64::from_bits(1u64 << (k + 1074))
+    }
 }
 
 /// Correctly rounded (nearest, ties to even) conversion of an f64 to a narrower binary format.
@@ -202,6 +213,19 @@ impl std::fmt::Display for Dtype {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pow2_from_bits_is_powi() {
+        // Every normal exponent against the multiplication loop of powi (which overflows
+        // below 2^-1023), the subnormal ones by exact halving.
+        for k in -1022..=1023 {
+            assert_eq!(pow2(k).to_bits(), 2f64.powi(k).to_bits(), "2^{k}");
+        }
+        for k in -1074..-1022 {
+            assert_eq!(pow2(k), pow2(k + 1) / 2.0, "2^{k}");
+        }
+        assert_eq!(pow2(-1074), f64::from_bits(1));
+    }
 
     /// Every f16 and bf16 value, from the `half` crate's bit patterns (an independent decoder).
     fn all_half(dt: Dtype) -> Vec<f64> {

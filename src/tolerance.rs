@@ -131,6 +131,42 @@ pub fn target_budget_for(
     profile: &Profile,
     t: Dtype,
 ) -> Budget {
+    target_budget_pre(e, top_diff, p, profile, t, &BudgetPre::new(p))
+}
+
+/// What [`target_budget_for`] computes from the parameters alone, once for many entries at
+/// the same parameters (the sweep): the same values, so the same budgets bit for bit.
+#[derive(Clone, Copy, Debug)]
+pub struct BudgetPre {
+    /// The parameters it was made for (checked in debug builds).
+    m2: f64,
+    /// sin m2 of the raw (unprofiled) parameters.
+    sin_m2: f64,
+}
+
+impl BudgetPre {
+    pub fn new(p: &Params) -> BudgetPre {
+        BudgetPre {
+            m2: p.m2,
+            sin_m2: p.m2.sin(),
+        }
+    }
+}
+
+/// [`target_budget_for`] with the per-parameter values precomputed (`pre` from the same `p`).
+pub fn target_budget_pre(
+    e: &Entry,
+    top_diff: f64,
+    p: &Params,
+    profile: &Profile,
+    t: Dtype,
+    pre: &BudgetPre,
+) -> Budget {
+    debug_assert_eq!(
+        pre.m2.to_bits(),
+        p.m2.to_bits(),
+        "BudgetPre of other parameters"
+    );
     let u = t.unit_roundoff();
     let (fwd, g_err) = match e.branch {
         // The (1, 0) shortcut c̃ − m3 rounds once. The th/mm fallback c̃ − mm − m3, with
@@ -164,7 +200,7 @@ pub fn target_budget_for(
                 None | Some(Fallback::Plain) => (rt_fwd, rt_grad),
                 _ if easy => (rt_fwd, rt_grad),
                 Some(Fallback::MSinM) => {
-                    let mm = p.m2 * p.m2.sin();
+                    let mm = p.m2 * pre.sin_m2;
                     let subs = ROUNDING_ULP * (t.ulp(e.c_eff - mm) + t.ulp(e.out));
                     let consts = libm_abs_p(profile, SIN_ULP, t, mm)
                         + ROUNDING_ULP * t.ulp(mm)
@@ -191,7 +227,12 @@ pub fn target_budget_for(
             let dphi = p.m1 * dtheta
                 + PHI_ROUNDINGS * ROUNDING_ULP * t.ulp(e.phi_raw)
                 + PARAM_ULP * (t.ulp(p.m1) * e.theta + t.ulp(p.m2));
-            let sin_phi = e.phi.sin().abs();
+            // sin φ and cos φ once per element (the factor's error uses them again).
+            let trig = PhiTrig {
+                sin: e.phi.sin(),
+                cos: e.phi.cos(),
+            };
+            let sin_phi = trig.sin.abs();
             let (d1mc2, one_mc2) = one_minus_c2_error(e.c_eff, t);
             let sin_theta = one_mc2.max(0.0).sqrt();
             // sqrt(1 − c²) formulations of cos(θ + m2) carry δ sinθ · sin m2.
@@ -202,10 +243,10 @@ pub fn target_budget_for(
             };
             let fwd = sin_phi * dphi
                 + 0.5 * dphi * dphi
-                + libm_abs_p(profile, COS_ULP, t, e.phi.cos())
+                + libm_abs_p(profile, COS_ULP, t, trig.cos)
                 + ROUNDING_ULP * t.ulp(e.out)
                 + PARAM_ULP * t.ulp(p.m3)
-                + p.m2.sin().abs() * dsin_theta
+                + pre.sin_m2.abs() * dsin_theta
                 + monotone_shift_rounding(e, p, profile, t);
 
             let g_err = match profile.gradient {
@@ -215,12 +256,12 @@ pub fn target_budget_for(
                     // implementation may sit on the formula side of it.
                     let near = (e.phi_raw - e.phi).abs() <= dphi;
                     if near {
-                        factor_error(e, p, profile, t, dphi, u) + formula_at(e, p).abs()
+                        factor_error(e, p, profile, t, dphi, u, trig) + formula_at(e, p, trig).abs()
                     } else {
                         0.0
                     }
                 }
-                _ => factor_error(e, p, profile, t, dphi, u),
+                _ => factor_error(e, p, profile, t, dphi, u, trig),
             };
             (fwd, g_err)
         }
@@ -356,13 +397,28 @@ fn monotone_shift_rounding(e: &Entry, p: &Params, profile: &Profile, t: Dtype) -
     }
 }
 
+/// sin φ and cos φ of an entry's φ, computed once for every term that uses them.
+#[derive(Clone, Copy)]
+struct PhiTrig {
+    sin: f64,
+    cos: f64,
+}
+
 /// The margin-branch formula m1·sin φ̃/sqrt(1 − c̃²) at the entry's values.
-fn formula_at(e: &Entry, p: &Params) -> f64 {
-    p.m1 * e.phi.sin() * margin::inv_sin_theta(e.c_eff, false)
+fn formula_at(e: &Entry, p: &Params, trig: PhiTrig) -> f64 {
+    p.m1 * trig.sin * margin::inv_sin_theta(e.c_eff, false)
 }
 
 /// Error of the factor m1·sin φ·r, r = (1 − c²)^(−1/2), on the margin branch.
-fn factor_error(e: &Entry, p: &Params, profile: &Profile, t: Dtype, dphi: f64, u: f64) -> f64 {
+fn factor_error(
+    e: &Entry,
+    p: &Params,
+    profile: &Profile,
+    t: Dtype,
+    dphi: f64,
+    u: f64,
+    trig: PhiTrig,
+) -> f64 {
     let rsqrt_t = match profile.gradient {
         GradientMode::FormulaAtClamped { rsqrt_f32: true } => Dtype::F32,
         _ => t,
@@ -372,7 +428,7 @@ fn factor_error(e: &Entry, p: &Params, profile: &Profile, t: Dtype, dphi: f64, u
         ..
     } = profile.gradient
     {
-        return sin_theta_factor_error(e, p, profile, t, dphi, u);
+        return sin_theta_factor_error(e, p, profile, t, dphi, u, trig);
     }
     let (d1mc2, one_mc2) = one_minus_c2_error(e.c_eff, rsqrt_t);
     if one_mc2 <= 0.0 {
@@ -380,7 +436,7 @@ fn factor_error(e: &Entry, p: &Params, profile: &Profile, t: Dtype, dphi: f64, u
         return 0.0;
     }
     let r = one_mc2.powf(-0.5);
-    let g = p.m1 * e.phi.sin() * r;
+    let g = p.m1 * trig.sin * r;
     let rel_r = libm_rel_p(profile, POW_ULP, rsqrt_t) + 0.5 * d1mc2 / one_mc2;
     let extra = match profile.gradient {
         GradientMode::Exact {
@@ -394,7 +450,7 @@ fn factor_error(e: &Entry, p: &Params, profile: &Profile, t: Dtype, dphi: f64, u
         | GradientMode::FormulaAtClamped { .. }
         | GradientMode::Detached => 0.0,
     };
-    p.m1 * e.phi.cos().abs() * r * dphi
+    p.m1 * trig.cos.abs() * r * dphi
         + g.abs() * (rel_r + libm_rel_p(profile, SIN_ULP, t) + (BACKWARD_MULS + extra) * 2.0 * u)
 }
 
@@ -458,6 +514,7 @@ fn sin_theta_factor_error(
     t: Dtype,
     dphi: f64,
     u: f64,
+    trig: PhiTrig,
 ) -> f64 {
     let st = margin::op_dtype(profile, t).round(e.theta).sin();
     if st == 0.0 {
@@ -465,9 +522,9 @@ fn sin_theta_factor_error(
         return 0.0;
     }
     let r = 1.0 / st.abs();
-    let g = p.m1 * e.phi.sin() * r;
+    let g = p.m1 * trig.sin * r;
     let rel = (e.theta.cos() / st).abs() * theta_error(e, profile, t) + libm_rel(SIN_ULP, t);
-    p.m1 * e.phi.cos().abs() * r * dphi
+    p.m1 * trig.cos.abs() * r * dphi
         + g.abs() * (rel + libm_rel(SIN_ULP, t) + BACKWARD_MULS * 2.0 * u)
 }
 

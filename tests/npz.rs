@@ -167,6 +167,7 @@ fn deflated_arrays_obey_the_limits_on_their_inflated_size() {
     let limits = Limits {
         max_elements: 1 << 26,
         max_file_bytes: 1 << 20,
+        ..Limits::default()
     };
     let e = read_layer_npz_bytes("t.npz", &bytes, limits).unwrap_err();
     assert_eq!(e.field.as_deref(), Some("cos"), "{e}");
@@ -175,6 +176,7 @@ fn deflated_arrays_obey_the_limits_on_their_inflated_size() {
     let limits = Limits {
         max_elements: 1000,
         max_file_bytes: 1 << 31,
+        ..Limits::default()
     };
     let e = read_layer_npz_bytes("t.npz", &bytes, limits).unwrap_err();
     assert!(

@@ -18,6 +18,7 @@ fn limits() -> Limits {
     Limits {
         max_elements: 1 << 16,
         max_file_bytes: 1 << 20,
+        ..Limits::default()
     }
 }
 

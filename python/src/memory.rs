@@ -22,44 +22,17 @@ pub const BYTES_PER_ELEMENT: u64 = 184;
 /// 0: not set (use the environment or the available memory).
 static LIMIT: AtomicU64 = AtomicU64::new(0);
 
-const FALLBACK: u64 = 8 << 30;
-
-fn available() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb.saturating_mul(1024))
-}
-
-/// The limit in bytes and where it comes from.
+/// The limit in bytes and where it comes from: `set_memory_limit`, else the crate's
+/// ([`combined_margin::memory::limit`]: $CMARGIN_MEMORY_LIMIT, the memory available, 8 GiB).
 pub fn limit() -> (u64, &'static str) {
     let set = LIMIT.load(Ordering::Relaxed);
     if set > 0 {
         return (set, "set_memory_limit");
     }
-    if let Some(v) = std::env::var("CMARGIN_MEMORY_LIMIT")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .filter(|&v| v > 0)
-    {
-        return (v, "$CMARGIN_MEMORY_LIMIT");
-    }
-    match available() {
-        Some(v) => (v, "the memory available"),
-        None => (FALLBACK, "the default"),
-    }
+    combined_margin::memory::limit()
 }
 
-/// Bytes as a person reads them (GB = 1e9 bytes).
-pub fn bytes_text(b: u64) -> String {
-    if b >= 1_000_000_000 {
-        format!("{:.1} GB", b as f64 / 1e9)
-    } else if b >= 1_000_000 {
-        format!("{:.1} MB", b as f64 / 1e6)
-    } else {
-        format!("{b} bytes")
-    }
-}
+pub use combined_margin::memory::bytes_text;
 
 /// Refuses a call on `elements` elements (described by `what`, e.g. "cos [60000, 10000]")
 /// whose estimated peak is above the limit.

@@ -46,6 +46,14 @@ pub trait Real: Float + Send + Sync + Default + std::fmt::Debug + 'static {
     /// degree 6 in f32, Taylor of degree 13 in f64), and 2^k applied in two halves so that
     /// results in the subnormal range are rounded once.
     fn exp_fast(self) -> Self;
+    /// The lower end of [`Real::exp_narrow`]'s domain: −87 (f32), −708 (f64), where
+    /// e^x is still normal (k ≥ −126, resp. −1022, in the reduction below).
+    const EXP_NARROW_MIN: f64;
+    /// [`Real::exp_fast`] for x in [EXP_NARROW_MIN, 0] or NaN, equal to it bit for bit there
+    /// with fewer operations: no clamp (the domain needs none) and 2^k applied by one multiply
+    /// (exact, since p·2^k is rounded once either way and 2^k is a normal number). A block whose
+    /// smallest s·c − max is at least EXP_NARROW_MIN takes it (SPEC §8.5). NaN in, NaN out.
+    fn exp_narrow(self) -> Self;
 }
 
 impl Real for f32 {
@@ -60,12 +68,6 @@ impl Real for f32 {
     }
     #[inline(always)]
     fn exp_fast(self) -> f32 {
-        // ln2 split so that k·LN2_HI is exact for |k| < 2^15.
-        const LN2_HI: f32 = 0.693_359_4;
-        const LN2_LO: f32 = -2.121_944_4e-4;
-        const LOG2E: f32 = std::f32::consts::LOG2_E;
-        // 1.5·2^23: adding and subtracting it rounds to the nearest integer (ties to even).
-        const ROUND: f32 = 12_582_912.0;
         let x = self;
         // Below −104 the result rounds to 0; above 89 it overflows to inf (2^128 step).
         // Comparisons rather than clamp(): the same selects; a NaN x fails both and passes
@@ -78,23 +80,7 @@ impl Real for f32 {
         } else {
             x
         };
-        let kr = xc * LOG2E + ROUND;
-        let k = kr - ROUND;
-        // k sits in the low mantissa bits of kr: no float-to-int conversion (whose saturating
-        // semantics keep the loop from vectorizing).
-        let ki = kr.to_bits() as i32 - ROUND.to_bits() as i32;
-        let r = (xc - k * LN2_HI) - k * LN2_LO;
-        // e^r = 1 + r·Q(r), Q of degree 5: a minimax fit of (e^r − 1)/r in relative error on
-        // |r| ≤ ln2/2 with the f32 coefficients chosen one at a time (each rounded, the rest
-        // refitted). Approximation error 0.053 u (3.1e-9), against 0.08 u for Taylor to degree
-        // 7 with one multiply-add more; the rounding of the Horner steps dominates (SPEC §8.5).
-        let q = 0.001_381_826_7;
-        let q = q * r + 0.008_368_531;
-        let q = q * r + 0.041_668_292;
-        let q = q * r + 0.166_665_23;
-        let q = q * r + 0.499_999_94;
-        let q = q * r + 1.0;
-        let p = q * r + 1.0;
+        let (p, ki) = exp_core_f32(xc);
         let k1 = ki >> 1;
         let k2 = ki - k1;
         let two1 = f32::from_bits(((k1 + 127) as u32) << 23);
@@ -103,6 +89,43 @@ impl Real for f32 {
         // p, and NaN times any scale is NaN.
         p * two1 * two2
     }
+    const EXP_NARROW_MIN: f64 = -87.0;
+    #[inline(always)]
+    fn exp_narrow(self) -> f32 {
+        // x ≥ −87: x·log2e ≥ −125.52, so k ≥ −126 and 2^k is normal; p·2^k is then the
+        // single rounding that p·2^k1·2^k2 also makes (p·2^k1 is exact).
+        let (p, ki) = exp_core_f32(self);
+        p * f32::from_bits((ki.wrapping_add(127) as u32) << 23)
+    }
+}
+
+/// Cody–Waite reduction x = k·ln2 + r, |r| ≤ ln2/2, and p = e^r: returns (p, k). Shared by
+/// [`Real::exp_fast`] and [`Real::exp_narrow`] so that both compute the same p.
+#[inline(always)]
+fn exp_core_f32(x: f32) -> (f32, i32) {
+    // ln2 split so that k·LN2_HI is exact for |k| < 2^15.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // 1.5·2^23: adding and subtracting it rounds to the nearest integer (ties to even).
+    const ROUND: f32 = 12_582_912.0;
+    let kr = x * LOG2E + ROUND;
+    let k = kr - ROUND;
+    // k sits in the low mantissa bits of kr: no float-to-int conversion (whose saturating
+    // semantics keep the loop from vectorizing).
+    let ki = (kr.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
+    let r = (x - k * LN2_HI) - k * LN2_LO;
+    // e^r = 1 + r·Q(r), Q of degree 5: a minimax fit of (e^r − 1)/r in relative error on
+    // |r| ≤ ln2/2 with the f32 coefficients chosen one at a time (each rounded, the rest
+    // refitted). Approximation error 0.053 u (3.1e-9), against 0.08 u for Taylor to degree
+    // 7 with one multiply-add more; the rounding of the Horner steps dominates (SPEC §8.5).
+    let q = 0.001_381_826_7;
+    let q = q * r + 0.008_368_531;
+    let q = q * r + 0.041_668_292;
+    let q = q * r + 0.166_665_23;
+    let q = q * r + 0.499_999_94;
+    let q = q * r + 1.0;
+    (q * r + 1.0, ki)
 }
 
 impl Real for f64 {
@@ -117,11 +140,6 @@ impl Real for f64 {
     }
     #[inline(always)]
     fn exp_fast(self) -> f64 {
-        // fdlibm's split of ln2: the high part has 32 significant bits.
-        const LN2_HI: f64 = 6.931_471_803_691_238e-1;
-        const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
-        const LOG2E: f64 = std::f64::consts::LOG2_E;
-        const ROUND: f64 = 6_755_399_441_055_744.0;
         let x = self;
         #[allow(clippy::manual_clamp)]
         let xc = if x < -746.0 {
@@ -131,29 +149,7 @@ impl Real for f64 {
         } else {
             x
         };
-        let kr = xc * LOG2E + ROUND;
-        let k = kr - ROUND;
-        let ki = kr.to_bits() as i64 - ROUND.to_bits() as i64;
-        let r = (xc - k * LN2_HI) - k * LN2_LO;
-        // Taylor to degree 13: truncation (ln2/2)^14/14! = 4e-18, below u = 1.1e-16.
-        let mut q = 1.0 / 6_227_020_800.0;
-        for c in [
-            1.0 / 479_001_600.0,
-            1.0 / 39_916_800.0,
-            1.0 / 3_628_800.0,
-            1.0 / 362_880.0,
-            1.0 / 40_320.0,
-            1.0 / 5_040.0,
-            1.0 / 720.0,
-            1.0 / 120.0,
-            1.0 / 24.0,
-            1.0 / 6.0,
-            0.5,
-            1.0,
-        ] {
-            q = q * r + c;
-        }
-        let p = q * r + 1.0;
+        let (p, ki) = exp_core_f64(xc);
         let k1 = ki >> 1;
         let k2 = ki - k1;
         let two1 = f64::from_bits(((k1 + 1023) as u64) << 52);
@@ -161,6 +157,46 @@ impl Real for f64 {
         // NaN passes the clamp unchanged and propagates (see the f32 version).
         p * two1 * two2
     }
+    const EXP_NARROW_MIN: f64 = -708.0;
+    #[inline(always)]
+    fn exp_narrow(self) -> f64 {
+        // x ≥ −708: x·log2e ≥ −1021.4, so k ≥ −1021 and 2^k is normal (see the f32 version).
+        let (p, ki) = exp_core_f64(self);
+        p * f64::from_bits((ki.wrapping_add(1023) as u64) << 52)
+    }
+}
+
+/// The f64 Cody–Waite reduction and e^r: returns (p, k), as [`exp_core_f32`].
+#[inline(always)]
+fn exp_core_f64(x: f64) -> (f64, i64) {
+    // fdlibm's split of ln2: the high part has 32 significant bits.
+    const LN2_HI: f64 = 6.931_471_803_691_238e-1;
+    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+    const LOG2E: f64 = std::f64::consts::LOG2_E;
+    const ROUND: f64 = 6_755_399_441_055_744.0;
+    let kr = x * LOG2E + ROUND;
+    let k = kr - ROUND;
+    let ki = (kr.to_bits() as i64).wrapping_sub(ROUND.to_bits() as i64);
+    let r = (x - k * LN2_HI) - k * LN2_LO;
+    // Taylor to degree 13: truncation (ln2/2)^14/14! = 4e-18, below u = 1.1e-16.
+    let mut q = 1.0 / 6_227_020_800.0;
+    for c in [
+        1.0 / 479_001_600.0,
+        1.0 / 39_916_800.0,
+        1.0 / 3_628_800.0,
+        1.0 / 362_880.0,
+        1.0 / 40_320.0,
+        1.0 / 5_040.0,
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+    ] {
+        q = q * r + c;
+    }
+    (q * r + 1.0, ki)
 }
 
 /// Independent accumulators per block loop: 16 f32 lanes fill one AVX-512 register (two AVX2
@@ -233,21 +269,29 @@ impl<T: Real> Stream<T> {
 #[inline(always)]
 fn block_stream<T: Real>(block: &[T], s: T, store: Option<&mut [T]>, next: &[T]) -> Stream<T> {
     let mut mx = [T::neg_infinity(); LANES];
+    // The smallest s·c as well (NaN skipped, as by the max): if the block's
+    // s·c − max stays above EXP_NARROW_MIN its exps take `exp_narrow`, the same bits in
+    // fewer operations.
+    let mut mn = [T::infinity(); LANES];
     let chunks = block.chunks_exact(LANES);
     let rest = chunks.remainder();
     for ch in chunks {
         for l in 0..LANES {
             let z = s * ch[l];
             mx[l] = if z > mx[l] { z } else { mx[l] };
+            mn[l] = if z < mn[l] { z } else { mn[l] };
         }
     }
     let mut bm = T::neg_infinity();
+    let mut bmin = T::infinity();
     for &c in rest {
         let z = s * c;
         bm = if z > bm { z } else { bm };
+        bmin = if z < bmin { z } else { bmin };
     }
-    for v in mx {
+    for (v, w) in mx.into_iter().zip(mn) {
         bm = if v > bm { v } else { bm };
+        bmin = if w < bmin { w } else { bmin };
     }
     if bm == T::infinity() {
         // A +inf logit (rare): the row's lse is +inf, as in the reference, and p_j =
@@ -289,41 +333,14 @@ fn block_stream<T: Real>(block: &[T], s: T, store: Option<&mut [T]>, next: &[T])
             nan,
         };
     }
-    let mut sm = [T::zero(); LANES];
-    let mut bs = T::zero();
-    match store {
-        None => {
-            let chunks = block.chunks_exact(LANES);
-            let rest = chunks.remainder();
-            for (i, ch) in chunks.enumerate() {
-                prefetch(next, i);
-                for l in 0..LANES {
-                    sm[l] = sm[l] + (s * ch[l] - bm).exp_fast();
-                }
-            }
-            for &c in rest {
-                bs = bs + (s * c - bm).exp_fast();
-            }
-        }
-        Some(out) => {
-            let chunks = block.chunks_exact(LANES);
-            let rest = chunks.remainder();
-            let (oc, orest) = out.split_at_mut(block.len() - rest.len());
-            for (i, (ch, o)) in chunks.zip(oc.chunks_exact_mut(LANES)).enumerate() {
-                prefetch(next, i);
-                for l in 0..LANES {
-                    let e = (s * ch[l] - bm).exp_fast();
-                    o[l] = e;
-                    sm[l] = sm[l] + e;
-                }
-            }
-            for (&c, o) in rest.iter().zip(orest) {
-                let e = (s * c - bm).exp_fast();
-                *o = e;
-                bs = bs + e;
-            }
-        }
-    }
+    // x = s·c − bm is monotone in s·c, so the block's smallest x is bmin − bm (a −inf
+    // element makes it −inf: the full exp).
+    let (sm, bs) = if bmin - bm >= T::of(T::EXP_NARROW_MIN) {
+        block_exps::<T, true>(block, s, bm, store, next)
+    } else {
+        block_exps::<T, false>(block, s, bm, store, next)
+    };
+    let mut sm = sm;
     // Pairwise over the lanes.
     let mut w = LANES;
     while w > 1 {
@@ -345,6 +362,56 @@ fn block_stream<T: Real>(block: &[T], s: T, store: Option<&mut [T]>, next: &[T])
         sum,
         nan: false,
     }
+}
+
+/// The exp loop of [`block_stream`]: per-lane sums of e_j = exp(s·c_j − bm) (and the rest's
+/// sum), storing e_j when asked. NARROW: every s·c_j − bm lies in [EXP_NARROW_MIN, 0] or is
+/// NaN, so [`Real::exp_narrow`] gives exp_fast's bits.
+#[inline(always)]
+fn block_exps<T: Real, const NARROW: bool>(
+    block: &[T],
+    s: T,
+    bm: T,
+    store: Option<&mut [T]>,
+    next: &[T],
+) -> ([T; LANES], T) {
+    let exp = |x: T| if NARROW { x.exp_narrow() } else { x.exp_fast() };
+    let mut sm = [T::zero(); LANES];
+    let mut bs = T::zero();
+    match store {
+        None => {
+            let chunks = block.chunks_exact(LANES);
+            let rest = chunks.remainder();
+            for (i, ch) in chunks.enumerate() {
+                prefetch(next, i);
+                for l in 0..LANES {
+                    sm[l] = sm[l] + exp(s * ch[l] - bm);
+                }
+            }
+            for &c in rest {
+                bs = bs + exp(s * c - bm);
+            }
+        }
+        Some(out) => {
+            let chunks = block.chunks_exact(LANES);
+            let rest = chunks.remainder();
+            let (oc, orest) = out.split_at_mut(block.len() - rest.len());
+            for (i, (ch, o)) in chunks.zip(oc.chunks_exact_mut(LANES)).enumerate() {
+                prefetch(next, i);
+                for l in 0..LANES {
+                    let e = exp(s * ch[l] - bm);
+                    o[l] = e;
+                    sm[l] = sm[l] + e;
+                }
+            }
+            for (&c, o) in rest.iter().zip(orest) {
+                let e = exp(s * c - bm);
+                *o = e;
+                bs = bs + e;
+            }
+        }
+    }
+    (sm, bs)
 }
 
 /// Asks for the lines of chunk `i` (LANES elements) of the next block while this block's exps
@@ -898,6 +965,85 @@ fn streamed<T: Real>(len: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// exp_narrow is exp_fast bit for bit on its domain: every 7th f32 in [−87, 0] with every
+    /// float of [−87, −86] and [−1, −0.5], and 10^6 f64 draws with the ends. The
+    /// exhaustive f32 sweep is `exp_narrow_is_exp_fast_on_every_f32` (ignored).
+    #[test]
+    fn exp_narrow_is_exp_fast_on_its_domain() {
+        let same = |b: u32| {
+            let x = f32::from_bits(b);
+            assert_eq!(x.exp_narrow().to_bits(), x.exp_fast().to_bits(), "{x:e}");
+        };
+        let lo = (-87.0f32).to_bits();
+        (0x8000_0000..=lo).step_by(7).for_each(same);
+        ((-86.0f32).to_bits()..=lo).for_each(same);
+        ((-0.5f32).to_bits()..=(-1.0f32).to_bits()).for_each(same);
+        same(0);
+        assert!(f32::NAN.exp_narrow().is_nan());
+        assert!((-f32::NAN).exp_narrow().is_nan());
+        let mut rng = crate::pipeline::synthetic::SplitMix64::new(5);
+        for i in 0..1_000_000 {
+            let x = match i {
+                0 => -708.0,
+                1 => 0.0,
+                2 => -0.0,
+                _ => -708.0 * rng.uniform(),
+            };
+            assert_eq!(x.exp_narrow().to_bits(), x.exp_fast().to_bits(), "{x:e}");
+        }
+        assert!(f64::NAN.exp_narrow().is_nan());
+    }
+
+    #[test]
+    #[ignore]
+    fn exp_narrow_is_exp_fast_on_every_f32() {
+        let lo = (-87.0f32).to_bits();
+        let bad = (0x8000_0000..=lo)
+            .into_par_iter()
+            .filter(|&b| {
+                let x = f32::from_bits(b);
+                x.exp_narrow().to_bits() != x.exp_fast().to_bits()
+            })
+            .count();
+        println!(
+            "exp_narrow vs exp_fast over {} floats: {bad} differ",
+            lo - 0x8000_0000 + 1
+        );
+        assert_eq!(bad, 0);
+    }
+
+    /// A block's exps through exp_narrow store and sum the same bits as through exp_fast, in
+    /// f32 and f64, with a NaN among them.
+    #[test]
+    fn narrow_and_full_block_exps_agree_bitwise() {
+        fn check<T: Real>(nan_at: Option<usize>) {
+            let mut rng = crate::pipeline::synthetic::SplitMix64::new(13);
+            for len in [BLOCK, 333, 7] {
+                let mut block: Vec<T> = (0..len).map(|_| T::of(rng.uniform() - 0.5)).collect();
+                if let Some(j) = nan_at {
+                    block[j % len] = T::nan();
+                }
+                let s = T::of(64.0);
+                let bm = block
+                    .iter()
+                    .fold(T::neg_infinity(), |m, &c| if s * c > m { s * c } else { m });
+                let (mut o1, mut o2) = (vec![T::zero(); len], vec![T::zero(); len]);
+                let a = block_exps::<T, true>(&block, s, bm, Some(&mut o1), &[]);
+                let b = block_exps::<T, false>(&block, s, bm, Some(&mut o2), &[]);
+                let bits = |v: &[T]| v.iter().map(|x| x.f64().to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&a.0), bits(&b.0));
+                assert_eq!(a.1.f64().to_bits(), b.1.f64().to_bits());
+                assert_eq!(bits(&o1), bits(&o2));
+                let c = block_exps::<T, true>(&block, s, bm, None, &[]);
+                assert_eq!(bits(&c.0), bits(&a.0));
+            }
+        }
+        check::<f32>(None);
+        check::<f64>(None);
+        check::<f32>(Some(100));
+        check::<f64>(Some(5));
+    }
 
     /// The AVX2 and baseline builds of the kernels round identically (no FMA contraction).
     #[test]

@@ -8,7 +8,7 @@
 //! (unscaled, top_diff = 1) with `margin::eval_with` at the dtype-rounded parameters:
 //!
 //! ```text
-//! fraction = |got − ref| / budget          budget: tolerance::target_budget_for (SPEC.md §5)
+//! fraction = |got − ref| / budget          budget: tolerance::target_budget_pre (SPEC.md §5)
 //! ulp      = |got − ref| / ulp_T(ref)      ulp_T: spacing of the grid at ref
 //! ```
 //!
@@ -30,7 +30,7 @@ use crate::kinks::{self, KinkKind};
 use crate::margin::{self, Constants};
 use crate::params::Params;
 use crate::profile::Profile;
-use crate::tolerance::{error_fraction, target_budget_for};
+use crate::tolerance::{error_fraction, target_budget_pre, BudgetPre};
 use grid::{Grid, InputSet};
 use impls::SweepImpl;
 use rayon::prelude::*;
@@ -191,6 +191,8 @@ struct Ctx<'a> {
     spec: &'a Spec,
     p: Params,
     k: Constants,
+    /// The budget's per-parameter values, once per sweep.
+    pre: BudgetPre,
     dtype: Dtype,
     regions: Vec<Region>,
 }
@@ -216,7 +218,7 @@ impl Ctx<'_> {
 
     fn compare(&self, ord: i64, c: f64, got_out: f64, got_factor: f64) -> Point {
         let e = margin::eval_with(c, &self.p, &self.spec.profile, &self.k);
-        let b = target_budget_for(&e, 1.0, &self.p, &self.spec.profile, self.dtype);
+        let b = target_budget_pre(&e, 1.0, &self.p, &self.spec.profile, self.dtype, &self.pre);
         let g = self.spec.grid;
         let side = |got: f64, reference: f64, budget: f64| {
             let same = got.to_bits() == reference.to_bits() || (got.is_nan() && reference.is_nan());
@@ -298,6 +300,7 @@ pub fn run(spec: &Spec, imp: &dyn SweepImpl, opt: &Options) -> crate::Result<Swe
         spec,
         p,
         k: Constants::new(&spec.profile, &p, dtype),
+        pre: BudgetPre::new(&p),
         dtype,
         regions: regions(&spec.profile, &p, spec.grid),
     };
@@ -332,8 +335,9 @@ pub fn run(spec: &Spec, imp: &dyn SweepImpl, opt: &Options) -> crate::Result<Swe
                 )
             })?;
             for i in 0..cs.len() {
-                acc.add(ctx.compare(ords[i], cs[i], out[i], factor[i]));
+                acc.add_in_region(ctx.compare(ords[i], cs[i], out[i], factor[i]));
             }
+            acc.total_from_regions();
             if let Some(f) = opt.progress {
                 f(n);
             }
