@@ -57,7 +57,7 @@ fn gpu(test: &str) -> MutexGuard<'static, Gpu> {
 }
 
 fn to_t<T: KernelFloat>(v: &[f64]) -> Vec<T> {
-    v.iter().map(|&x| T::from_f64(x)).collect()
+    v.iter().map(|&x| T::of(x)).collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -104,7 +104,7 @@ fn check_layer_batch<T: KernelFloat>(
     for i in 0..n {
         for j in 0..c {
             let k = i * c + j;
-            let (gf, gb) = (fwd[k].to_f64(), bwd[k].to_f64());
+            let (gf, gb) = (fwd[k].f64(), bwd[k].f64());
             if targets[i] == Some(j) {
                 stats.targets += 1;
                 let b = target_budget(cos[k], top[k], p, profile, dt);
@@ -244,7 +244,7 @@ impl<T: DeviceRepr + Copy + PartialEq + std::fmt::Debug + Default> Guarded<T> {
 }
 
 fn same_bits<T: KernelFloat>(a: T, b: T) -> bool {
-    a.to_f64().to_bits() == b.to_f64().to_bits() && a.is_poison() == b.is_poison()
+    a.f64().to_bits() == b.f64().to_bits() && a.is_poison() == b.is_poison()
 }
 
 /// Labels with every kind of row: valid, ignored (−1), C, −2, i64 extremes.
@@ -313,12 +313,12 @@ fn canaries<T: KernelFloat>(gpu: &Gpu, profile: &Profile) {
                 let want = margin::eval(cos[k], &p, profile, dt).out;
                 let b = target_budget(cos[k], 1.0, &Params { s: 1.0, ..p }, profile, dt);
                 assert!(
-                    error_fraction(out[k].to_f64(), want, b.forward) <= 1.0,
+                    error_fraction(out[k].f64(), want, b.forward) <= 1.0,
                     "{profile} {dt}: forward target ({i}, {j})"
                 );
             } else {
                 assert_eq!(
-                    out[k].to_f64().to_bits(),
+                    out[k].f64().to_bits(),
                     cos[k].to_bits(),
                     "({i}, {j}) touched"
                 );
@@ -347,11 +347,7 @@ fn canaries<T: KernelFloat>(gpu: &Gpu, profile: &Profile) {
         for j in 0..c {
             let k = i * c + j;
             if !(want_status[i] == code::ROW_TARGET && labels[i] == j as i64) {
-                assert_eq!(
-                    g[k].to_f64().to_bits(),
-                    top[k].to_bits(),
-                    "({i}, {j}) touched"
-                );
+                assert_eq!(g[k].f64().to_bits(), top[k].to_bits(), "({i}, {j}) touched");
             }
         }
     }
@@ -359,8 +355,8 @@ fn canaries<T: KernelFloat>(gpu: &Gpu, profile: &Profile) {
     // Fused: every output element poisoned before, written after; guards intact.
     let cos_f = Guarded::new(gpu, &to_t::<T>(&cos), canary_t);
     let mut n_valid = Guarded::new(gpu, &[-1i64], canary_i64);
-    let mut gradf = Guarded::new(gpu, &vec![T::poison(); n * c], T::from_f64(-3.0));
-    let mut row_loss = Guarded::new(gpu, &vec![T::poison(); n], T::from_f64(-3.0));
+    let mut gradf = Guarded::new(gpu, &vec![T::poison(); n * c], T::of(-3.0));
+    let mut row_loss = Guarded::new(gpu, &vec![T::poison(); n], T::of(-3.0));
     let mut status = Guarded::new(gpu, &vec![unwritten_i32; n], canary_i32);
     let mut loss = Guarded::new(gpu, &[f64::poison()], -3.0f64);
     {
@@ -395,8 +391,8 @@ fn canaries<T: KernelFloat>(gpu: &Gpu, profile: &Profile) {
         assert!(!v.is_poison(), "fused grad element {k} not written");
         let row = k / c;
         match want_status[row] {
-            code::ROW_IGNORED => assert_eq!(v.to_f64(), 0.0, "ignored row {row}"),
-            code::ROW_BAD_LABEL => assert!(v.to_f64().is_nan(), "bad-label row {row}"),
+            code::ROW_IGNORED => assert_eq!(v.f64(), 0.0, "ignored row {row}"),
+            code::ROW_BAD_LABEL => assert!(v.f64().is_nan(), "bad-label row {row}"),
             _ => {}
         }
     }
@@ -549,10 +545,8 @@ fn fused_fractions<T: KernelFloat>(
             Ok(y) if y < c => y,
             _ => {
                 // Ignored row: loss and gradient exactly 0.
-                let bad = out.row_loss[i].to_f64() != 0.0
-                    || out.grad[i * c..(i + 1) * c]
-                        .iter()
-                        .any(|g| g.to_f64() != 0.0);
+                let bad = out.row_loss[i].f64() != 0.0
+                    || out.grad[i * c..(i + 1) * c].iter().any(|g| g.f64() != 0.0);
                 if bad {
                     f.row_loss = f64::INFINITY;
                 }
@@ -578,11 +572,9 @@ fn fused_fractions<T: KernelFloat>(
         let dlse = dz + depth * step + 2.0 * u * LOG_ULP * ln_d.abs() + u * r.lse[i].abs();
         let b_row = dlse + by + u * r.row_loss[i].abs();
         loss_budget += b_row;
-        f.row_loss = f.row_loss.max(error_fraction(
-            out.row_loss[i].to_f64(),
-            r.row_loss[i],
-            b_row,
-        ));
+        f.row_loss = f
+            .row_loss
+            .max(error_fraction(out.row_loss[i].f64(), r.row_loss[i], b_row));
         for j in 0..c {
             let kk = i * c + j;
             let want = r.grad[kk];
@@ -600,7 +592,7 @@ fn fused_fractions<T: KernelFloat>(
             // Underflow: in the subnormal range exp errs by up to EXP_ULP subnormal spacings
             // (then multiplied by s·w), and the product rounds by one more.
             let b = b + (EXP_ULP * p.s * w + 1.0) * dt.ulp(0.0);
-            let fr = error_fraction(out.grad[kk].to_f64(), want, b);
+            let fr = error_fraction(out.grad[kk].f64(), want, b);
             if fr > f.grad {
                 f.grad = fr;
                 f.worst_grad_at = (i, j);
@@ -898,7 +890,7 @@ where
     let c = x.len();
     let nt = device::FUSED_THREADS as usize;
     let w = 16 / std::mem::size_of::<T>();
-    let s = T::from_f64(kp.s);
+    let s = T::of(kp.s);
     let e = T::host_eval(x[y], kp);
     let (zt, ft) = (s * e.out, e.factor);
     let z = |j: usize| if j == y { zt } else { s * x[j] };
@@ -958,7 +950,7 @@ where
     leaders.resize(32, (T::neg_infinity(), T::zero()));
     let (m, d) = warp_reduce(&mut leaders);
     let lse = m + d.ln();
-    let sw = s * (T::one() / T::from_f64(n_valid.max(1) as f64));
+    let sw = s * (T::one() / T::of(n_valid.max(1) as f64));
     let gt = (zt - lse).exp_m1() * sw * ft;
     let g = (0..c)
         .map(|j| {
@@ -1005,7 +997,7 @@ where
         let (l, g) = emulate_row(&x[i * c..(i + 1) * c], y, &kp, n_valid, phase, drop_tail);
         out.row_loss[i] = l;
         out.grad[i * c..(i + 1) * c].copy_from_slice(&g);
-        sum += l.to_f64();
+        sum += l.f64();
     }
     out.loss = sum / n_valid.max(1) as f64;
     out

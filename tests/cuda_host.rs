@@ -52,15 +52,15 @@ fn same_value(a: f64, b: f64) -> bool {
 fn compare<T: HostEval>(profile: &Profile, p: Params, kp: &KernelProfile, c: f64) -> Cmp {
     let reference = margin::eval(c, &p, profile, T::DTYPE);
     let budget = target_budget(c, 1.0, &p, profile, T::DTYPE);
-    let got = T::host_eval(T::from_f64(c), kp);
+    let got = T::host_eval(T::of(c), kp);
     Cmp {
         c,
         p,
-        fwd: error_fraction(got.out.to_f64(), reference.out, budget.forward),
-        bwd: error_fraction(got.factor.to_f64(), reference.factor, budget.backward),
+        fwd: error_fraction(got.out.f64(), reference.out, budget.forward),
+        bwd: error_fraction(got.factor.f64(), reference.factor, budget.backward),
         branch_ok: got.branch == reference.branch,
-        exact: same_value(got.out.to_f64(), reference.out)
-            && same_value(got.factor.to_f64(), reference.factor),
+        exact: same_value(got.out.f64(), reference.out)
+            && same_value(got.factor.f64(), reference.factor),
     }
 }
 

@@ -85,16 +85,16 @@ fn kernel_disagreement<T: HostEval>(
         for c in edge_cases(profile, &p, T::DTYPE) {
             let e = margin::eval_with(c, &p, profile, &k);
             let b = target_budget_for(&e, 1.0, &p, profile, T::DTYPE);
-            let got = T::host_eval(T::from_f64(c), &kp);
-            let fwd = error_fraction(got.out.to_f64(), e.out, b.forward);
-            let bwd = error_fraction(got.factor.to_f64(), e.factor, b.backward);
+            let got = T::host_eval(T::of(c), &kp);
+            let fwd = error_fraction(got.out.f64(), e.out, b.forward);
+            let bwd = error_fraction(got.factor.f64(), e.factor, b.backward);
             if fwd > 1.0 || bwd > 1.0 || got.branch != e.branch {
                 return Some(format!(
                     "{} at {p}, c = {c:e}: target out {:e} vs {:e} ({fwd:.2}), factor {:e} vs {:e} ({bwd:.2}), branch {:?} vs {:?}",
                     T::DTYPE,
-                    got.out.to_f64(),
+                    got.out.f64(),
                     e.out,
-                    got.factor.to_f64(),
+                    got.factor.f64(),
                     e.factor,
                     got.branch,
                     e.branch
@@ -102,15 +102,15 @@ fn kernel_disagreement<T: HostEval>(
             }
             let (out, factor, _) = margin::non_target(c, profile, &k);
             let b = non_target_budget(c, out, factor, 1.0, profile, T::DTYPE);
-            let (gout, gfactor) = T::host_non_target(T::from_f64(c), &kp);
-            let fwd = error_fraction(gout.to_f64(), out, b.forward);
-            let bwd = error_fraction(gfactor.to_f64(), factor, b.backward);
+            let (gout, gfactor) = T::host_non_target(T::of(c), &kp);
+            let fwd = error_fraction(gout.f64(), out, b.forward);
+            let bwd = error_fraction(gfactor.f64(), factor, b.backward);
             if fwd > 1.0 || bwd > 1.0 {
                 return Some(format!(
                     "{} at {p}, c = {c:e}: non-target out {:e} vs {out:e}, factor {:e} vs {factor:e}",
                     T::DTYPE,
-                    gout.to_f64(),
-                    gfactor.to_f64()
+                    gout.f64(),
+                    gfactor.f64()
                 ));
             }
         }

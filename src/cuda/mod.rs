@@ -193,36 +193,17 @@ impl KernelProfile {
 
 /// A float type the kernels are instantiated for.
 pub trait KernelFloat:
-    cudarc::driver::DeviceRepr
-    + cudarc::driver::ValidAsZeroBits
-    + Copy
-    + Default
-    + PartialEq
-    + std::fmt::Debug
-    + Send
-    + Sync
-    + 'static
+    crate::dtype::Float + cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits
 {
-    const DTYPE: Dtype;
     /// Suffix of the kernels' names (`_f32`, `_f64`).
     const SUFFIX: &'static str;
-    fn to_f64(self) -> f64;
-    /// Rounds to this type (round-to-nearest-even).
-    fn from_f64(x: f64) -> Self;
     /// A NaN with a payload no arithmetic produces, to poison buffers.
     fn poison() -> Self;
     fn is_poison(self) -> bool;
 }
 
 impl KernelFloat for f32 {
-    const DTYPE: Dtype = Dtype::F32;
     const SUFFIX: &'static str = "_f32";
-    fn to_f64(self) -> f64 {
-        self as f64
-    }
-    fn from_f64(x: f64) -> f32 {
-        x as f32
-    }
     fn poison() -> f32 {
         f32::from_bits(0x7fa5_a5a5)
     }
@@ -232,14 +213,7 @@ impl KernelFloat for f32 {
 }
 
 impl KernelFloat for f64 {
-    const DTYPE: Dtype = Dtype::F64;
     const SUFFIX: &'static str = "_f64";
-    fn to_f64(self) -> f64 {
-        self
-    }
-    fn from_f64(x: f64) -> f64 {
-        x
-    }
     fn poison() -> f64 {
         f64::from_bits(0x7ff4_a5a5_a5a5_a5a5)
     }

@@ -25,21 +25,16 @@
 //! result rounded to T); nothing here restates the formula.
 
 use super::LossConfig;
-use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::layer;
 use crate::margin::{self, Constants};
 use crate::params::Params;
 use ndarray::{ArrayView2, ArrayViewMut2};
-use num_traits::Float;
 use rayon::prelude::*;
 use std::sync::Mutex;
 
 /// A floating-point type the fast path runs in.
-pub trait Real: Float + Send + Sync + Default + std::fmt::Debug + 'static {
-    const DTYPE: Dtype;
-    fn of(x: f64) -> Self;
-    fn f64(self) -> f64;
+pub trait Real: crate::dtype::Float {
     /// e^x with ≤ 2 ulp error on the whole range (tested; f32 measured at ≤ 1.18 ulp over
     /// every float in [−104, 89]), NaN in NaN out, written so that the compiler can vectorize
     /// it: Cody–Waite reduction x = k·ln2 + r, |r| ≤ ln2/2, a polynomial for e^r (minimax of
@@ -57,15 +52,6 @@ pub trait Real: Float + Send + Sync + Default + std::fmt::Debug + 'static {
 }
 
 impl Real for f32 {
-    const DTYPE: Dtype = Dtype::F32;
-    #[inline(always)]
-    fn of(x: f64) -> f32 {
-        x as f32
-    }
-    #[inline(always)]
-    fn f64(self) -> f64 {
-        self as f64
-    }
     #[inline(always)]
     fn exp_fast(self) -> f32 {
         let x = self;
@@ -129,15 +115,6 @@ fn exp_core_f32(x: f32) -> (f32, i32) {
 }
 
 impl Real for f64 {
-    const DTYPE: Dtype = Dtype::F64;
-    #[inline(always)]
-    fn of(x: f64) -> f64 {
-        x
-    }
-    #[inline(always)]
-    fn f64(self) -> f64 {
-        self
-    }
     #[inline(always)]
     fn exp_fast(self) -> f64 {
         let x = self;

@@ -50,9 +50,9 @@ impl HostKernel {
 
 fn eval_host<T: HostEval>(kp: &KernelProfile, c: &[f64], out: &mut [f64], factor: &mut [f64]) {
     for ((&x, o), f) in c.iter().zip(out.iter_mut()).zip(factor.iter_mut()) {
-        let e = T::host_eval(T::from_f64(x), kp);
-        *o = e.out.to_f64();
-        *f = e.factor.to_f64();
+        let e = T::host_eval(T::of(x), kp);
+        *o = e.out.f64();
+        *f = e.factor.f64();
     }
 }
 
