@@ -224,6 +224,10 @@ pub struct CaseReport {
     /// Scalars compared besides the elements (the loss of a loss-only dump); usually empty.
     pub scalars: Vec<Scalar>,
     pub kinks: Vec<Kink>,
+    /// Per-row margins (FORMAT.md "Margin families"): each row's parameters (s = the output
+    /// scale) and kinks; empty when every row has `params`.
+    pub row_params: Vec<Params>,
+    pub row_kinks: Vec<Vec<Kink>>,
 }
 
 /// A scalar compared besides the [N, C] grid: the loss of a loss-only dump (SPEC.md §8.7).
@@ -322,10 +326,25 @@ impl CaseReport {
         ]
     }
 
+    /// The parameters row `row` was compared at (s = the output scale).
+    pub fn params_of_row(&self, row: usize) -> Params {
+        self.row_params.get(row).copied().unwrap_or(self.params)
+    }
+
+    /// The reference of row `row` (its own margins where they are per row).
+    pub fn reference_of_row(&self, row: usize) -> Reference {
+        Reference::new(&self.profile, &self.params_of_row(row), self.dtype)
+    }
+
+    /// The kinks of row `row` (its own margins' where they are per row).
+    pub fn kinks_of_row(&self, row: usize) -> &[Kink] {
+        self.row_kinks.get(row).map_or(&self.kinks, |k| k)
+    }
+
     /// Where an element's input sits: "interior", "near <kink> (dc = …)", or "pass-through".
     pub fn region(&self, e: &Element) -> String {
         match e.role {
-            Role::Target => kinks::region(e.input, &self.kinks, REGION_RADIUS),
+            Role::Target => kinks::region(e.input, self.kinks_of_row(e.row), REGION_RADIUS),
             Role::PassThrough => {
                 if self.targets[e.row].is_none() {
                     "ignored row".into()
@@ -434,7 +453,24 @@ pub fn compare_with_params(
             Row::NoTarget | Row::Untouched => None,
         })
         .collect();
+    // Per-row margins: one reference (constants, threshold, budget) and one kink list per row.
+    let row_params: Vec<Params> = match &case.row_params {
+        Some(_) => (0..n).map(|row| case.params_for_row(row, p)).collect(),
+        None => Vec::new(),
+    };
+    for q in &row_params {
+        q.validate()?;
+    }
     let reference = Reference::new(profile, p, dtype);
+    let row_refs: Vec<Reference> = row_params
+        .iter()
+        .map(|q| Reference::new(profile, q, dtype))
+        .collect();
+    let reference_of = |row: usize| row_refs.get(row).unwrap_or(&reference);
+    let row_kinks = row_params
+        .iter()
+        .map(|q| kinks::kinks(profile, &Params { s: 1.0, ..*q }, dtype))
+        .collect();
     let mut report = CaseReport {
         name: case.name.clone(),
         profile: profile.clone(),
@@ -451,12 +487,15 @@ pub fn compare_with_params(
         elements: Vec::with_capacity(2 * n * c),
         scalars: Vec::new(),
         kinks: kinks::kinks(profile, &Params { s: 1.0, ..*p }, dtype),
+        row_params: row_params.clone(),
+        row_kinks,
     };
     // Evaluate each target once for both sides.
     let top = |i: usize| case.top_diff.as_ref().map_or(1.0, |t| t[i]);
     let refs: Vec<Option<TargetRef>> = (0..n)
         .map(|row| {
-            targets[row].map(|col| reference.target(case.cos[row * c + col], top(row * c + col)))
+            targets[row]
+                .map(|col| reference_of(row).target(case.cos[row * c + col], top(row * c + col)))
         })
         .collect();
     for (side, out) in [
@@ -474,7 +513,7 @@ pub fn compare_with_params(
                         Side::Backward => (Role::Target, r.backward, r.budget.backward),
                     },
                     _ => {
-                        let (_, f, b, bud) = reference.entry(rows[row], col, x, top(i));
+                        let (_, f, b, bud) = reference_of(row).entry(rows[row], col, x, top(i));
                         match side {
                             Side::Forward => (Role::PassThrough, f, bud.forward),
                             Side::Backward => (Role::PassThrough, b, bud.backward),
@@ -533,6 +572,7 @@ mod tests {
             top_diff: Some(vec![1.0, -1.0, 0.5, 2.0]),
             forward: Some(fwd),
             backward: Some(vec![1.0, -1.0, 0.5, 2.0]),
+            row_params: None,
         }
     }
 

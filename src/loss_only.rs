@@ -117,6 +117,7 @@ pub fn compare(
         top_diff: Some(top),
         forward: None,
         backward: Some(case.d_cos.clone()),
+        row_params: None,
     };
     let mut report = compare::compare(&layer, profile, dtype)?;
     report.rebudget(|e: &Element| match e.side {

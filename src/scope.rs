@@ -7,7 +7,9 @@
 //!   carries a `margin_family` that is not the combined margin, or the implementation names such
 //!   a head. Out of scope: one line names the head; nothing is checked.
 //! * **per-row margins** (any of `params.m1`, `m2`, `m3` an array of N numbers: AdaFace,
-//!   ElasticFace, MagFace) and **non-target modulation** (CurricularFace's `t_used` /
+//!   ElasticFace, MagFace) are a combined margin whose rows each have their own (m1, m2, m3)
+//!   (SPEC.md §11.1): checked as below.
+//! * **non-target modulation** (CurricularFace's `t_used` /
 //!   `t_before_forward` / `t_after_forward` / `curricular_hard_mask`, inter-top-k's
 //!   `params.intertopk_k` / `intertopk_m`): the families the next issue models (issue 17).
 //!   Read without error, reported in one line, not checked, never counted as passing.
@@ -141,7 +143,6 @@ pub fn classify(
         return Ok(Scope::NotCombinedMargin(head.to_string()));
     }
     if let Some(p) = params {
-        let mut per_row = Vec::new();
         for k in ["m1", "m2", "m3"] {
             if let Some(Value::Array(a)) = p.get(k) {
                 if let Some(i) = a
@@ -155,14 +156,7 @@ pub fn classify(
                     .in_case(&raw.name)
                     .in_field(&format!("params.{k}")));
                 }
-                per_row.push(k);
             }
-        }
-        if !per_row.is_empty() {
-            return Ok(Scope::NotModelledYet(format!(
-                "per-row margins (params.{} one per row)",
-                per_row.join(", params.")
-            )));
         }
         if p.contains_key("intertopk_k") || p.contains_key("intertopk_m") {
             return Ok(Scope::NotModelledYet(

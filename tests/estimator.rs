@@ -58,6 +58,7 @@ fn layer(
         top_diff: Some(top),
         forward: Some(fwd),
         backward: Some(bwd),
+        row_params: None,
     }
 }
 

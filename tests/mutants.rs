@@ -92,6 +92,7 @@ fn case(
         top_diff: Some(top.to_vec()),
         forward: Some(fwd),
         backward: Some(bwd),
+        row_params: None,
     }
 }
 
