@@ -1,7 +1,7 @@
 //! What a plain `cmargin check FILE` does with the dumps that are not a plain, mapped
 //! combined-margin layer (SPEC.md §6.5, §6.6, §8.7): an unmapped implementation is
 //! fingerprinted, a loss-only dump is checked on its loss and d_cos, a head that is not a
-//! combined margin and a per-row-margin head get one line and are not checked, and NaN in a
+//! combined margin and a modulated head get one line and are not checked, and NaN in a
 //! computed blob is judged, not refused. Never exit 2 for any of these; bad input still is.
 //! Each mutation is written to a scratch file and removed.
 
@@ -151,20 +151,26 @@ fn a_head_that_is_not_a_combined_margin_gets_one_line() {
     );
 }
 
+/// Per-row margins (SPEC.md §11.1): AdaFace's dumps are checked row by row under the mapped
+/// `adaface` profile, and every case passes (f32 and f64; negative m2 rows included).
 #[test]
-fn per_row_margins_are_not_modelled_yet() {
-    let (rc, out, err) = check(&[], &golden("adaface/adaface_pipeline_f32.json"));
-    assert_eq!(rc, 0, "{out}{err}");
-    assert!(
-        out.contains(
-            "per-row margins (params.m2, params.m3 one per row): not modelled yet (issue 17)"
-        ),
-        "{out}"
-    );
-    assert!(
-        out.contains("0 pass") && out.contains("6 not checked"),
-        "{out}"
-    );
+fn per_row_margins_are_checked_row_by_row() {
+    for dt in ["f32", "f64"] {
+        let (rc, out, err) = check(&[], &golden(&format!("adaface/adaface_pipeline_{dt}.json")));
+        assert_eq!(rc, 0, "{out}{err}");
+        assert!(out.contains("summary: 6 pass, 0 deviate, 0 fail"), "{out}");
+        assert!(out.contains(" adaface "), "{out}");
+        // Under --profile auto the per-row cases keep the mapped profile, and say so.
+        let (rc, out, err) = check(
+            &["--profile", "auto"],
+            &golden(&format!("adaface/adaface_pipeline_{dt}.json")),
+        );
+        assert_eq!(rc, 0, "{out}{err}");
+        assert!(
+            out.contains("per-row margins: checked under the mapped profile adaface"),
+            "{out}"
+        );
+    }
     // A per-row margin that is not a number is bad input, located.
     let bad = mutated("adaface/adaface_pipeline_f32.json", "rowm", 1, |v| {
         v["cases"][0]["params"]["m2"][2] = Value::from("x");
@@ -175,6 +181,40 @@ fn per_row_margins_are_not_modelled_yet() {
         err.contains("params.m2") && err.contains("element 2"),
         "{err}"
     );
+    // A per-row array of the wrong length names the field and the expected shape, and does
+    // not print the array.
+    let short = mutated("adaface/adaface_pipeline_f32.json", "rowlen", 1, |v| {
+        v["cases"][0]["params"]["m3"].as_array_mut().unwrap().pop();
+    });
+    let (rc, _, err) = check(&[], &short.0);
+    assert_eq!(rc, 2, "{err}");
+    assert!(
+        err.contains("field \"params.m3\"")
+            && err.contains("an array of N = 8 numbers (one per row), found an array of 7"),
+        "{err}"
+    );
+    assert!(!err.contains("0.37"), "the array is printed: {err}");
+}
+
+/// The planted bug: the rows' margins shifted by one row (the dump claims row i + 1's
+/// margins for row i) is rejected with the named cause `row-margins-differ`.
+#[test]
+fn misaligned_per_row_margins_are_named() {
+    let rot = mutated("adaface/adaface_pipeline_f64.json", "rowrot", 2, |v| {
+        for case in v["cases"].as_array_mut().unwrap() {
+            for k in ["m2", "m3"] {
+                let a = case["params"][k].as_array_mut().unwrap();
+                a.rotate_left(1);
+            }
+        }
+    });
+    let (rc, out, err) = check(&["-v"], &rot.0);
+    assert_eq!(rc, 1, "{out}{err}");
+    assert!(
+        out.contains("row-margins-differ") && !out.contains("no named cause"),
+        "{out}"
+    );
+    assert!(out.contains("row i got row i + 7's margins"), "{out}");
 }
 
 #[test]

@@ -73,7 +73,7 @@ fn every_golden_case_agrees_or_carries_its_expected_deviations() {
     for dt in ["f32", "f64"] {
         assert_eq!(
             status(&format!("adaface/adaface_pipeline_{dt}.json")),
-            "not modelled yet (issue 17)"
+            "conforms"
         );
         assert_eq!(
             status(&format!("catalyst/curricularface_pipeline_{dt}.json")),

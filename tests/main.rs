@@ -11,6 +11,7 @@ mod cuda_nvrtc;
 mod dump_scope;
 mod embedded;
 mod estimator;
+mod families;
 mod fingerprint;
 mod fit_numpy;
 mod forms;

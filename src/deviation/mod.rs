@@ -17,6 +17,7 @@ use std::collections::HashSet;
 mod constants;
 mod fitted;
 mod outputs;
+mod row_margins;
 mod rows;
 mod variants;
 
@@ -113,10 +114,15 @@ pub enum Kind {
     /// the profile at the fitted value explains the out-of-budget elements; the detail gives
     /// `m2 fits 0.499164 ± 2e-7 (28.6°), stated 0.5`.
     ParameterDiffers,
+    /// Per-row margins (SPEC.md §11.1): the targets follow the profile with the rows'
+    /// margins assigned otherwise: one (m1, m2, m3) for every row (the rows' mean, or row
+    /// 0's), or every row given row i + k's (off by k rows); every failing element no
+    /// earlier detector took must pass under that assignment.
+    RowMarginsDiffer,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 28] = [
+    pub const ALL: [Kind; 29] = [
         Kind::NonFiniteOutput,
         Kind::NonTargetAltered,
         Kind::IgnoreLabelNotHonoured,
@@ -145,6 +151,7 @@ impl Kind {
         Kind::OutputClipDiffers,
         Kind::ConstantPrecisionDiffers,
         Kind::ParameterDiffers,
+        Kind::RowMarginsDiffer,
     ];
 
     pub fn name(self) -> &'static str {
@@ -177,6 +184,7 @@ impl Kind {
             Kind::OutputClipDiffers => "output-clip-differs",
             Kind::ConstantPrecisionDiffers => "constant-precision-differs",
             Kind::ParameterDiffers => "parameter-differs",
+            Kind::RowMarginsDiffer => "row-margins-differ",
         }
     }
 
@@ -369,6 +377,15 @@ pub fn detect(case: &LayerCase, r: &CaseReport, declared: &Declared) -> Result<V
         .flat_map(|d| d.explains.iter().copied())
         .chain(taken.iter().copied())
         .collect();
+    out.extend(row_margins::row_margins(case, r, &not_finite));
+    let not_finite: HashSet<Key> = not_finite
+        .into_iter()
+        .chain(
+            out.iter()
+                .filter(|d| d.kind == Kind::RowMarginsDiffer)
+                .flat_map(|d| d.explains.iter().copied()),
+        )
+        .collect();
     out.extend(stated_parameters(case, r, &not_finite));
     let taken: HashSet<Key> = out
         .iter()
@@ -396,7 +413,10 @@ pub fn detect(case: &LayerCase, r: &CaseReport, declared: &Declared) -> Result<V
 fn fitted_kind(k: Kind) -> bool {
     matches!(
         k,
-        Kind::ParameterDiffers | Kind::MarginUnits | Kind::MarginTermIgnored
+        Kind::ParameterDiffers
+            | Kind::MarginUnits
+            | Kind::MarginTermIgnored
+            | Kind::RowMarginsDiffer
     )
 }
 
