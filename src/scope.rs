@@ -21,8 +21,8 @@
 //!   above is bad input, exit 2).
 //!
 //! Sub-centres (`params.k`) are a combined margin on the matrix after the max over the K
-//! sub-centres, which is what `cos` holds; a case that has only `cos_subcenters` is not
-//! modelled yet.
+//! sub-centres, which is what `cos` holds; a case that has only `cos_subcenters` [N, C, K]
+//! is read through that max ([`crate::layer::subcenter_max`], SPEC.md §11.2).
 
 use crate::deviation::CaseCheck;
 use crate::fixture::{DumpKind, FixtureError, RawCase};
@@ -169,11 +169,6 @@ pub fn classify(
         return Ok(Scope::NotModelledYet(format!(
             "non-target modulation (CurricularFace: hard negatives become c·(t + c); `{f}` recorded)"
         )));
-    }
-    if !raw.has("cos") && raw.has("cos_subcenters") {
-        return Ok(Scope::NotModelledYet(
-            "sub-centres without the max-reduced cos (only cos_subcenters recorded)".into(),
-        ));
     }
     if kind == DumpKind::Pipeline
         && !raw.has("margin_logits")

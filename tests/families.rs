@@ -109,3 +109,102 @@ fn negative_m2_is_valid_and_m1_still_is_not() {
     assert!(Params::new(1.0, -4.0, 0.2).validate().is_err());
     assert!(Params::new(-1.0, 0.3, 0.2).validate().is_err());
 }
+
+/// Sub-centres: the max over K with the arg-max at the first index on ties (torch.max), a
+/// NaN sub-centre winning, and the backward routed to the arg-max only.
+#[test]
+fn subcenter_max_takes_the_first_index_on_ties() {
+    use combined_margin::layer::{subcenter_backward, subcenter_max};
+    // One row, three classes, K = 3: a clear max, an exact three-way tie, a NaN.
+    let cos = [0.1, 0.7, 0.2, 0.5, 0.5, 0.5, 0.3, f64::NAN, 0.9];
+    let (max, arg) = subcenter_max(&cos, 1, 3, 3).unwrap();
+    assert_eq!(arg, vec![1, 0, 1]);
+    assert_eq!(max[..2], [0.7, 0.5]);
+    assert!(max[2].is_nan());
+    let d = subcenter_backward(&[2.0, -1.0, 0.5], &arg, 3).unwrap();
+    assert_eq!(d, vec![0.0, 2.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.5, 0.0]);
+    // A wrong length names the shape.
+    let e = subcenter_max(&cos, 1, 3, 2).unwrap_err().to_string();
+    assert!(e.contains("[N, C, K] = [1, 3, 2]"), "{e}");
+}
+
+/// K = 1 is the plain head: the max is the input, bit for bit, and the backward the upstream.
+#[test]
+fn one_subcenter_is_the_plain_head() {
+    use combined_margin::layer::{subcenter_backward, subcenter_max};
+    let cos: Vec<f64> = (0..24).map(|i| ((i as f64) * 0.37).sin()).collect();
+    let (max, arg) = subcenter_max(&cos, 4, 6, 1).unwrap();
+    assert!(max
+        .iter()
+        .zip(&cos)
+        .all(|(a, b)| a.to_bits() == b.to_bits()));
+    assert!(arg.iter().all(|&a| a == 0));
+    let d = subcenter_backward(&cos, &arg, 1).unwrap();
+    assert!(d.iter().zip(&cos).all(|(a, b)| a.to_bits() == b.to_bits()));
+}
+
+/// The shipped catalyst SubCenterArcFace dumps (weights [K, C, D]): the sub-centre cosines,
+/// recomputed here in f64 from the recorded features and weights, reduce by the crate's max
+/// to the recorded `cos` (within 4 units of the file dtype's rounding), and the library's
+/// `d_weights` is exactly zero on every sub-centre that is the arg-max of no row and nonzero
+/// on the others. The edges cases hold K identical sub-centres (exact ties on every entry):
+/// the gradient sits on k = 0 only, the first index.
+#[test]
+fn catalyst_subcenter_gradients_go_to_the_first_arg_max() {
+    use combined_margin::layer::subcenter_max;
+    let mut ties = 0;
+    for dt in ["f32", "f64"] {
+        let dump = golden(&format!("catalyst/subcenter_arcface_pipeline_{dt}.json"));
+        let u = dump.dtype.unit_roundoff();
+        for raw in &dump.cases {
+            let n = raw.dim("dims", "N").unwrap();
+            let d = raw.dim("dims", "D").unwrap();
+            let c = raw.dim("dims", "C").unwrap();
+            let k = raw.dim("params", "k").unwrap();
+            let x = raw.f64s("features", n * d).unwrap();
+            let w = raw.f64s("weights", k * c * d).unwrap();
+            let dw = raw.f64s("d_weights", k * c * d).unwrap();
+            let cos = raw.f64s("cos", n * c).unwrap();
+            let unit = |v: &[f64]| {
+                let r = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+                v.iter().map(|a| a / r).collect::<Vec<f64>>()
+            };
+            let xs: Vec<Vec<f64>> = (0..n).map(|i| unit(&x[i * d..(i + 1) * d])).collect();
+            // [K, C, D] layout: sub-centre kk of class j at (kk·C + j)·D.
+            let ws: Vec<Vec<f64>> = (0..k * c).map(|r| unit(&w[r * d..(r + 1) * d])).collect();
+            let mut sub = vec![0.0; n * c * k];
+            for i in 0..n {
+                for j in 0..c {
+                    for kk in 0..k {
+                        let wv = &ws[kk * c + j];
+                        sub[(i * c + j) * k + kk] = xs[i].iter().zip(wv).map(|(a, b)| a * b).sum();
+                    }
+                }
+            }
+            let (max, arg) = subcenter_max(&sub, n, c, k).unwrap();
+            for (a, b) in max.iter().zip(&cos) {
+                assert!((a - b).abs() <= 4.0 * u, "{}: {a} vs {b}", raw.name);
+            }
+            let mut used = vec![false; k * c];
+            for i in 0..n {
+                for j in 0..c {
+                    used[arg[i * c + j] * c + j] = true;
+                    let cell = &sub[(i * c + j) * k..(i * c + j + 1) * k];
+                    ties += usize::from(cell.iter().all(|&v| v == cell[0]));
+                }
+            }
+            for (r, &u_) in used.iter().enumerate() {
+                let zero = dw[r * d..(r + 1) * d].iter().all(|&g| g == 0.0);
+                assert_eq!(
+                    zero,
+                    !u_,
+                    "{}: sub-centre {} class {}",
+                    raw.name,
+                    r / c,
+                    r % c
+                );
+            }
+        }
+    }
+    assert!(ties > 0, "no tied sub-centres in the edges cases");
+}
