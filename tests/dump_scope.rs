@@ -266,3 +266,53 @@ fn nan_in_computed_blobs_is_judged_and_nan_in_inputs_is_refused() {
         "{err}"
     );
 }
+
+/// Sub-centres recorded only as `cos_subcenters` [N, C, K] (SPEC.md §11.2) are read through
+/// the max over K: a dump whose sub-centre maxima are the recorded `cos` gives the same
+/// report as the original; one whose maxima sit elsewhere (the planted bug: the head used
+/// sub-centre 0, not the max) fails.
+#[test]
+fn cos_subcenters_are_read_through_the_max() {
+    let rel = "catalyst/subcenter_arcface_pipeline_f64.json";
+    let with = |tag: &str, offsets: [f64; 3]| {
+        mutated(rel, tag, 1, move |v| {
+            let case = &mut v["cases"][0];
+            let cos: Vec<f64> = case["cos"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            let sub: Vec<Value> = cos
+                .iter()
+                .flat_map(|&c| offsets.map(|o| Value::from(c + o)))
+                .collect();
+            let obj = case.as_object_mut().unwrap();
+            obj.remove("cos");
+            obj.insert("cos_subcenters".into(), Value::from(sub));
+        })
+    };
+    let original = mutated(rel, "suborig", 1, |_| {});
+    let (rc0, out0, _) = check(&[], &original.0);
+    let faithful = with("subok", [-0.05, 0.0, -0.1]);
+    let (rc, out, err) = check(&[], &faithful.0);
+    assert_eq!((rc, err.as_str()), (rc0, ""), "{out}");
+    let strip = |s: &str, p: &Path| s.replace(&p.display().to_string(), "FILE");
+    assert_eq!(strip(&out, &faithful.0), strip(&out0, &original.0));
+    let planted = with("subbad", [0.0, 0.05, -0.1]);
+    let (rc, out, err) = check(&["--profile", "speechbrain-aam"], &planted.0);
+    assert_eq!(rc, 1, "{out}{err}");
+    assert!(out.contains("FAIL"), "{out}");
+    // Without params.k the sub-centres cannot be read: bad input, located.
+    let nok = mutated(rel, "subnok", 1, |v| {
+        let case = &mut v["cases"][0];
+        let n = case["cos"].as_array().unwrap().len();
+        let obj = case.as_object_mut().unwrap();
+        obj.remove("cos");
+        obj.insert("cos_subcenters".into(), Value::from(vec![0.0; 3 * n]));
+        obj["params"].as_object_mut().unwrap().remove("k");
+    });
+    let (rc, _, err) = check(&[], &nok.0);
+    assert_eq!(rc, 2, "{err}");
+    assert!(err.contains("\"params.k\": missing"), "{err}");
+}
