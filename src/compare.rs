@@ -15,6 +15,7 @@ use crate::fixture::LayerCase;
 use crate::kinks::{self, Kink};
 use crate::layer::{self, Row};
 use crate::margin::{self, Constants, Entry};
+use crate::modulation::{Modulation, Treatment};
 use crate::params::Params;
 use crate::profile::Profile;
 use crate::tolerance::{self, Budget};
@@ -170,6 +171,89 @@ impl Reference {
             s * top_diff * factor,
             tolerance::non_target_budget(c, out, top_diff * factor, s, &self.profile, self.dtype),
         )
+    }
+
+    /// Reference and budget of a non-target entry that the row's modulation changes
+    /// (SPEC.md §11.3): the profile's non-target treatment c̃ (factor f), then the
+    /// modulation's value v(c̃) with derivative v′: forward `s·v(c̃)`, backward
+    /// `s·top_diff·f·v′(c̃)` (0 where the treatment blocks the gradient, as a clamp's
+    /// backward masks it).
+    pub fn modulated(&self, m: &Modulation, c: f64, top_diff: f64) -> (f64, f64, Budget) {
+        let (ct, f, transformed) = margin::non_target(c, &self.profile, &self.k);
+        let (v, d) = m.value(ct);
+        let s = self.params.s;
+        let g = top_diff * f;
+        let grad = if f == 0.0 { 0.0 } else { g * d };
+        let base = if transformed {
+            tolerance::non_target_budget(c, ct, g, 1.0, &self.profile, self.dtype)
+        } else {
+            Budget {
+                forward: 0.0,
+                backward: 0.0,
+            }
+        };
+        let own = m.budget(ct, g, self.dtype);
+        let scale = |v: f64| {
+            if s == 1.0 {
+                0.0
+            } else {
+                tolerance::consts::PASSTHROUGH_ULP * self.dtype.ulp(v)
+            }
+        };
+        (
+            s * v,
+            s * grad,
+            Budget {
+                forward: s * (base.forward * d.abs() + own.forward) + scale(s * v),
+                backward: s * (base.backward * d.abs() + own.backward) + scale(s * grad),
+            },
+        )
+    }
+
+    /// The treatment of each column of row `row` (kind `kind`, inputs `cos_row`) under the
+    /// modulation `m`: `None` where nothing is modulated (no modulation, or no target).
+    pub fn row_plan(&self, m: &Modulation, kind: Row, cos_row: &[f64]) -> Option<Vec<Treatment>> {
+        let Row::Target(t) = kind else { return None };
+        if !m.is_active() {
+            return None;
+        }
+        let c_nt: Vec<f64> = cos_row
+            .iter()
+            .map(|&c| margin::non_target(c, &self.profile, &self.k).0)
+            .collect();
+        let e = margin::eval_with(cos_row[t], &self.params, &self.profile, &self.k);
+        Some(m.plan(&c_nt, t, &e, &self.params, self.dtype))
+    }
+
+    /// The reference of a non-target entry under its treatment `tr`; for
+    /// [`Treatment::Either`], the value nearer to `actual` (the forward output where the
+    /// case has one, else the backward): (forward, backward, budget).
+    pub fn treated(
+        &self,
+        m: &Modulation,
+        tr: Treatment,
+        c: f64,
+        top_diff: f64,
+        actual: (Option<f64>, Option<f64>),
+    ) -> (f64, f64, Budget) {
+        match tr {
+            Treatment::Unchanged => self.non_target(c, top_diff),
+            Treatment::Modulated => self.modulated(m, c, top_diff),
+            Treatment::Either => {
+                let a = self.non_target(c, top_diff);
+                let b = self.modulated(m, c, top_diff);
+                let dist = |r: &(f64, f64, Budget)| match actual {
+                    (Some(f), _) => (f - r.0).abs(),
+                    (None, Some(bw)) => (bw - r.1).abs(),
+                    (None, None) => 0.0,
+                };
+                if dist(&b) < dist(&a) {
+                    b
+                } else {
+                    a
+                }
+            }
+        }
     }
 
     /// The reference of any entry of a row: target, non-target or untouched.
@@ -498,6 +582,29 @@ pub fn compare_with_params(
                 .map(|col| reference_of(row).target(case.cos[row * c + col], top(row * c + col)))
         })
         .collect();
+    // Non-target modulation (SPEC.md §11.3): each row's treatment of its non-targets, and
+    // their references (both sides decided once, on the same branch).
+    let plans: Vec<Option<Vec<Treatment>>> = (0..n)
+        .map(|row| {
+            reference_of(row).row_plan(
+                &case.modulation,
+                rows[row],
+                &case.cos[row * c..(row + 1) * c],
+            )
+        })
+        .collect();
+    let modulated = |row: usize, col: usize| -> Option<(f64, f64, Budget)> {
+        let tr = plans[row].as_ref()?[col];
+        if tr == Treatment::Unchanged {
+            return None;
+        }
+        let i = row * c + col;
+        let actual = (
+            case.forward.as_ref().map(|v| v[i]),
+            case.backward.as_ref().map(|v| v[i]),
+        );
+        Some(reference_of(row).treated(&case.modulation, tr, case.cos[i], top(i), actual))
+    };
     for (side, out) in [
         (Side::Forward, &case.forward),
         (Side::Backward, &case.backward),
@@ -507,13 +614,24 @@ pub fn compare_with_params(
             for col in 0..c {
                 let i = row * c + col;
                 let x = case.cos[i];
+                let md = match targets[row] {
+                    Some(t) if t != col => modulated(row, col),
+                    Some(_) | None => None,
+                };
                 let (role, want, budget) = match (targets[row], &refs[row]) {
                     (Some(t), Some(r)) if t == col => match side {
                         Side::Forward => (Role::Target, r.forward, r.budget.forward),
                         Side::Backward => (Role::Target, r.backward, r.budget.backward),
                     },
                     _ => {
-                        let (_, f, b, bud) = reference_of(row).entry(rows[row], col, x, top(i));
+                        let (f, b, bud) = match md {
+                            Some(r) => r,
+                            None => {
+                                let (_, f, b, bud) =
+                                    reference_of(row).entry(rows[row], col, x, top(i));
+                                (f, b, bud)
+                            }
+                        };
                         match side {
                             Side::Forward => (Role::PassThrough, f, bud.forward),
                             Side::Backward => (Role::PassThrough, b, bud.backward),
@@ -573,6 +691,7 @@ mod tests {
             forward: Some(fwd),
             backward: Some(vec![1.0, -1.0, 0.5, 2.0]),
             row_params: None,
+            modulation: Modulation::None,
         }
     }
 

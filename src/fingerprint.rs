@@ -183,20 +183,40 @@ impl<'a> Scorer<'a> {
         };
         let case = &self.cases[i];
         let p = self.overrides.apply(&compare::output_params(case));
+        // A modulated row's non-targets depend on its target's treatment too (SPEC.md
+        // §11.3): not cached.
+        let cacheable = !case.modulation.is_active();
         let key = (i, non_target_key(profile), p.s.to_bits());
-        if let Some(t) = self.cache.get(&key) {
+        if let Some(t) = self.cache.get(&key).filter(|_| cacheable) {
             return *t;
         }
         let reference = Reference::new(profile, &p, self.dtype);
         let top = |k: usize| case.top_diff.as_ref().map_or(1.0, |t| t[k]);
         let mut t = Tally::default();
         for (row, &r) in rows.iter().enumerate() {
+            let plan = reference.row_plan(
+                &case.modulation,
+                r,
+                &case.cos[row * case.c..(row + 1) * case.c],
+            );
             for col in 0..case.c {
                 if matches!(r, Row::Target(j) if j == col) {
                     continue;
                 }
                 let k = row * case.c + col;
-                let (_, f, b, bud) = reference.entry(r, col, case.cos[k], top(k));
+                let actual = (
+                    case.forward.as_ref().map(|v| v[k]),
+                    case.backward.as_ref().map(|v| v[k]),
+                );
+                let (f, b, bud) = match plan.as_ref().map(|pl| pl[col]) {
+                    Some(tr) => {
+                        reference.treated(&case.modulation, tr, case.cos[k], top(k), actual)
+                    }
+                    None => {
+                        let (_, f, b, bud) = reference.entry(r, col, case.cos[k], top(k));
+                        (f, b, bud)
+                    }
+                };
                 if let Some(fw) = &case.forward {
                     t.add(fw[k], f, bud.forward, p.s, self.dtype);
                 }
@@ -205,7 +225,9 @@ impl<'a> Scorer<'a> {
                 }
             }
         }
-        self.cache.insert(key, t);
+        if cacheable {
+            self.cache.insert(key, t);
+        }
         t
     }
 

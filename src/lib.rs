@@ -26,6 +26,7 @@ pub mod kinks;
 pub mod layer;
 pub mod loss_only;
 pub mod margin;
+pub mod modulation;
 pub mod params;
 pub mod pipeline;
 pub mod plot;

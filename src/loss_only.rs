@@ -118,6 +118,7 @@ pub fn compare(
         forward: None,
         backward: Some(case.d_cos.clone()),
         row_params: None,
+        modulation: crate::modulation::Modulation::None,
     };
     let mut report = compare::compare(&layer, profile, dtype)?;
     report.rebudget(|e: &Element| match e.side {

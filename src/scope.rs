@@ -11,8 +11,8 @@
 //!   (SPEC.md §11.1): checked as below.
 //! * **non-target modulation** (CurricularFace's `t_used` /
 //!   `t_before_forward` / `t_after_forward` / `curricular_hard_mask`, inter-top-k's
-//!   `params.intertopk_k` / `intertopk_m`): the families the next issue models (issue 17).
-//!   Read without error, reported in one line, not checked, never counted as passing.
+//!   `params.intertopk_k` / `intertopk_m`): a combined margin whose rows' non-targets are
+//!   modulated by the row's target (SPEC.md §11.3, [`crate::modulation`]): checked as below.
 //! * **loss-only** (`kind: "pipeline"` with `loss` and `d_cos` and neither `margin_logits` nor
 //!   `d_margin_logits`: NeMo's `AngularSoftmaxLoss`): checked on the loss and `d_cos`
 //!   ([`crate::loss_only`]).
@@ -58,7 +58,7 @@ pub enum Scope {
     CombinedMargin,
     /// cos → loss, with `d_cos`: checked on the loss and `d_cos`.
     LossOnly,
-    /// A family the next issue models (per-row margins, non-target modulation): not checked.
+    /// A family member not checked in this setting (per-row margins under the fingerprint).
     NotModelledYet(String),
     /// Not a combined margin at all: out of scope, not checked.
     NotCombinedMargin(String),
@@ -73,14 +73,6 @@ const NOT_COMBINED_MARGIN: [(&str, &str); 6] = [
     ("uniface", "UniFace"),
     ("sphereface2", "SphereFace2"),
     ("unifiedcrossentropy", "UniFace (unified cross-entropy)"),
-];
-
-/// Case fields that record CurricularFace's running statistic (FORMAT.md).
-const MODULATION_FIELDS: [&str; 4] = [
-    "t_used",
-    "t_before_forward",
-    "t_after_forward",
-    "curricular_hard_mask",
 ];
 
 impl Scope {
@@ -158,17 +150,6 @@ pub fn classify(
                 }
             }
         }
-        if p.contains_key("intertopk_k") || p.contains_key("intertopk_m") {
-            return Ok(Scope::NotModelledYet(
-                "non-target modulation (inter-top-k: the k hardest non-targets get a margin)"
-                    .into(),
-            ));
-        }
-    }
-    if let Some(f) = MODULATION_FIELDS.iter().find(|f| raw.has(f)) {
-        return Ok(Scope::NotModelledYet(format!(
-            "non-target modulation (CurricularFace: hard negatives become c·(t + c); `{f}` recorded)"
-        )));
     }
     if kind == DumpKind::Pipeline
         && !raw.has("margin_logits")

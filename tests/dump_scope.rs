@@ -1,7 +1,7 @@
 //! What a plain `cmargin check FILE` does with the dumps that are not a plain, mapped
 //! combined-margin layer (SPEC.md §6.5, §6.6, §8.7): an unmapped implementation is
 //! fingerprinted, a loss-only dump is checked on its loss and d_cos, a head that is not a
-//! combined margin and a modulated head get one line and are not checked, and NaN in a
+//! combined margin gets one line and is not checked, a modulated head is checked, and NaN in a
 //! computed blob is judged, not refused. Never exit 2 for any of these; bad input still is.
 //! Each mutation is written to a scratch file and removed.
 
@@ -217,14 +217,25 @@ fn misaligned_per_row_margins_are_named() {
     assert!(out.contains("row i got row i + 7's margins"), "{out}");
 }
 
+/// CurricularFace's modulated non-targets are checked (SPEC.md §11.3): a plain check of the
+/// catalyst dump passes every case; a case recording a hard-negative mask but no t is bad
+/// input, located.
 #[test]
-fn curricular_modulation_is_not_modelled_yet() {
-    let (rc, out, err) = check(&[], &golden("catalyst/curricularface_pipeline_f64.json"));
+fn curricular_modulation_is_checked() {
+    let rel = "catalyst/curricularface_pipeline_f64.json";
+    let (rc, out, err) = check(&[], &golden(rel));
     assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains("6 pass, 0 deviate, 0 fail"), "{out}");
+    let no_t = mutated(rel, "not", 1, |v| {
+        let obj = v["cases"][0].as_object_mut().unwrap();
+        obj.remove("t_after_forward");
+        obj.remove("t_before_forward");
+    });
+    let (rc, _, err) = check(&[], &no_t.0);
+    assert_eq!(rc, 2, "{err}");
     assert!(
-        out.contains("non-target modulation (CurricularFace")
-            && out.contains("not modelled yet (issue 17)"),
-        "{out}"
+        err.contains("\"t_used\": missing") && err.lines().count() == 1,
+        "{err}"
     );
 }
 

@@ -59,6 +59,7 @@ fn layer(
         forward: Some(fwd),
         backward: Some(bwd),
         row_params: None,
+        modulation: combined_margin::modulation::Modulation::None,
     }
 }
 

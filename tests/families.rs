@@ -208,3 +208,185 @@ fn catalyst_subcenter_gradients_go_to_the_first_arg_max() {
     }
     assert!(ties > 0, "no tied sub-centres in the edges cases");
 }
+
+/// The shipped catalyst CurricularFace dumps (SPEC.md §11.3): every case passes with t =
+/// `t_after_forward` (the library updates its statistic before use), and the hard negatives
+/// the reference picks are the library's own recorded `curricular_hard_mask` (an independent
+/// source: the mask torch computed), except within the rounding band where either is allowed.
+#[test]
+fn catalyst_curricularface_conforms_and_its_mask_is_the_libraries() {
+    use combined_margin::compare::Reference;
+    use combined_margin::layer::rows;
+    use combined_margin::modulation::{Modulation, Treatment};
+    for dt in ["f32", "f64"] {
+        let dump = golden(&format!("catalyst/curricularface_pipeline_{dt}.json"));
+        let fc = check_file(&dump, &Choice::Mapped).unwrap();
+        let checks: Vec<_> = fc.checks().collect();
+        assert_eq!(checks.len(), 6, "{dt}");
+        let mut hard = 0;
+        for (raw, ck) in dump.cases.iter().zip(&checks) {
+            assert_eq!(
+                ck.verdict(),
+                combined_margin::deviation::Verdict::Pass,
+                "{dt} {}: {:?}",
+                ck.report.name,
+                ck.report.worst()
+            );
+            let case = dump.layer_view(raw).unwrap();
+            let Modulation::Curricular(cv) = case.modulation else {
+                panic!("{dt}: no curricular modulation read");
+            };
+            let after = raw.obj["t_after_forward"][0].as_f64().unwrap();
+            assert_eq!(cv.t, after);
+            let mask: Vec<bool> = raw.obj["curricular_hard_mask"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_bool().unwrap_or_else(|| v.as_i64() == Some(1)))
+                .collect();
+            let reference = Reference::new(&ck.report.profile, &ck.report.params, dump.dtype);
+            let kinds = rows(case.n, case.c, &case.labels, &ck.report.profile).unwrap();
+            for (i, &kind) in kinds.iter().enumerate() {
+                let cos_row = &case.cos[i * case.c..(i + 1) * case.c];
+                let plan = reference.row_plan(&case.modulation, kind, cos_row).unwrap();
+                for (j, tr) in plan.iter().enumerate() {
+                    if case.labels[i] == j as i64 {
+                        continue;
+                    }
+                    let m = mask[i * case.c + j];
+                    hard += usize::from(m);
+                    match tr {
+                        Treatment::Modulated => assert!(m, "{dt} ({i}, {j})"),
+                        Treatment::Unchanged => assert!(!m, "{dt} ({i}, {j})"),
+                        Treatment::Either => {}
+                    }
+                }
+            }
+        }
+        assert!(hard > 100, "{dt}: only {hard} hard negatives");
+    }
+}
+
+/// The outputs of `dump` checked with each case's recorded fields changed by `edit`.
+fn check_edited(
+    dump: &combined_margin::fixture::Dump,
+    edit: impl Fn(&mut serde_json::Map<String, serde_json::Value>),
+) -> Vec<combined_margin::deviation::CaseCheck> {
+    let mut d = dump.clone();
+    for raw in &mut d.cases {
+        edit(&mut raw.obj);
+    }
+    check_file(&d, &Choice::Mapped)
+        .unwrap()
+        .checks()
+        .cloned()
+        .collect()
+}
+
+/// Planted bugs in the CurricularFace claims are rejected with the named cause
+/// `modulation-differs`: the dump claiming the statistic before its update (the outputs used
+/// the updated one), and a t 1.5 times the one used (the fit recovers it). A case claiming
+/// no modulation at all fails as `non-target-altered`.
+#[test]
+fn curricularface_planted_bugs_are_named() {
+    use serde_json::Value;
+    for dt in ["f32", "f64"] {
+        let dump = golden(&format!("catalyst/curricularface_pipeline_{dt}.json"));
+        let stale = check_edited(&dump, |o| {
+            let a = o["t_after_forward"].clone();
+            let b = o["t_before_forward"].clone();
+            o.insert("t_after_forward".into(), b);
+            o.insert("t_before_forward".into(), a);
+        });
+        let wrong = check_edited(&dump, |o| {
+            let t = o["t_after_forward"][0].as_f64().unwrap();
+            o.insert("t_used".into(), Value::from(1.5 * t));
+        });
+        let plain = check_edited(&dump, |o| {
+            for k in [
+                "t_after_forward",
+                "t_before_forward",
+                "curricular_hard_mask",
+            ] {
+                o.remove(k);
+            }
+        });
+        for (what, checks, cause, words) in [
+            (
+                "stale t",
+                &stale,
+                "modulation-differs",
+                "the other recorded value",
+            ),
+            ("wrong t", &wrong, "modulation-differs", "t fits"),
+            ("no modulation", &plain, "non-target-altered", ""),
+        ] {
+            for ck in checks.iter() {
+                assert!(
+                    !ck.report.passed(),
+                    "{dt} {what}: {} passed",
+                    ck.report.name
+                );
+                assert!(ck.unexplained.is_empty(), "{dt} {what}: {}", ck.report.name);
+                let d = ck
+                    .findings()
+                    .find(|d| d.kind.name() == cause)
+                    .unwrap_or_else(|| panic!("{dt} {what}: {} {:?}", ck.report.name, ck.kinds()));
+                assert!(d.detail.contains(words), "{}", d.detail);
+            }
+        }
+    }
+}
+
+/// Reference values of every element of `case` under `profile` (forward then backward).
+fn references(case: &combined_margin::fixture::LayerCase, profile: &Profile) -> Vec<(u64, u64)> {
+    compare::compare(case, profile, Dtype::F64)
+        .unwrap()
+        .elements
+        .iter()
+        .map(|e| (e.reference.to_bits(), e.budget.to_bits()))
+        .collect()
+}
+
+/// A batch with no hard negatives (every non-target far below its row's target after the
+/// margin) gives the unmodulated head bit for bit under CurricularFace; k = 0 (and an
+/// inactive penalty's forward) gives it under inter-top-k.
+#[test]
+fn modulation_without_hard_negatives_or_k_zero_is_the_plain_head() {
+    use combined_margin::modulation::{
+        Curricular, CurricularGradient, CurricularMask, InterTopK, Modulation,
+    };
+    let dump = golden("catalyst/arcface_pipeline_f64.json");
+    let profile = Profile::preset("arcface-thmm").unwrap();
+    for raw in &dump.cases {
+        let mut case = dump.layer_view(raw).unwrap();
+        // Targets at 0.9, non-targets at -0.9 + a small spread: cos(acos 0.9 + m) > -0.5.
+        for i in 0..case.n {
+            let y = case.labels[i] as usize;
+            for j in 0..case.c {
+                case.cos[i * case.c + j] = if j == y { 0.9 } else { -0.9 + 1e-3 * j as f64 };
+            }
+        }
+        case.forward = Some(case.cos.clone());
+        let plain = references(&case, &profile);
+        let curricular = combined_margin::fixture::LayerCase {
+            modulation: Modulation::Curricular(Curricular {
+                t: 0.3,
+                t_other: None,
+                mask: CurricularMask::MarginBranch,
+                gradient: CurricularGradient::Full,
+            }),
+            ..case.clone()
+        };
+        assert_eq!(references(&curricular, &profile), plain, "{}", raw.name);
+        let k0 = combined_margin::fixture::LayerCase {
+            modulation: Modulation::InterTopK(InterTopK {
+                k: 0,
+                m: 0.06,
+                active: true,
+            }),
+            ..case.clone()
+        };
+        assert_eq!(references(&k0, &profile), plain, "{}", raw.name);
+    }
+}

@@ -12,6 +12,7 @@ mod dump_scope;
 mod embedded;
 mod estimator;
 mod families;
+mod family_numpy;
 mod fingerprint;
 mod fit_numpy;
 mod forms;

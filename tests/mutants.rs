@@ -93,6 +93,7 @@ fn case(
         forward: Some(fwd),
         backward: Some(bwd),
         row_params: None,
+        modulation: combined_margin::modulation::Modulation::None,
     }
 }
 

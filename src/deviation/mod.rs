@@ -16,6 +16,7 @@ use std::collections::HashSet;
 
 mod constants;
 mod fitted;
+mod modulation;
 mod outputs;
 mod row_margins;
 mod rows;
@@ -119,10 +120,16 @@ pub enum Kind {
     /// 0's), or every row given row i + k's (off by k rows); every failing element no
     /// earlier detector took must pass under that assignment.
     RowMarginsDiffer,
+    /// Non-target modulation (SPEC.md §11.3): the non-targets follow the case's modulation
+    /// with another of its inputs: CurricularFace's other recorded t (`t_before_forward`),
+    /// a t fitted from the hard negatives, the mask against the target logit after the
+    /// fallback, the gradient t + c (one factor detached), or no modulation; inter-top-k active/inactive toggled, k ± 1, or no penalty.
+    /// Every failing element no earlier detector took must pass under that variant.
+    ModulationDiffers,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 29] = [
+    pub const ALL: [Kind; 30] = [
         Kind::NonFiniteOutput,
         Kind::NonTargetAltered,
         Kind::IgnoreLabelNotHonoured,
@@ -152,6 +159,7 @@ impl Kind {
         Kind::ConstantPrecisionDiffers,
         Kind::ParameterDiffers,
         Kind::RowMarginsDiffer,
+        Kind::ModulationDiffers,
     ];
 
     pub fn name(self) -> &'static str {
@@ -185,6 +193,7 @@ impl Kind {
             Kind::ConstantPrecisionDiffers => "constant-precision-differs",
             Kind::ParameterDiffers => "parameter-differs",
             Kind::RowMarginsDiffer => "row-margins-differ",
+            Kind::ModulationDiffers => "modulation-differs",
         }
     }
 
@@ -340,6 +349,22 @@ fn key(e: &Element, c: usize) -> Key {
     (e.side, e.index(c))
 }
 
+/// The out-of-budget elements of `r` that no deviation in `taken` accounts for.
+fn untaken_failures(r: &CaseReport, taken: &HashSet<Key>) -> HashSet<Key> {
+    r.failing()
+        .map(|e| key(e, r.c))
+        .filter(|k| !taken.contains(k))
+        .collect()
+}
+
+/// Whether every element of `remaining` passes in the variant's comparison `vr`.
+fn all_pass_in(vr: &CaseReport, remaining: &HashSet<Key>) -> bool {
+    vr.elements
+        .iter()
+        .filter(|e| remaining.contains(&key(e, vr.c)))
+        .all(|e| e.passed())
+}
+
 /// Runs every detector on a comparison already made. Order matters only for attribution:
 /// structural causes (scale, precision, rows, columns) are found first, and the policy
 /// variants are asked only about the target failures left over.
@@ -390,6 +415,13 @@ pub fn detect(case: &LayerCase, r: &CaseReport, declared: &Declared) -> Result<V
     let taken: HashSet<Key> = out
         .iter()
         .filter(|d| structural(d) || fitted_kind(d.kind))
+        .flat_map(|d| d.explains.iter().copied())
+        .collect();
+    // The modulation's other inputs, before the non-target detector takes their elements.
+    out.extend(modulation::modulation_differs(case, r, &taken));
+    let taken: HashSet<Key> = out
+        .iter()
+        .filter(|d| structural(d) || fitted_kind(d.kind) || d.kind == Kind::ModulationDiffers)
         .flat_map(|d| d.explains.iter().copied())
         .collect();
     out.extend(non_target_altered(case, r, &taken));

@@ -1,7 +1,7 @@
 //! Per-row margins assigned to the wrong rows (SPEC.md §11.1): the detector behind
 //! [`Kind::RowMarginsDiffer`].
 
-use super::{key, Deviation, Key, Kind};
+use super::{Deviation, Key, Kind};
 use crate::compare::{self, CaseReport};
 use crate::fixture::LayerCase;
 use crate::params::Params;
@@ -50,11 +50,7 @@ pub(super) fn row_margins(
     if rows.len() < 2 {
         return None;
     }
-    let remaining: HashSet<Key> = r
-        .failing()
-        .map(|e| key(e, r.c))
-        .filter(|k| !taken.contains(k))
-        .collect();
+    let remaining = super::untaken_failures(r, taken);
     if remaining.is_empty() {
         return None;
     }
@@ -69,11 +65,7 @@ pub(super) fn row_margins(
         let Ok(vr) = compare::compare_with_params(&variant, &r.profile, &r.params, r.dtype) else {
             continue;
         };
-        let explained = vr
-            .elements
-            .iter()
-            .filter(|e| remaining.contains(&key(e, r.c)))
-            .all(|e| e.passed());
+        let explained = super::all_pass_in(&vr, &remaining);
         if explained {
             return Some(Deviation {
                 kind: Kind::RowMarginsDiffer,

@@ -1,0 +1,123 @@
+"""Margin-family heads written in numpy from the papers, without the crate (SPEC.md §11.3).
+
+    python3 family_impls.py HEAD OUT.json DTYPE
+
+writes a `layer` dump (golden-dump/1) of one case: inputs drawn from a fixed seed, the
+head's forward and its backward for a random upstream gradient, computed in DTYPE (f32 or
+f64) as a PyTorch port would. The target is ArcFace with the th/mm fallback (Deng et al.
+2019, insightface's `ArcFace` head): cos(θ + m) = c·cos m − sqrt(1 − c²)·sin m where
+c > cos(π − m), else c − m·sin m. HEAD is one of:
+
+  curricular           CurricularFace (Huang et al. 2020, eq. 8): non-targets above the target's
+                       cos(θ + m) (the margin branch, before the fallback) become c·(t + c);
+                       gradient t + 2c, t and the mask detached. t recorded as `t_used`.
+  curricular-stale     the same outputs, but the dump claims the t before the update
+                       (`t_before_forward`, `t_after_forward` swapped): a planted bug.
+  curricular-nograd2c  planted bug: gradient of a hard negative t + c (one factor detached).
+  intertopk            inter-top-k (Zhao et al. 2021, eq. 6): the k hardest non-targets get
+                       cos(θ − m′) = c·cos m′ + sqrt(1 − c²)·sin m′; k = 3, m′ = 0.06.
+  intertopk-inactive   planted bug: the dump says active, the outputs are ESPnet's state
+                       before update() (m′ = 0).
+  intertopk-k2         planted bug: only the 2 hardest penalized, the dump says k = 3.
+"""
+
+import json
+import sys
+
+import numpy as np
+
+N, C, M = 12, 10, 0.5
+K_TOP, M_PRIME = 3, 0.06
+T_BEFORE = 0.125
+
+
+def target(c, dt):
+    """ArcFace with the th/mm fallback: (value, d value / d c)."""
+    cm, sm = dt(np.cos(M)), dt(np.sin(M))
+    th, mm = dt(np.cos(np.pi - M)), dt(np.sin(np.pi - M) * M)
+    sine = np.sqrt(dt(1) - c * c)
+    phi = c * cm - sine * sm
+    dphi = cm + sm * c / sine
+    on = c > th
+    return np.where(on, phi, c - mm), np.where(on, dphi, dt(1)), c * cm - sine * sm
+
+
+def main():
+    head, out, dtype = sys.argv[1], sys.argv[2], sys.argv[3]
+    dt = {"f32": np.float32, "f64": np.float64}[dtype]
+    rng = np.random.RandomState(1717)
+    labels = rng.randint(0, C, N)
+    cos = rng.uniform(-0.6, 0.6, (N, C))
+    # Targets spread over the range, two rows past the fallback threshold.
+    cos[np.arange(N), labels] = rng.uniform(-0.2, 0.9, N)
+    cos[0, labels[0]] = -0.95
+    cos[1, labels[1]] = -0.9
+    cos = cos.astype(dt)
+    top = rng.standard_normal((N, C)).astype(dt)
+    onehot = np.zeros((N, C), bool)
+    onehot[np.arange(N), labels] = True
+
+    fwd = cos.copy()
+    bwd = top.copy()
+    cy = cos[np.arange(N), labels]
+    ty, dty, margin_branch = target(cy, dt)
+    fwd[np.arange(N), labels] = ty
+    bwd[np.arange(N), labels] = top[np.arange(N), labels] * dty
+    extra = {}
+    params = {"m1": 1.0, "m2": M, "m3": 0.0}
+
+    if head.startswith("curricular"):
+        # t <- 0.01·mean(target cos) + 0.99·t, before use (both published codes).
+        t = dt(dt(0.01) * cy.mean(dtype=dt) + dt(0.99) * dt(T_BEFORE))
+        hard = (cos > margin_branch[:, None]) & ~onehot
+        assert hard.sum() > 5, hard.sum()
+        fwd = np.where(hard, cos * (t + cos), fwd)
+        # Autograd of hard·(t + hard): g·(t + c) + g·c; the planted bug drops the second term.
+        d = top * (t + cos)
+        if head != "curricular-nograd2c":
+            d = d + top * cos
+        bwd = np.where(hard, d, bwd)
+        if head == "curricular-stale":
+            extra = {"t_before_forward": [float(t)], "t_after_forward": [T_BEFORE]}
+        else:
+            extra = {"t_used": float(t)}
+    elif head.startswith("intertopk"):
+        k = 2 if head == "intertopk-k2" else K_TOP
+        mp = 0.0 if head == "intertopk-inactive" else M_PRIME
+        masked = np.where(onehot, cos - 2, cos)
+        order = np.argsort(-masked, axis=1, kind="stable")[:, :k]
+        top_k = np.zeros((N, C), bool)
+        top_k[np.arange(N)[:, None], order] = True
+        cmp, smp = dt(np.cos(mp)), dt(np.sin(mp))
+        sine = np.sqrt(dt(1) - cos * cos)
+        fwd = np.where(top_k, cos * cmp + sine * smp, fwd)
+        bwd = np.where(top_k, top * (cmp - smp * cos / sine), bwd)
+        params.update({"intertopk_k": K_TOP, "intertopk_m": M_PRIME})
+    else:
+        raise SystemExit(f"unknown head {head}")
+
+    case = {
+        "name": head,
+        "params": params,
+        "shape": [N, C],
+        "cos": cos.astype(float).ravel().tolist(),
+        "labels": labels.tolist(),
+        "forward": fwd.astype(float).ravel().tolist(),
+        "top_diff": top.astype(float).ravel().tolist(),
+        "backward": bwd.astype(float).ravel().tolist(),
+    }
+    case.update(extra)
+    dump = {
+        "format": "golden-dump/1",
+        "source": "numpy (tests/data/family_impls.py)",
+        "implementation": f"numpy.{head}",
+        "dtype": dtype,
+        "kind": "layer",
+        "cases": [case],
+    }
+    with open(out, "w") as f:
+        json.dump(dump, f)
+
+
+if __name__ == "__main__":
+    main()
