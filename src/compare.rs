@@ -118,6 +118,9 @@ pub struct Reference {
     pub profile: Profile,
     pub params: Params,
     pub dtype: Dtype,
+    /// A-Softmax's annealing weight λ (SPEC.md §11.4): the target is
+    /// `(λ·c̃ + ψ(θ)) / (1 + λ)`; `None` for the plain head.
+    pub lambda: Option<f64>,
     k: Constants,
 }
 
@@ -127,11 +130,44 @@ impl Reference {
             profile: profile.clone(),
             params: *params,
             dtype,
+            lambda: None,
             k: Constants::new(profile, params, dtype),
         }
     }
 
+    /// The same reference with A-Softmax's annealing weight λ (SPEC.md §11.4).
+    pub fn with_lambda(mut self, lambda: Option<f64>) -> Reference {
+        self.lambda = lambda;
+        self
+    }
+
+    /// A target entry: the profile's margin ψ at c, or under λ (SPEC.md §11.4)
+    /// `(λ·c̃ + ψ)/(1 + λ)` with derivative `(λ·[c̃ not clamped] + ψ′)/(1 + λ)`, c̃ the
+    /// input after the domain clamp. Its budget is ψ's over (1 + λ) plus the combination's
+    /// roundings (the product λ·c̃, the sum, the division: one ulp each).
     pub fn target(&self, c: f64, top_diff: f64) -> TargetRef {
+        let plain = self.target_plain(c, top_diff);
+        let Some(l) = self.lambda else { return plain };
+        let s = self.params.s;
+        let e = plain.entry;
+        let through = if e.domain_clamped { 0.0 } else { 1.0 };
+        let forward = (l * s * e.c_eff + plain.forward) / (1.0 + l);
+        let backward = (l * s * top_diff * through + plain.backward) / (1.0 + l);
+        let u = |v: f64| self.dtype.ulp(v);
+        TargetRef {
+            entry: e,
+            forward,
+            backward,
+            budget: Budget {
+                forward: plain.budget.forward / (1.0 + l) + u(l * s * e.c_eff) + 2.0 * u(forward),
+                backward: plain.budget.backward / (1.0 + l)
+                    + u(l * s * top_diff)
+                    + 2.0 * u(backward),
+            },
+        }
+    }
+
+    fn target_plain(&self, c: f64, top_diff: f64) -> TargetRef {
         let e = margin::eval_with(c, &self.params, &self.profile, &self.k);
         let s = self.params.s;
         TargetRef {
@@ -312,6 +348,8 @@ pub struct CaseReport {
     /// scale) and kinks; empty when every row has `params`.
     pub row_params: Vec<Params>,
     pub row_kinks: Vec<Vec<Kink>>,
+    /// A-Softmax's annealing weight λ the targets were compared under (SPEC.md §11.4).
+    pub lambda: Option<f64>,
 }
 
 /// A scalar compared besides the [N, C] grid: the loss of a loss-only dump (SPEC.md §8.7).
@@ -417,7 +455,7 @@ impl CaseReport {
 
     /// The reference of row `row` (its own margins where they are per row).
     pub fn reference_of_row(&self, row: usize) -> Reference {
-        Reference::new(&self.profile, &self.params_of_row(row), self.dtype)
+        Reference::new(&self.profile, &self.params_of_row(row), self.dtype).with_lambda(self.lambda)
     }
 
     /// The kinks of row `row` (its own margins' where they are per row).
@@ -545,10 +583,10 @@ pub fn compare_with_params(
     for q in &row_params {
         q.validate()?;
     }
-    let reference = Reference::new(profile, p, dtype);
+    let reference = Reference::new(profile, p, dtype).with_lambda(case.lambda);
     let row_refs: Vec<Reference> = row_params
         .iter()
-        .map(|q| Reference::new(profile, q, dtype))
+        .map(|q| Reference::new(profile, q, dtype).with_lambda(case.lambda))
         .collect();
     let reference_of = |row: usize| row_refs.get(row).unwrap_or(&reference);
     let row_kinks = row_params
@@ -573,6 +611,7 @@ pub fn compare_with_params(
         kinks: kinks::kinks(profile, &Params { s: 1.0, ..*p }, dtype),
         row_params: row_params.clone(),
         row_kinks,
+        lambda: case.lambda,
     };
     // Evaluate each target once for both sides.
     let top = |i: usize| case.top_diff.as_ref().map_or(1.0, |t| t[i]);
@@ -692,6 +731,7 @@ mod tests {
             backward: Some(vec![1.0, -1.0, 0.5, 2.0]),
             row_params: None,
             modulation: Modulation::None,
+            lambda: None,
         }
     }
 

@@ -190,7 +190,7 @@ impl<'a> Scorer<'a> {
         if let Some(t) = self.cache.get(&key).filter(|_| cacheable) {
             return *t;
         }
-        let reference = Reference::new(profile, &p, self.dtype);
+        let reference = Reference::new(profile, &p, self.dtype).with_lambda(case.lambda);
         let top = |k: usize| case.top_diff.as_ref().map_or(1.0, |t| t[k]);
         let mut t = Tally::default();
         for (row, &r) in rows.iter().enumerate() {
@@ -269,7 +269,7 @@ impl<'a> Scorer<'a> {
             };
             let p: Params = self.overrides.apply(&compare::output_params(case));
             p.validate()?;
-            let reference = Reference::new(profile, &p, self.dtype);
+            let reference = Reference::new(profile, &p, self.dtype).with_lambda(case.lambda);
             let top = |k: usize| case.top_diff.as_ref().map_or(1.0, |t| t[k]);
             for (row, r) in rows.iter().enumerate() {
                 let Row::Target(col) = *r else { continue };

@@ -119,6 +119,7 @@ pub fn compare(
         backward: Some(case.d_cos.clone()),
         row_params: None,
         modulation: crate::modulation::Modulation::None,
+        lambda: None,
     };
     let mut report = compare::compare(&layer, profile, dtype)?;
     report.rebudget(|e: &Element| match e.side {

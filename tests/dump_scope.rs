@@ -239,6 +239,33 @@ fn curricular_modulation_is_checked() {
     );
 }
 
+/// A-Softmax's λ (SPEC.md §11.4) must be a number >= 0, and inter-top-k's k comes with its
+/// m′: anything else is bad input, one line naming the field.
+#[test]
+fn bad_family_constants_are_located_bad_input() {
+    let rel = "catalyst/arcface_pipeline_f64.json";
+    for (tag, key, value, field) in [
+        ("lamneg", "lambda", Value::from(-1.0), "\"params.lambda\""),
+        ("lamstr", "lambda", Value::from("five"), "\"params.lambda\""),
+        (
+            "topk",
+            "intertopk_k",
+            Value::from(3),
+            "\"params.intertopk_m\": missing",
+        ),
+    ] {
+        let bad = mutated(rel, tag, 1, |v| {
+            v["cases"][0]["params"][key] = value.clone();
+        });
+        let (rc, _, err) = check(&[], &bad.0);
+        assert_eq!(rc, 2, "{tag}: {err}");
+        assert!(
+            err.contains(field) && err.lines().count() == 1,
+            "{tag}: {err}"
+        );
+    }
+}
+
 /// NaN in what the implementation computed (a pipeline's `d_margin_logits` and `d_cos`) is a
 /// finding (a non-finite mismatch, exit 1), not bad input; NaN in `cos` still is (exit 2).
 #[test]

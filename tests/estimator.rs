@@ -60,6 +60,7 @@ fn layer(
         backward: Some(bwd),
         row_params: None,
         modulation: combined_margin::modulation::Modulation::None,
+        lambda: None,
     }
 }
 

@@ -390,3 +390,32 @@ fn modulation_without_hard_negatives_or_k_zero_is_the_plain_head() {
         assert_eq!(references(&k0, &profile), plain, "{}", raw.name);
     }
 }
+
+/// A-Softmax with λ = 0 (SPEC.md §11.4) is the plain head's forward and backward bit for bit
+/// (`(0·c̃ + ψ)/1 = ψ`), on every entry of the catalyst ArcFace cases under `sphereface`.
+#[test]
+fn lambda_zero_is_the_plain_head() {
+    let dump = golden("catalyst/arcface_pipeline_f64.json");
+    let profile = Profile::preset("sphereface").unwrap();
+    for raw in &dump.cases {
+        let case = dump.layer_view(raw).unwrap();
+        let values = |c: &combined_margin::fixture::LayerCase| -> Vec<u64> {
+            compare::compare(c, &profile, Dtype::F64)
+                .unwrap()
+                .elements
+                .iter()
+                .map(|e| e.reference.to_bits())
+                .collect()
+        };
+        let zero = combined_margin::fixture::LayerCase {
+            lambda: Some(0.0),
+            ..case.clone()
+        };
+        assert_eq!(values(&zero), values(&case), "{}", raw.name);
+        let five = combined_margin::fixture::LayerCase {
+            lambda: Some(5.0),
+            ..case.clone()
+        };
+        assert_ne!(values(&five), values(&case), "{}", raw.name);
+    }
+}

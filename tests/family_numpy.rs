@@ -1,16 +1,22 @@
-//! Non-target modulation (SPEC.md §11.3) against heads written in numpy from the papers
-//! (tests/data/family_impls.py: CurricularFace, Huang et al. 2020 eq. 8; inter-top-k, Zhao
-//! et al. 2021 eq. 6), without the crate's reference: each correct head passes under the
-//! ArcFace th/mm profile in f32 and f64, and each planted bug fails with its named cause and
-//! nothing left unexplained.
+//! Non-target modulation (SPEC.md §11.3) and A-Softmax's λ (§11.4) against heads written in
+//! numpy from the papers (tests/data/family_impls.py: CurricularFace, Huang et al. 2020 eq. 8;
+//! inter-top-k, Zhao et al. 2021 eq. 6; A-Softmax, Liu et al. 2017), without the crate's
+//! reference: each correct head passes (under the ArcFace th/mm profile, or `sphereface`) in
+//! f32 and f64, and each planted bug fails with its named cause and nothing left unexplained.
 
 use crate::common::numpy_available;
 use std::path::Path;
 use std::process::Command;
 
-/// (exit code, stdout) of `cmargin check -v --profile arcface-thmm` on the numpy `head` in
-/// `dtype`, written to a temporary directory that is removed.
+/// (exit code, stdout) of `cmargin check -v --profile P` on the numpy `head` in `dtype`,
+/// written to a temporary directory that is removed; P is `sphereface` for the A-Softmax
+/// heads, `arcface-thmm` (the script's target) for the others.
 fn run(head: &str, dtype: &str) -> (i32, String) {
+    let profile = if head.starts_with("asoftmax") {
+        "sphereface"
+    } else {
+        "arcface-thmm"
+    };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(format!("{head}_{dtype}.json"));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/family_impls.py");
@@ -21,7 +27,7 @@ fn run(head: &str, dtype: &str) -> (i32, String) {
         .unwrap();
     assert!(st.success(), "family_impls.py {head} {dtype} failed");
     let out = Command::new(env!("CARGO_BIN_EXE_cmargin"))
-        .args(["check", "-v", "--profile", "arcface-thmm"])
+        .args(["check", "-v", "--profile", profile])
         .arg(&path)
         .output()
         .unwrap();
@@ -38,7 +44,7 @@ fn run(head: &str, dtype: &str) -> (i32, String) {
 fn numpy_modulated_heads_pass_and_planted_bugs_are_named() {
     assert!(numpy_available(), "python3 with numpy is required");
     for dtype in ["f32", "f64"] {
-        for head in ["curricular", "intertopk"] {
+        for head in ["curricular", "intertopk", "asoftmax"] {
             let (rc, out) = run(head, dtype);
             assert_eq!(rc, 0, "{head} {dtype}:\n{out}");
             assert!(out.contains("1 pass, 0 deviate, 0 fail"), "{out}");
@@ -60,6 +66,8 @@ fn numpy_modulated_heads_pass_and_planted_bugs_are_named() {
                 "penalty inactive",
             ),
             ("intertopk-k2", "modulation-differs", "k = 2 hardest"),
+            ("asoftmax-nolambda", "modulation-differs", "λ"),
+            ("asoftmax-swapped", "modulation-differs", "λ fits 2.0000e-1"),
         ] {
             let (rc, out) = run(head, dtype);
             assert_eq!(rc, 1, "{head} {dtype}:\n{out}");

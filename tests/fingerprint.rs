@@ -39,6 +39,7 @@ pub fn outputs_of(truth: &Profile, p: Params, dt: Dtype, xs: &[f64]) -> LayerCas
         backward: Some(bwd.iter().map(|&v| dt.round(v)).collect()),
         row_params: None,
         modulation: combined_margin::modulation::Modulation::None,
+        lambda: None,
     }
 }
 

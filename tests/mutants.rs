@@ -94,6 +94,7 @@ fn case(
         backward: Some(bwd),
         row_params: None,
         modulation: combined_margin::modulation::Modulation::None,
+        lambda: None,
     }
 }
 

@@ -120,11 +120,13 @@ pub enum Kind {
     /// 0's), or every row given row i + k's (off by k rows); every failing element no
     /// earlier detector took must pass under that assignment.
     RowMarginsDiffer,
-    /// Non-target modulation (SPEC.md §11.3): the non-targets follow the case's modulation
-    /// with another of its inputs: CurricularFace's other recorded t (`t_before_forward`),
-    /// a t fitted from the hard negatives, the mask against the target logit after the
-    /// fallback, the gradient t + c (one factor detached), or no modulation; inter-top-k active/inactive toggled, k ± 1, or no penalty.
-    /// Every failing element no earlier detector took must pass under that variant.
+    /// Non-target modulation (SPEC.md §11.3) or A-Softmax's λ annealing (§11.4): the outputs
+    /// follow the case's head with another of its inputs: CurricularFace's other recorded t
+    /// (`t_before_forward`), a t fitted from the hard negatives, the mask against the target
+    /// logit after the fallback, the gradient t + c (one factor detached), or no modulation;
+    /// inter-top-k active/inactive toggled, k ± 1, or no penalty; no λ, or λ fitted from the
+    /// targets. Every failing element no earlier detector took must pass under that variant,
+    /// and every passing element still pass.
     ModulationDiffers,
 }
 

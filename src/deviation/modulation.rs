@@ -1,5 +1,5 @@
-//! Non-target modulation with other inputs (SPEC.md §11.3): the detector behind
-//! [`Kind::ModulationDiffers`].
+//! Non-target modulation (SPEC.md §11.3) and A-Softmax's λ annealing (§11.4) with other
+//! inputs: the detector behind [`Kind::ModulationDiffers`].
 
 use super::{key, Deviation, Key, Kind};
 use crate::compare::{self, CaseReport, Role, Side};
@@ -126,6 +126,51 @@ fn variants(m: &Modulation, r: &CaseReport, remaining: &HashSet<Key>) -> Vec<(Mo
     out
 }
 
+/// A-Softmax's λ (SPEC.md §11.4) fitted from the out-of-budget forward targets: with ψ the
+/// profile's margin at c, out = (λ·c̃ + ψ)/(1 + λ) gives λ = (ψ − out)/(out − c̃); the entry
+/// with the largest |out − c̃| (the best conditioned).
+fn fitted_lambda(case: &LayerCase, r: &CaseReport, remaining: &HashSet<Key>) -> Option<f64> {
+    let plain = compare::Reference::new(&r.profile, &r.params, r.dtype);
+    let s = r.params.s;
+    r.elements
+        .iter()
+        .filter(|e| e.side == Side::Forward && e.role == Role::Target)
+        .filter(|e| remaining.contains(&key(e, r.c)))
+        .filter_map(|e| {
+            let t = plain.target(case.cos[e.index(r.c)], 1.0);
+            let (out, ct, psi) = (e.actual / s, t.entry.c_eff, t.entry.out);
+            let l = (psi - out) / (out - ct);
+            (l.is_finite() && l >= 0.0).then_some(((out - ct).abs(), l))
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, l)| l)
+}
+
+/// The λ variants tried (SPEC.md §11.4): no annealing where the case states a λ, and λ
+/// fitted from the targets.
+fn lambda_variants(
+    case: &LayerCase,
+    r: &CaseReport,
+    remaining: &HashSet<Key>,
+) -> Vec<(Option<f64>, String)> {
+    let Some(stated) = case.lambda else {
+        return Vec::new();
+    };
+    let mut out = vec![(
+        None,
+        format!(
+            "no λ annealing: the target is ψ(θ) alone, although the case states λ = {stated:?}"
+        ),
+    )];
+    if let Some(l) = fitted_lambda(case, r, remaining) {
+        out.push((
+            Some(l),
+            format!("λ fits {l:.4e} from the targets, stated {stated:?}"),
+        ));
+    }
+    out
+}
+
 /// The first variant of [`variants`] under which every failing element not in `taken`
 /// passes and every passing element still passes, as a deviation explaining them.
 pub(super) fn modulation_differs(
@@ -133,18 +178,36 @@ pub(super) fn modulation_differs(
     r: &CaseReport,
     taken: &HashSet<Key>,
 ) -> Option<Deviation> {
-    if case.modulation == Modulation::None {
+    if case.modulation == Modulation::None && case.lambda.is_none() {
         return None;
     }
     let remaining = super::untaken_failures(r, taken);
     if remaining.is_empty() {
         return None;
     }
-    for (m, words) in variants(&case.modulation, r, &remaining) {
-        let variant = LayerCase {
-            modulation: m,
-            ..case.clone()
-        };
+    let modulations = variants(&case.modulation, r, &remaining)
+        .into_iter()
+        .map(|(m, words)| {
+            (
+                LayerCase {
+                    modulation: m,
+                    ..case.clone()
+                },
+                words,
+            )
+        });
+    let lambdas = lambda_variants(case, r, &remaining)
+        .into_iter()
+        .map(|(lambda, words)| {
+            (
+                LayerCase {
+                    lambda,
+                    ..case.clone()
+                },
+                words,
+            )
+        });
+    for (variant, words) in modulations.chain(lambdas) {
         let Ok(vr) = compare::compare_with_params(&variant, &r.profile, &r.params, r.dtype) else {
             continue;
         };
@@ -159,9 +222,12 @@ pub(super) fn modulation_differs(
             return Some(Deviation {
                 kind: Kind::ModulationDiffers,
                 detail: format!(
-                    "the non-targets follow {words} ({} out-of-budget elements fit; the case records {})",
+                    "the outputs follow {words} ({} out-of-budget elements fit; the case records {})",
                     remaining.len(),
-                    case.modulation.describe()
+                    match case.lambda {
+                        Some(l) => format!("{}, λ = {l:?}", case.modulation.describe()),
+                        None => case.modulation.describe(),
+                    }
                 ),
                 explains: remaining,
             });

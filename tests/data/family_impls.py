@@ -19,6 +19,12 @@ c > cos(π − m), else c − m·sin m. HEAD is one of:
   intertopk-inactive   planted bug: the dump says active, the outputs are ESPnet's state
                        before update() (m′ = 0).
   intertopk-k2         planted bug: only the 2 hardest penalized, the dump says k = 3.
+  asoftmax             A-Softmax with λ annealing (Liu et al. 2017, SphereFace, §3.4 and its
+                       training code): the target is (λ·c + ψ(θ))/(1 + λ), ψ(θ) =
+                       (−1)^k cos(mθ) − 2k, k = ⌊mθ/π⌋, m = 4 (cos 4θ as the Chebyshev
+                       polynomial 8c⁴ − 8c² + 1), λ = 5; non-targets unchanged.
+  asoftmax-nolambda    planted bug: the outputs are ψ alone, the dump states λ = 5.
+  asoftmax-swapped     planted bug: (c + λ·ψ)/(1 + λ), the weights swapped.
 """
 
 import json
@@ -66,7 +72,25 @@ def main():
     extra = {}
     params = {"m1": 1.0, "m2": M, "m3": 0.0}
 
-    if head.startswith("curricular"):
+    if head.startswith("asoftmax"):
+        lam, m = dt(5.0), 4
+        c = cy
+        k = np.floor(m * np.arccos(c) / np.pi)
+        sign = np.where(k % 2 == 0, dt(1), dt(-1))
+        psi = sign * (dt(8) * c**4 - dt(8) * c**2 + dt(1)) - dt(2) * k
+        dpsi = sign * (dt(32) * c**3 - dt(16) * c)
+        if head == "asoftmax-nolambda":
+            val, der = psi, dpsi
+        elif head == "asoftmax-swapped":
+            val, der = (c + lam * psi) / (dt(1) + lam), (dt(1) + lam * dpsi) / (dt(1) + lam)
+        else:
+            val, der = (lam * c + psi) / (dt(1) + lam), (lam + dpsi) / (dt(1) + lam)
+        fwd = cos.copy()
+        bwd = top.copy()
+        fwd[np.arange(N), labels] = val
+        bwd[np.arange(N), labels] = top[np.arange(N), labels] * der
+        params = {"m1": 4.0, "m2": 0.0, "m3": 0.0, "lambda": 5.0}
+    elif head.startswith("curricular"):
         # t <- 0.01·mean(target cos) + 0.99·t, before use (both published codes).
         t = dt(dt(0.01) * cy.mean(dtype=dt) + dt(0.99) * dt(T_BEFORE))
         hard = (cos > margin_branch[:, None]) & ~onehot
