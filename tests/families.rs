@@ -419,3 +419,38 @@ fn lambda_zero_is_the_plain_head() {
         assert_ne!(values(&five), values(&case), "{}", raw.name);
     }
 }
+
+/// The modulations' derivatives (SPEC.md §11.3) agree with central finite differences of
+/// their values wherever the gradient is exact: CurricularFace's t + 2c everywhere, the
+/// inter-top-k cos(θ − m′) away from |c| = 1 (where the derivative is infinite).
+#[test]
+fn modulation_derivatives_agree_with_finite_differences() {
+    use combined_margin::modulation::{
+        Curricular, CurricularGradient, CurricularMask, InterTopK, Modulation,
+    };
+    let heads = [
+        Modulation::Curricular(Curricular {
+            t: 0.37,
+            t_other: None,
+            mask: CurricularMask::MarginBranch,
+            gradient: CurricularGradient::Full,
+        }),
+        Modulation::InterTopK(InterTopK {
+            k: 3,
+            m: 0.2,
+            active: true,
+        }),
+    ];
+    let h = 1e-6;
+    for m in heads {
+        for i in 0..=190 {
+            let c = -0.95 + 0.01 * i as f64;
+            let fd = (m.value(c + h).0 - m.value(c - h).0) / (2.0 * h);
+            let d = m.value(c).1;
+            assert!(
+                (fd - d).abs() <= 1e-8 * d.abs().max(1.0),
+                "{m:?} at c = {c}: fd {fd}, derivative {d}"
+            );
+        }
+    }
+}

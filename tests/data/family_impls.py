@@ -25,6 +25,17 @@ c > cos(π − m), else c − m·sin m. HEAD is one of:
                        polynomial 8c⁴ − 8c² + 1), λ = 5; non-targets unchanged.
   asoftmax-nolambda    planted bug: the outputs are ψ alone, the dump states λ = 5.
   asoftmax-swapped     planted bug: (c + λ·ψ)/(1 + λ), the weights swapped.
+  elasticface          ElasticFace-Arc (Boutros et al. 2022, eq. 4): row i's target is
+                       cos(θ + mᵢ), mᵢ ~ N(0.5, 0.05) drawn per row, θ = arccos(clip(c)); the
+                       per-row margins recorded as `params.m2` = [N numbers].
+  elasticface-row0     planted bug: every row used row 0's draw; the dump records the draws.
+  adaface              AdaFace (Kim et al. 2022, eq. 10-12, and head.py's clips): ẑ per row in
+                       [-1, 1] (some negative), g_angle = −m·ẑ, g_add = m·ẑ + m, m = 0.4; every
+                       entry clamped to [−1+ε, 1−ε], ε = 1e-3, θ + g_angle clipped to
+                       [ε, π − ε], target cos(·) − g_add, non-targets cos(arccos c̃);
+                       `params.m2`, `params.m3` per row. Checked under the profile AdaFace's
+                       implementation string maps to.
+  adaface-rotated      planted bug: the outputs are row i with row i + 1's margins.
 """
 
 import json
@@ -72,7 +83,38 @@ def main():
     extra = {}
     params = {"m1": 1.0, "m2": M, "m3": 0.0}
 
-    if head.startswith("asoftmax"):
+    if head.startswith("elasticface"):
+        m_rows = rng.normal(0.5, 0.05, N)
+        used = np.full(N, m_rows[0]) if head == "elasticface-row0" else m_rows
+        c = np.clip(cy, dt(-1), dt(1))
+        theta = np.arccos(c)
+        phi = theta + used.astype(dt)
+        fwd[np.arange(N), labels] = np.cos(phi)
+        d = np.sin(phi) / np.sqrt(dt(1) - c * c)
+        bwd[np.arange(N), labels] = top[np.arange(N), labels] * d
+        params = {"m1": 1.0, "m2": m_rows.tolist(), "m3": 0.0}
+    elif head.startswith("adaface"):
+        eps, m = dt(1e-3), 0.4
+        zhat = rng.uniform(-1, 1, N)
+        g_angle, g_add = -m * zhat, m * zhat + m
+        used = np.roll(np.arange(N), -1) if head == "adaface-rotated" else np.arange(N)
+        ga, gd = g_angle[used].astype(dt), g_add[used].astype(dt)
+        c = np.clip(cos, dt(-1) + eps, dt(1) - eps)
+        inside = (cos > dt(-1) + eps) & (cos < dt(1) - eps)
+        theta = np.arccos(c)
+        dtheta = -dt(1) / np.sqrt(dt(1) - c * c)
+        # every entry through cos(θ); the target's angle shifted by g_angle and clipped
+        ang = theta.copy()
+        ty = theta[np.arange(N), labels] + ga
+        lo, hi = eps, dt(np.pi) - eps
+        ang[np.arange(N), labels] = np.clip(ty, lo, hi)
+        keep = np.ones((N, C), bool)
+        keep[np.arange(N), labels] = (ty > lo) & (ty < hi)
+        fwd = np.cos(ang)
+        fwd[np.arange(N), labels] -= gd
+        bwd = np.where(inside & keep, top * -np.sin(ang) * dtheta, dt(0))
+        params = {"m1": 1.0, "m2": g_angle.tolist(), "m3": g_add.tolist()}
+    elif head.startswith("asoftmax"):
         lam, m = dt(5.0), 4
         c = cy
         k = np.floor(m * np.arccos(c) / np.pi)
@@ -134,7 +176,9 @@ def main():
     dump = {
         "format": "golden-dump/1",
         "source": "numpy (tests/data/family_impls.py)",
-        "implementation": f"numpy.{head}",
+        "implementation": (
+            f"mk-minchul/AdaFace@numpy:{head}" if head.startswith("adaface") else f"numpy.{head}"
+        ),
         "dtype": dtype,
         "kind": "layer",
         "cases": [case],
