@@ -732,6 +732,7 @@ mod tests {
             row_params: None,
             modulation: Modulation::None,
             lambda: None,
+            subcenters: None,
         }
     }
 

@@ -120,6 +120,7 @@ pub fn compare(
         row_params: None,
         modulation: crate::modulation::Modulation::None,
         lambda: None,
+        subcenters: None,
     };
     let mut report = compare::compare(&layer, profile, dtype)?;
     report.rebudget(|e: &Element| match e.side {

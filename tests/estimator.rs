@@ -61,6 +61,7 @@ fn layer(
         row_params: None,
         modulation: combined_margin::modulation::Modulation::None,
         lambda: None,
+        subcenters: None,
     }
 }
 

@@ -40,6 +40,7 @@ pub fn outputs_of(truth: &Profile, p: Params, dt: Dtype, xs: &[f64]) -> LayerCas
         row_params: None,
         modulation: combined_margin::modulation::Modulation::None,
         lambda: None,
+        subcenters: None,
     }
 }
 

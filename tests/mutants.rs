@@ -95,6 +95,7 @@ fn case(
         row_params: None,
         modulation: combined_margin::modulation::Modulation::None,
         lambda: None,
+        subcenters: None,
     }
 }
 

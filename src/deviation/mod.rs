@@ -20,6 +20,7 @@ mod modulation;
 mod outputs;
 mod row_margins;
 mod rows;
+mod subcenters;
 mod variants;
 
 use constants::*;
@@ -128,10 +129,15 @@ pub enum Kind {
     /// targets. Every failing element no earlier detector took must pass under that variant,
     /// and every passing element still pass.
     ModulationDiffers,
+    /// Sub-centres recorded as `cos_subcenters` (SPEC.md §11.2): the outputs follow another
+    /// reduction over K than the max (one sub-centre alone, the mean, the min). Every failing
+    /// element no earlier detector took must pass under it, and every passing element still
+    /// pass.
+    SubcenterReductionDiffers,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 30] = [
+    pub const ALL: [Kind; 31] = [
         Kind::NonFiniteOutput,
         Kind::NonTargetAltered,
         Kind::IgnoreLabelNotHonoured,
@@ -162,6 +168,7 @@ impl Kind {
         Kind::ParameterDiffers,
         Kind::RowMarginsDiffer,
         Kind::ModulationDiffers,
+        Kind::SubcenterReductionDiffers,
     ];
 
     pub fn name(self) -> &'static str {
@@ -196,6 +203,7 @@ impl Kind {
             Kind::ParameterDiffers => "parameter-differs",
             Kind::RowMarginsDiffer => "row-margins-differ",
             Kind::ModulationDiffers => "modulation-differs",
+            Kind::SubcenterReductionDiffers => "subcenter-reduction-differs",
         }
     }
 
@@ -359,6 +367,15 @@ fn untaken_failures(r: &CaseReport, taken: &HashSet<Key>) -> HashSet<Key> {
         .collect()
 }
 
+/// Whether every element that passes in `r` still passes in the variant's comparison `vr`
+/// (the same case shape: the same elements in the same order).
+fn none_broken(vr: &CaseReport, r: &CaseReport) -> bool {
+    vr.elements
+        .iter()
+        .zip(&r.elements)
+        .all(|(v, o)| v.passed() || !o.passed())
+}
+
 /// Whether every element of `remaining` passes in the variant's comparison `vr`.
 fn all_pass_in(vr: &CaseReport, remaining: &HashSet<Key>) -> bool {
     vr.elements
@@ -403,6 +420,15 @@ pub fn detect(case: &LayerCase, r: &CaseReport, declared: &Declared) -> Result<V
         .filter(|d| d.kind == Kind::NonFiniteOutput)
         .flat_map(|d| d.explains.iter().copied())
         .chain(taken.iter().copied())
+        .collect();
+    out.extend(subcenters::subcenter_reduction(case, r, &not_finite));
+    let not_finite: HashSet<Key> = not_finite
+        .into_iter()
+        .chain(
+            out.iter()
+                .filter(|d| d.kind == Kind::SubcenterReductionDiffers)
+                .flat_map(|d| d.explains.iter().copied()),
+        )
         .collect();
     out.extend(row_margins::row_margins(case, r, &not_finite));
     let not_finite: HashSet<Key> = not_finite
@@ -451,6 +477,7 @@ fn fitted_kind(k: Kind) -> bool {
             | Kind::MarginUnits
             | Kind::MarginTermIgnored
             | Kind::RowMarginsDiffer
+            | Kind::SubcenterReductionDiffers
     )
 }
 

@@ -211,13 +211,7 @@ pub(super) fn modulation_differs(
         let Ok(vr) = compare::compare_with_params(&variant, &r.profile, &r.params, r.dtype) else {
             continue;
         };
-        let explained = super::all_pass_in(&vr, &remaining)
-            // and it breaks nothing that passed (the same elements, in the same order).
-            && vr
-                .elements
-                .iter()
-                .zip(&r.elements)
-                .all(|(v, o)| v.passed() || !o.passed());
+        let explained = super::all_pass_in(&vr, &remaining) && super::none_broken(&vr, r);
         if explained {
             return Some(Deviation {
                 kind: Kind::ModulationDiffers,

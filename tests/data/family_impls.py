@@ -36,6 +36,10 @@ c > cos(π − m), else c − m·sin m. HEAD is one of:
                        `params.m2`, `params.m3` per row. Checked under the profile AdaFace's
                        implementation string maps to.
   adaface-rotated      planted bug: the outputs are row i with row i + 1's margins.
+  subcenter            Sub-center ArcFace (Deng et al. 2020, eq. 1): `cos_subcenters` [N, C, K],
+                       K = 3, reduced by the max over K, then the ArcFace target; the
+                       backward is the gradient at the max matrix.
+  subcenter-first      planted bug: the head used sub-centre 0, not the max.
 """
 
 import json
@@ -83,7 +87,21 @@ def main():
     extra = {}
     params = {"m1": 1.0, "m2": M, "m3": 0.0}
 
-    if head.startswith("elasticface"):
+    if head.startswith("subcenter"):
+        K = 3
+        sub = rng.uniform(-0.6, 0.6, (N, C, K))
+        sub[np.arange(N), labels, 1] = rng.uniform(-0.2, 0.9, N)
+        sub = sub.astype(dt)
+        red = sub[:, :, 0] if head == "subcenter-first" else sub.max(axis=2)
+        ry = red[np.arange(N), labels]
+        ty2, dty2, _ = target(ry, dt)
+        fwd = red.copy()
+        fwd[np.arange(N), labels] = ty2
+        bwd = top.copy()
+        bwd[np.arange(N), labels] = top[np.arange(N), labels] * dty2
+        extra = {"cos_subcenters": sub.astype(float).ravel().tolist()}
+        params = {"m1": 1.0, "m2": M, "m3": 0.0, "k": K}
+    elif head.startswith("elasticface"):
         m_rows = rng.normal(0.5, 0.05, N)
         used = np.full(N, m_rows[0]) if head == "elasticface-row0" else m_rows
         c = np.clip(cy, dt(-1), dt(1))
@@ -173,6 +191,8 @@ def main():
         "backward": bwd.astype(float).ravel().tolist(),
     }
     case.update(extra)
+    if "cos_subcenters" in extra:
+        del case["cos"]  # recorded only per sub-centre: the checker reads it through the max
     dump = {
         "format": "golden-dump/1",
         "source": "numpy (tests/data/family_impls.py)",
