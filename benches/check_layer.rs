@@ -71,6 +71,10 @@ fn main() {
             top_diff: Some(widen(&top)),
             forward: Some(widen(&fwd)),
             backward: Some(widen(&bwd)),
+            row_params: None,
+            modulation: Default::default(),
+            lambda: None,
+            subcenters: None,
         };
         let ck = deviation::check(&case, &profile, Dtype::F32, &Declared::default())
             .expect("a valid case");
