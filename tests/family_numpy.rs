@@ -1,6 +1,6 @@
 //! Margin families (SPEC.md §11) against heads written in numpy from the papers
 //! (tests/data/family_impls.py: ElasticFace-Arc, Boutros et al. 2022; AdaFace with negative
-//! angular margins, Kim et al. 2022; Sub-center ArcFace, Deng et al. 2020; CurricularFace, Huang et al. 2020 eq. 8; inter-top-k,
+//! angular margins, Kim et al. 2022; MagFace, Meng et al. 2021; Sub-center ArcFace, Deng et al. 2020; CurricularFace, Huang et al. 2020 eq. 8; inter-top-k,
 //! Zhao et al. 2021 eq. 6; A-Softmax with λ, Liu et al. 2017), without the crate's reference:
 //! each correct head passes in f32 and f64, and each planted bug fails with its named cause
 //! and nothing left unexplained.

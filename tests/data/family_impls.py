@@ -36,6 +36,11 @@ c > cos(π − m), else c − m·sin m. HEAD is one of:
                        `params.m2`, `params.m3` per row. Checked under the profile AdaFace's
                        implementation string maps to.
   adaface-rotated      planted bug: the outputs are row i with row i + 1's margins.
+  magface              MagFace (Meng et al. 2021, eq. 3-4): a margin linear in the feature norm
+                       a ∈ [10, 110], m(a) = (0.8 − 0.45)/(110 − 10)·(a − 10) + 0.45, per row;
+                       the ArcFace target with each row's own th/mm fallback; `params.m2`
+                       per row.
+  magface-rotated      planted bug: row i used row i + 1's norm.
   subcenter            Sub-center ArcFace (Deng et al. 2020, eq. 1): `cos_subcenters` [N, C, K],
                        K = 3, reduced by the max over K, then the ArcFace target; the
                        backward is the gradient at the max matrix.
@@ -87,7 +92,24 @@ def main():
     extra = {}
     params = {"m1": 1.0, "m2": M, "m3": 0.0}
 
-    if head.startswith("subcenter"):
+    if head.startswith("magface"):
+        norms = rng.uniform(10, 110, N)
+        m_rows = (0.8 - 0.45) / (110 - 10) * (norms - 10) + 0.45
+        used = np.roll(m_rows, -1) if head == "magface-rotated" else m_rows
+        c = cy
+        for i in range(N):
+            mi = used[i]
+            cm, sm = dt(np.cos(mi)), dt(np.sin(mi))
+            th, mm = dt(np.cos(np.pi - mi)), dt(np.sin(np.pi - mi) * mi)
+            sine = np.sqrt(dt(1) - c[i] * c[i])
+            if c[i] > th:
+                fwd[i, labels[i]] = c[i] * cm - sine * sm
+                bwd[i, labels[i]] = top[i, labels[i]] * (cm + sm * c[i] / sine)
+            else:
+                fwd[i, labels[i]] = c[i] - mm
+                bwd[i, labels[i]] = top[i, labels[i]]
+        params = {"m1": 1.0, "m2": m_rows.tolist(), "m3": 0.0}
+    elif head.startswith("subcenter"):
         K = 3
         sub = rng.uniform(-0.6, 0.6, (N, C, K))
         sub[np.arange(N), labels, 1] = rng.uniform(-0.2, 0.9, N)
