@@ -6,6 +6,11 @@
 //! Not a criterion bench: one input of 4096 × 10000 (82 M compared elements) takes seconds,
 //! so it times `--reps` runs and prints one `seconds: <t>` line each, which the script reads.
 //! `cargo bench --bench check_layer -- --n 4096 --c 10000 --reps 3`.
+//!
+//! `--family per-row` gives every row its own (equal) margins, the per-row code path of
+//! SPEC.md §11.1 (one reference and one kink list per row); `--family k3` records the cosines
+//! as K = 3 sub-centres (the recorded one and two below it) and times their max over K
+//! (§11.2) with the check. Issue 17's bound: each at most 1.5× the plain check.
 
 use combined_margin::deviation::{self, Declared};
 use combined_margin::fixture::generate::{generate, Inputs, Spec, TopDiff};
@@ -33,6 +38,12 @@ fn main() {
         arg(&args, "--c", 10_000),
         arg(&args, "--reps", 3),
     );
+    let family = args
+        .iter()
+        .position(|a| a == "--family")
+        .and_then(|i| args.get(i + 1))
+        .map_or("plain", String::as_str)
+        .to_string();
     let profile = Profile::preset("recommended").unwrap();
     let spec = Spec {
         profile: profile.clone(),
@@ -54,10 +65,24 @@ fn main() {
     let bwd = f32s(g.case.backward.as_deref().unwrap_or_default());
     let (labels, params, name) = (g.case.labels.clone(), g.case.params, g.case.name.clone());
     drop(g);
-    println!("check_layer baseline: {n} x {c} f32, {reps} runs");
+    // K = 3 sub-centres: the recorded cosine and two below it (exact in f32 near the grid).
+    let sub: Vec<f32> = if family == "k3" {
+        cos.iter().flat_map(|&x| [x, x - 0.5, x - 1.0]).collect()
+    } else {
+        Vec::new()
+    };
+    println!("check_layer baseline: {n} x {c} f32, family {family}, {reps} runs");
     for _ in 0..reps {
         let t = Instant::now();
         let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+        let (cos_in, subcenters) = if family == "k3" {
+            let wide = widen(&sub);
+            let (max, _) = combined_margin::layer::subcenter_max(&wide, n, c, 3).expect("shape");
+            (max, Some((3, wide)))
+        } else {
+            (widen(&cos), None)
+        };
+        let row_params = (family == "per-row").then(|| vec![params; n]);
         let case = LayerCase {
             name: name.clone(),
             params,
@@ -66,11 +91,15 @@ fn main() {
             easy_margin: None,
             n,
             c,
-            cos: widen(&cos),
+            cos: cos_in,
             labels: labels.clone(),
             top_diff: Some(widen(&top)),
             forward: Some(widen(&fwd)),
             backward: Some(widen(&bwd)),
+            row_params,
+            modulation: Default::default(),
+            lambda: None,
+            subcenters,
         };
         let ck = deviation::check(&case, &profile, Dtype::F32, &Declared::default())
             .expect("a valid case");

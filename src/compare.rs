@@ -15,6 +15,7 @@ use crate::fixture::LayerCase;
 use crate::kinks::{self, Kink};
 use crate::layer::{self, Row};
 use crate::margin::{self, Constants, Entry};
+use crate::modulation::{Modulation, Treatment};
 use crate::params::Params;
 use crate::profile::Profile;
 use crate::tolerance::{self, Budget};
@@ -117,6 +118,9 @@ pub struct Reference {
     pub profile: Profile,
     pub params: Params,
     pub dtype: Dtype,
+    /// A-Softmax's annealing weight λ (SPEC.md §11.4): the target is
+    /// `(λ·c̃ + ψ(θ)) / (1 + λ)`; `None` for the plain head.
+    pub lambda: Option<f64>,
     k: Constants,
 }
 
@@ -126,11 +130,44 @@ impl Reference {
             profile: profile.clone(),
             params: *params,
             dtype,
+            lambda: None,
             k: Constants::new(profile, params, dtype),
         }
     }
 
+    /// The same reference with A-Softmax's annealing weight λ (SPEC.md §11.4).
+    pub fn with_lambda(mut self, lambda: Option<f64>) -> Reference {
+        self.lambda = lambda;
+        self
+    }
+
+    /// A target entry: the profile's margin ψ at c, or under λ (SPEC.md §11.4)
+    /// `(λ·c̃ + ψ)/(1 + λ)` with derivative `(λ·[c̃ not clamped] + ψ′)/(1 + λ)`, c̃ the
+    /// input after the domain clamp. Its budget is ψ's over (1 + λ) plus the combination's
+    /// roundings (the product λ·c̃, the sum, the division: one ulp each).
     pub fn target(&self, c: f64, top_diff: f64) -> TargetRef {
+        let plain = self.target_plain(c, top_diff);
+        let Some(l) = self.lambda else { return plain };
+        let s = self.params.s;
+        let e = plain.entry;
+        let through = if e.domain_clamped { 0.0 } else { 1.0 };
+        let forward = (l * s * e.c_eff + plain.forward) / (1.0 + l);
+        let backward = (l * s * top_diff * through + plain.backward) / (1.0 + l);
+        let u = |v: f64| self.dtype.ulp(v);
+        TargetRef {
+            entry: e,
+            forward,
+            backward,
+            budget: Budget {
+                forward: plain.budget.forward / (1.0 + l) + u(l * s * e.c_eff) + 2.0 * u(forward),
+                backward: plain.budget.backward / (1.0 + l)
+                    + u(l * s * top_diff)
+                    + 2.0 * u(backward),
+            },
+        }
+    }
+
+    fn target_plain(&self, c: f64, top_diff: f64) -> TargetRef {
         let e = margin::eval_with(c, &self.params, &self.profile, &self.k);
         let s = self.params.s;
         TargetRef {
@@ -170,6 +207,89 @@ impl Reference {
             s * top_diff * factor,
             tolerance::non_target_budget(c, out, top_diff * factor, s, &self.profile, self.dtype),
         )
+    }
+
+    /// Reference and budget of a non-target entry that the row's modulation changes
+    /// (SPEC.md §11.3): the profile's non-target treatment c̃ (factor f), then the
+    /// modulation's value v(c̃) with derivative v′: forward `s·v(c̃)`, backward
+    /// `s·top_diff·f·v′(c̃)` (0 where the treatment blocks the gradient, as a clamp's
+    /// backward masks it).
+    pub fn modulated(&self, m: &Modulation, c: f64, top_diff: f64) -> (f64, f64, Budget) {
+        let (ct, f, transformed) = margin::non_target(c, &self.profile, &self.k);
+        let (v, d) = m.value(ct);
+        let s = self.params.s;
+        let g = top_diff * f;
+        let grad = if f == 0.0 { 0.0 } else { g * d };
+        let base = if transformed {
+            tolerance::non_target_budget(c, ct, g, 1.0, &self.profile, self.dtype)
+        } else {
+            Budget {
+                forward: 0.0,
+                backward: 0.0,
+            }
+        };
+        let own = m.budget(ct, g, self.dtype);
+        let scale = |v: f64| {
+            if s == 1.0 {
+                0.0
+            } else {
+                tolerance::consts::PASSTHROUGH_ULP * self.dtype.ulp(v)
+            }
+        };
+        (
+            s * v,
+            s * grad,
+            Budget {
+                forward: s * (base.forward * d.abs() + own.forward) + scale(s * v),
+                backward: s * (base.backward * d.abs() + own.backward) + scale(s * grad),
+            },
+        )
+    }
+
+    /// The treatment of each column of row `row` (kind `kind`, inputs `cos_row`) under the
+    /// modulation `m`: `None` where nothing is modulated (no modulation, or no target).
+    pub fn row_plan(&self, m: &Modulation, kind: Row, cos_row: &[f64]) -> Option<Vec<Treatment>> {
+        let Row::Target(t) = kind else { return None };
+        if !m.is_active() {
+            return None;
+        }
+        let c_nt: Vec<f64> = cos_row
+            .iter()
+            .map(|&c| margin::non_target(c, &self.profile, &self.k).0)
+            .collect();
+        let e = margin::eval_with(cos_row[t], &self.params, &self.profile, &self.k);
+        Some(m.plan(&c_nt, t, &e, &self.params, self.dtype))
+    }
+
+    /// The reference of a non-target entry under its treatment `tr`; for
+    /// [`Treatment::Either`], the value nearer to `actual` (the forward output where the
+    /// case has one, else the backward): (forward, backward, budget).
+    pub fn treated(
+        &self,
+        m: &Modulation,
+        tr: Treatment,
+        c: f64,
+        top_diff: f64,
+        actual: (Option<f64>, Option<f64>),
+    ) -> (f64, f64, Budget) {
+        match tr {
+            Treatment::Unchanged => self.non_target(c, top_diff),
+            Treatment::Modulated => self.modulated(m, c, top_diff),
+            Treatment::Either => {
+                let a = self.non_target(c, top_diff);
+                let b = self.modulated(m, c, top_diff);
+                let dist = |r: &(f64, f64, Budget)| match actual {
+                    (Some(f), _) => (f - r.0).abs(),
+                    (None, Some(bw)) => (bw - r.1).abs(),
+                    (None, None) => 0.0,
+                };
+                if dist(&b) < dist(&a) {
+                    b
+                } else {
+                    a
+                }
+            }
+        }
     }
 
     /// The reference of any entry of a row: target, non-target or untouched.
@@ -224,6 +344,12 @@ pub struct CaseReport {
     /// Scalars compared besides the elements (the loss of a loss-only dump); usually empty.
     pub scalars: Vec<Scalar>,
     pub kinks: Vec<Kink>,
+    /// Per-row margins (FORMAT.md "Margin families"): each row's parameters (s = the output
+    /// scale) and kinks; empty when every row has `params`.
+    pub row_params: Vec<Params>,
+    pub row_kinks: Vec<Vec<Kink>>,
+    /// A-Softmax's annealing weight λ the targets were compared under (SPEC.md §11.4).
+    pub lambda: Option<f64>,
 }
 
 /// A scalar compared besides the [N, C] grid: the loss of a loss-only dump (SPEC.md §8.7).
@@ -322,10 +448,25 @@ impl CaseReport {
         ]
     }
 
+    /// The parameters row `row` was compared at (s = the output scale).
+    pub fn params_of_row(&self, row: usize) -> Params {
+        self.row_params.get(row).copied().unwrap_or(self.params)
+    }
+
+    /// The reference of row `row` (its own margins where they are per row).
+    pub fn reference_of_row(&self, row: usize) -> Reference {
+        Reference::new(&self.profile, &self.params_of_row(row), self.dtype).with_lambda(self.lambda)
+    }
+
+    /// The kinks of row `row` (its own margins' where they are per row).
+    pub fn kinks_of_row(&self, row: usize) -> &[Kink] {
+        self.row_kinks.get(row).map_or(&self.kinks, |k| k)
+    }
+
     /// Where an element's input sits: "interior", "near <kink> (dc = …)", or "pass-through".
     pub fn region(&self, e: &Element) -> String {
         match e.role {
-            Role::Target => kinks::region(e.input, &self.kinks, REGION_RADIUS),
+            Role::Target => kinks::region(e.input, self.kinks_of_row(e.row), REGION_RADIUS),
             Role::PassThrough => {
                 if self.targets[e.row].is_none() {
                     "ignored row".into()
@@ -434,7 +575,24 @@ pub fn compare_with_params(
             Row::NoTarget | Row::Untouched => None,
         })
         .collect();
-    let reference = Reference::new(profile, p, dtype);
+    // Per-row margins: one reference (constants, threshold, budget) and one kink list per row.
+    let row_params: Vec<Params> = match &case.row_params {
+        Some(_) => (0..n).map(|row| case.params_for_row(row, p)).collect(),
+        None => Vec::new(),
+    };
+    for q in &row_params {
+        q.validate()?;
+    }
+    let reference = Reference::new(profile, p, dtype).with_lambda(case.lambda);
+    let row_refs: Vec<Reference> = row_params
+        .iter()
+        .map(|q| Reference::new(profile, q, dtype).with_lambda(case.lambda))
+        .collect();
+    let reference_of = |row: usize| row_refs.get(row).unwrap_or(&reference);
+    let row_kinks = row_params
+        .iter()
+        .map(|q| kinks::kinks(profile, &Params { s: 1.0, ..*q }, dtype))
+        .collect();
     let mut report = CaseReport {
         name: case.name.clone(),
         profile: profile.clone(),
@@ -451,14 +609,41 @@ pub fn compare_with_params(
         elements: Vec::with_capacity(2 * n * c),
         scalars: Vec::new(),
         kinks: kinks::kinks(profile, &Params { s: 1.0, ..*p }, dtype),
+        row_params: row_params.clone(),
+        row_kinks,
+        lambda: case.lambda,
     };
     // Evaluate each target once for both sides.
     let top = |i: usize| case.top_diff.as_ref().map_or(1.0, |t| t[i]);
     let refs: Vec<Option<TargetRef>> = (0..n)
         .map(|row| {
-            targets[row].map(|col| reference.target(case.cos[row * c + col], top(row * c + col)))
+            targets[row]
+                .map(|col| reference_of(row).target(case.cos[row * c + col], top(row * c + col)))
         })
         .collect();
+    // Non-target modulation (SPEC.md §11.3): each row's treatment of its non-targets, and
+    // their references (both sides decided once, on the same branch).
+    let plans: Vec<Option<Vec<Treatment>>> = (0..n)
+        .map(|row| {
+            reference_of(row).row_plan(
+                &case.modulation,
+                rows[row],
+                &case.cos[row * c..(row + 1) * c],
+            )
+        })
+        .collect();
+    let modulated = |row: usize, col: usize| -> Option<(f64, f64, Budget)> {
+        let tr = plans[row].as_ref()?[col];
+        if tr == Treatment::Unchanged {
+            return None;
+        }
+        let i = row * c + col;
+        let actual = (
+            case.forward.as_ref().map(|v| v[i]),
+            case.backward.as_ref().map(|v| v[i]),
+        );
+        Some(reference_of(row).treated(&case.modulation, tr, case.cos[i], top(i), actual))
+    };
     for (side, out) in [
         (Side::Forward, &case.forward),
         (Side::Backward, &case.backward),
@@ -468,13 +653,24 @@ pub fn compare_with_params(
             for col in 0..c {
                 let i = row * c + col;
                 let x = case.cos[i];
+                let md = match targets[row] {
+                    Some(t) if t != col => modulated(row, col),
+                    Some(_) | None => None,
+                };
                 let (role, want, budget) = match (targets[row], &refs[row]) {
                     (Some(t), Some(r)) if t == col => match side {
                         Side::Forward => (Role::Target, r.forward, r.budget.forward),
                         Side::Backward => (Role::Target, r.backward, r.budget.backward),
                     },
                     _ => {
-                        let (_, f, b, bud) = reference.entry(rows[row], col, x, top(i));
+                        let (f, b, bud) = match md {
+                            Some(r) => r,
+                            None => {
+                                let (_, f, b, bud) =
+                                    reference_of(row).entry(rows[row], col, x, top(i));
+                                (f, b, bud)
+                            }
+                        };
                         match side {
                             Side::Forward => (Role::PassThrough, f, bud.forward),
                             Side::Backward => (Role::PassThrough, b, bud.backward),
@@ -533,6 +729,10 @@ mod tests {
             top_diff: Some(vec![1.0, -1.0, 0.5, 2.0]),
             forward: Some(fwd),
             backward: Some(vec![1.0, -1.0, 0.5, 2.0]),
+            row_params: None,
+            modulation: Modulation::None,
+            lambda: None,
+            subcenters: None,
         }
     }
 

@@ -60,7 +60,7 @@ pub fn unmapped_notice(file: &str, implementation: &str) -> String {
 /// Checks every case of `dump` (see the module doc). Errors are bad input, located by file,
 /// case and field.
 pub fn check_file(dump: &Dump, choice: &Choice) -> Result<FileCheck, String> {
-    let scopes: Vec<Scope> = dump
+    let mut scopes: Vec<Scope> = dump
         .cases
         .iter()
         .map(|raw| scope::classify(dump.kind, &dump.implementation, raw))
@@ -98,6 +98,26 @@ pub fn check_file(dump: &Dump, choice: &Choice) -> Result<FileCheck, String> {
             }
             if !all_mapped {
                 fingerprinted = true;
+                // The fingerprint fits one (m1, m2, m3) per case: a case with per-row margins
+                // is checked under the mapped profile, or not at all (SPEC.md §11.1).
+                for (i, raw) in dump.cases.iter().enumerate() {
+                    if scopes[i] == Scope::CombinedMargin && has_per_row_margins(raw) {
+                        profiles[i] = mapped_profile(&dump.implementation, None);
+                        let line = match &profiles[i] {
+                            Some(p) => format!(
+                                "{}: case {:?}: per-row margins: checked under the mapped profile {} (the fingerprint fits one (m1, m2, m3) per case)\n",
+                                dump.file, raw.name, p.name
+                            ),
+                            None => {
+                                scopes[i] = Scope::NotModelledYet(
+                                    "per-row margins under the fingerprint (it fits one (m1, m2, m3) per case; pass --profile NAME)".into(),
+                                );
+                                String::new()
+                            }
+                        };
+                        text.push_str(&line);
+                    }
+                }
                 text.push_str(&fingerprint(dump, &scopes, &mut profiles, &mut searches)?);
             }
         }
@@ -153,7 +173,7 @@ fn fingerprint(
 ) -> Result<String, String> {
     let mut text = String::new();
     let cm: Vec<usize> = (0..scopes.len())
-        .filter(|&i| scopes[i] == Scope::CombinedMargin)
+        .filter(|&i| scopes[i] == Scope::CombinedMargin && !has_per_row_margins(&dump.cases[i]))
         .collect();
     if !cm.is_empty() {
         let cases = cm
@@ -230,4 +250,16 @@ fn loss_only_search_text(label: &str, ranked: &[loss_only::LossFit]) -> String {
         let _ = writeln!(out, "  => behaves like {} ({how})\n", best.profile.name);
     }
     out
+}
+
+/// Whether any of the case's `params.m1`, `m2`, `m3` is an array (per-row margins).
+pub fn has_per_row_margins(raw: &RawCase) -> bool {
+    raw.obj
+        .get("params")
+        .and_then(serde_json::Value::as_object)
+        .is_some_and(|p| {
+            ["m1", "m2", "m3"]
+                .iter()
+                .any(|k| p.get(*k).is_some_and(serde_json::Value::is_array))
+        })
 }

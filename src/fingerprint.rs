@@ -200,6 +200,11 @@ impl<'a> Scorer<'a> {
         } else {
             profile
         };
+        // A modulated row's non-targets depend on its target's treatment too (SPEC.md
+        // §11.3): a pass of their own, not cached.
+        if self.cases[i].modulation.is_active() {
+            return self.modulated(i, profile, rows);
+        }
         let key = non_target_key(profile);
         let all = matches!(
             profile.domain,
@@ -220,6 +225,49 @@ impl<'a> Scorer<'a> {
         t
     }
 
+    /// The non-target tally of case `i`, whose rows are modulated (CurricularFace,
+    /// inter-top-k): each row's plan from its target, then every non-target under it.
+    fn modulated(&self, i: usize, profile: &Profile, rows: &[Row]) -> Tally {
+        let case = &self.cases[i];
+        let p = self.overrides.apply(&compare::output_params(case));
+        let reference = Reference::new(profile, &p, self.dtype).with_lambda(case.lambda);
+        let top = |k: usize| case.top_diff.as_ref().map_or(1.0, |t| t[k]);
+        let mut t = Tally::default();
+        for (row, &r) in rows.iter().enumerate() {
+            let plan = reference.row_plan(
+                &case.modulation,
+                r,
+                &case.cos[row * case.c..(row + 1) * case.c],
+            );
+            for col in 0..case.c {
+                if matches!(r, Row::Target(j) if j == col) {
+                    continue;
+                }
+                let k = row * case.c + col;
+                let actual = (
+                    case.forward.as_ref().map(|v| v[k]),
+                    case.backward.as_ref().map(|v| v[k]),
+                );
+                let (f, b, bud) = match plan.as_ref().map(|pl| pl[col]) {
+                    Some(tr) => {
+                        reference.treated(&case.modulation, tr, case.cos[k], top(k), actual)
+                    }
+                    None => {
+                        let (_, f, b, bud) = reference.entry(r, col, case.cos[k], top(k));
+                        (f, b, bud)
+                    }
+                };
+                if let Some(fw) = &case.forward {
+                    t.add(fw[k], f, bud.forward, p.s, self.dtype);
+                }
+                if let Some(bw) = &case.backward {
+                    t.add(bw[k], b, bud.backward, p.s * top(k).abs(), self.dtype);
+                }
+            }
+        }
+        t
+    }
+
     /// The tally of `region`'s non-target entries of case `i` under `profile` (cached by
     /// case, key, s and region).
     fn tally(
@@ -236,7 +284,7 @@ impl<'a> Scorer<'a> {
         if let Some(t) = self.cache.get(&cache_key) {
             return *t;
         }
-        let reference = Reference::new(profile, &p, self.dtype);
+        let reference = Reference::new(profile, &p, self.dtype).with_lambda(case.lambda);
         let top = |k: usize| case.top_diff.as_ref().map_or(1.0, |t| t[k]);
         let mut t = Tally::default();
         let mut add = |row: usize, col: usize, r: Row| {
@@ -317,7 +365,7 @@ impl<'a> Scorer<'a> {
             };
             let p: Params = self.overrides.apply(&compare::output_params(case));
             p.validate()?;
-            let reference = Reference::new(profile, &p, self.dtype);
+            let reference = Reference::new(profile, &p, self.dtype).with_lambda(case.lambda);
             let top = |k: usize| case.top_diff.as_ref().map_or(1.0, |t| t[k]);
             for (row, r) in rows.iter().enumerate() {
                 let Row::Target(col) = *r else { continue };

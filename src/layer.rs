@@ -166,3 +166,49 @@ pub fn scale(mut a: Array2<f64>, s: f64) -> Array2<f64> {
     }
     a
 }
+
+/// Sub-centres (SPEC.md §11.2): `cos` of shape [N, C, K] (row-major, k fastest) reduced to
+/// [N, C] by the max over K, with the arg-max of each (row, class). Ties go to the **first**
+/// index, as `torch.max(dim)` returns it (and as the shipped catalyst dumps show: their
+/// identical sub-centres get gradient only at k = 0); a NaN sub-centre wins (torch's max
+/// propagates NaN), the first NaN on several.
+pub fn subcenter_max(cos: &[f64], n: usize, c: usize, k: usize) -> Result<(Vec<f64>, Vec<usize>)> {
+    if k == 0 || cos.len() != n * c * k {
+        return Err(Error::ShapeMismatch {
+            what: format!("cos of shape [N, C, K] = [{n}, {c}, {k}]"),
+            expected: n * c * k,
+            got: cos.len(),
+        });
+    }
+    let mut max = Vec::with_capacity(n * c);
+    let mut arg = Vec::with_capacity(n * c);
+    for cell in cos.chunks_exact(k) {
+        let mut best = 0;
+        for (j, &v) in cell.iter().enumerate().skip(1) {
+            let b = cell[best];
+            if (v.is_nan() && !b.is_nan()) || v > b {
+                best = j;
+            }
+        }
+        max.push(cell[best]);
+        arg.push(best);
+    }
+    Ok((max, arg))
+}
+
+/// The backward of [`subcenter_max`]: the gradient of each (row, class) goes to its arg-max
+/// sub-centre; every other sub-centre gets exactly 0. Returns [N, C, K].
+pub fn subcenter_backward(d_cos: &[f64], argmax: &[usize], k: usize) -> Result<Vec<f64>> {
+    if d_cos.len() != argmax.len() {
+        return Err(Error::ShapeMismatch {
+            what: "d_cos against the arg-max of the sub-centres".into(),
+            expected: argmax.len(),
+            got: d_cos.len(),
+        });
+    }
+    let mut out = vec![0.0; d_cos.len() * k];
+    for (i, (&g, &a)) in d_cos.iter().zip(argmax).enumerate() {
+        out[i * k + a] = g;
+    }
+    Ok(out)
+}

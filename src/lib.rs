@@ -27,6 +27,7 @@ pub mod layer;
 pub mod loss_only;
 pub mod margin;
 pub mod memory;
+pub mod modulation;
 pub mod params;
 pub mod pipeline;
 pub mod plot;

@@ -117,6 +117,10 @@ pub fn compare(
         top_diff: Some(top),
         forward: None,
         backward: Some(case.d_cos.clone()),
+        row_params: None,
+        modulation: crate::modulation::Modulation::None,
+        lambda: None,
+        subcenters: None,
     };
     let mut report = compare::compare(&layer, profile, dtype)?;
     report.rebudget(|e: &Element| match e.side {

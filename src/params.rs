@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 ///
 /// Units: m2 in radians; m1 dimensionless (SphereFace's angle multiplier);
 /// m3 in cosine units (CosFace's additive margin); s dimensionless.
-/// Domain the spec covers: m1 > 0, m2 ≥ 0 (so `m1·θ + m2 ≥ 0` for θ ∈ [0, π]), any finite m3.
+/// Domain the spec covers: m1 > 0, m2 > −π, any finite m3. A negative m2 (AdaFace's
+/// norm-dependent angular term, SPEC.md §11) moves φ = m1·θ + m2 below 0 near θ = 0, where
+/// cos φ is still defined: the kinks move to the other side (§11.1).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Params {
     pub m1: f64,
@@ -46,7 +48,7 @@ impl Params {
         }
     }
 
-    /// Checks that every field is finite and that m1 > 0, m2 ≥ 0, s > 0.
+    /// Checks that every field is finite and that m1 > 0, m2 > −π, s > 0.
     pub fn validate(&self) -> Result<(), crate::Error> {
         let bad = |field: &'static str, value: f64, why: &'static str| {
             Err(crate::Error::InvalidParam { field, value, why })
@@ -64,8 +66,8 @@ impl Params {
         if self.m1 <= 0.0 {
             return bad("m1", self.m1, "must be > 0");
         }
-        if self.m2 < 0.0 {
-            return bad("m2", self.m2, "must be >= 0");
+        if self.m2 <= -std::f64::consts::PI {
+            return bad("m2", self.m2, "must be > -pi");
         }
         if self.s <= 0.0 {
             return bad("s", self.s, "must be > 0");

@@ -570,6 +570,42 @@ impl std::fmt::Display for Profile {
 /// The profile SPEC.md §6 assigns to a dump's `implementation` string, for a case that claims
 /// `easy_margin` (or not). `None` where the implementation is not one of the mapped systems.
 /// A dump this crate wrote names its profile (`reference/<preset>` or the bare preset name).
+/// AdaFace's eps (mk-minchul/AdaFace@c60eaa7 `head.py`: `self.eps = 1e-3`).
+pub const ADAFACE_EPS: f64 = 1e-3;
+
+/// The profile of mk-minchul/AdaFace@c60eaa7 `head.py:AdaFace` (SPEC.md §11.1), with its
+/// per-row margins m1 = 1, m2 = g_angular (may be negative), m3 = g_add read from the dump:
+/// every entry clamped to [−1+1e-3, 1−1e-3] (torch's clamp: gradient 0 at and beyond a
+/// bound), θ = acos of it, θ + m2 clipped to [1e-3, π − 1e-3] (the non-targets' clip never
+/// binds: their θ is at least acos(1 − 1e-3) ≈ 0.0447), every entry through `cos(·)` of
+/// that angle (so non-targets are `cos(acos c̃)`), autograd through the chain; no th/mm;
+/// a label −1 raises inside the head (`scatter_`), so no ignore label.
+pub fn adaface() -> Profile {
+    Profile {
+        name: "adaface".into(),
+        domain: InputDomain::Clamp {
+            eps: ADAFACE_EPS,
+            scope: ClampScope::AllEntries,
+            at_bound: BoundGradient::Zero,
+        },
+        angle: AnglePolicy::Clamp {
+            lo: ADAFACE_EPS,
+            hi: PI - ADAFACE_EPS,
+        },
+        gradient: GradientMode::Exact {
+            pole: PoleRule::Ieee,
+            form: ExactForm::Chain,
+        },
+        shortcut: false,
+        round_trip: RoundTrip {
+            fallback: false,
+            non_targets: true,
+        },
+        labels: LabelPolicy::NoIgnore,
+        ..ANALYTIC
+    }
+}
+
 pub fn mapped_profile(implementation: &str, easy_margin: Option<bool>) -> Option<Profile> {
     let easy = easy_margin == Some(true);
     let thmm = if easy {
@@ -613,6 +649,8 @@ pub fn mapped_profile(implementation: &str, easy_margin: Option<bool>) -> Option
             });
         }
         "speechbrain-aam"
+    } else if implementation.starts_with("mk-minchul/AdaFace@") {
+        return Some(adaface());
     } else if implementation.starts_with("speechbrain.nnet.losses.AngularMargin") {
         // s·(x − m·onehot): the CosFace formula with no clamp and no acos (the (1, 0) shortcut).
         "analytic"

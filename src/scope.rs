@@ -7,10 +7,12 @@
 //!   carries a `margin_family` that is not the combined margin, or the implementation names such
 //!   a head. Out of scope: one line names the head; nothing is checked.
 //! * **per-row margins** (any of `params.m1`, `m2`, `m3` an array of N numbers: AdaFace,
-//!   ElasticFace, MagFace) and **non-target modulation** (CurricularFace's `t_used` /
+//!   ElasticFace, MagFace) are a combined margin whose rows each have their own (m1, m2, m3)
+//!   (SPEC.md §11.1): checked as below.
+//! * **non-target modulation** (CurricularFace's `t_used` /
 //!   `t_before_forward` / `t_after_forward` / `curricular_hard_mask`, inter-top-k's
-//!   `params.intertopk_k` / `intertopk_m`): the families the next issue models (issue 17).
-//!   Read without error, reported in one line, not checked, never counted as passing.
+//!   `params.intertopk_k` / `intertopk_m`): a combined margin whose rows' non-targets are
+//!   modulated by the row's target (SPEC.md §11.3, [`crate::modulation`]): checked as below.
 //! * **loss-only** (`kind: "pipeline"` with `loss` and `d_cos` and neither `margin_logits` nor
 //!   `d_margin_logits`: NeMo's `AngularSoftmaxLoss`): checked on the loss and `d_cos`
 //!   ([`crate::loss_only`]).
@@ -19,8 +21,8 @@
 //!   above is bad input, exit 2).
 //!
 //! Sub-centres (`params.k`) are a combined margin on the matrix after the max over the K
-//! sub-centres, which is what `cos` holds; a case that has only `cos_subcenters` is not
-//! modelled yet.
+//! sub-centres, which is what `cos` holds; a case that has only `cos_subcenters` [N, C, K]
+//! is read through that max ([`crate::layer::subcenter_max`], SPEC.md §11.2).
 
 use crate::deviation::CaseCheck;
 use crate::fixture::{DumpKind, FixtureError, RawCase};
@@ -56,7 +58,7 @@ pub enum Scope {
     CombinedMargin,
     /// cos → loss, with `d_cos`: checked on the loss and `d_cos`.
     LossOnly,
-    /// A family the next issue models (per-row margins, non-target modulation): not checked.
+    /// A family member not checked in this setting (per-row margins under the fingerprint).
     NotModelledYet(String),
     /// Not a combined margin at all: out of scope, not checked.
     NotCombinedMargin(String),
@@ -71,14 +73,6 @@ const NOT_COMBINED_MARGIN: [(&str, &str); 6] = [
     ("uniface", "UniFace"),
     ("sphereface2", "SphereFace2"),
     ("unifiedcrossentropy", "UniFace (unified cross-entropy)"),
-];
-
-/// Case fields that record CurricularFace's running statistic (FORMAT.md).
-const MODULATION_FIELDS: [&str; 4] = [
-    "t_used",
-    "t_before_forward",
-    "t_after_forward",
-    "curricular_hard_mask",
 ];
 
 impl Scope {
@@ -141,7 +135,6 @@ pub fn classify(
         return Ok(Scope::NotCombinedMargin(head.to_string()));
     }
     if let Some(p) = params {
-        let mut per_row = Vec::new();
         for k in ["m1", "m2", "m3"] {
             if let Some(Value::Array(a)) = p.get(k) {
                 if let Some(i) = a
@@ -155,31 +148,8 @@ pub fn classify(
                     .in_case(&raw.name)
                     .in_field(&format!("params.{k}")));
                 }
-                per_row.push(k);
             }
         }
-        if !per_row.is_empty() {
-            return Ok(Scope::NotModelledYet(format!(
-                "per-row margins (params.{} one per row)",
-                per_row.join(", params.")
-            )));
-        }
-        if p.contains_key("intertopk_k") || p.contains_key("intertopk_m") {
-            return Ok(Scope::NotModelledYet(
-                "non-target modulation (inter-top-k: the k hardest non-targets get a margin)"
-                    .into(),
-            ));
-        }
-    }
-    if let Some(f) = MODULATION_FIELDS.iter().find(|f| raw.has(f)) {
-        return Ok(Scope::NotModelledYet(format!(
-            "non-target modulation (CurricularFace: hard negatives become c·(t + c); `{f}` recorded)"
-        )));
-    }
-    if !raw.has("cos") && raw.has("cos_subcenters") {
-        return Ok(Scope::NotModelledYet(
-            "sub-centres without the max-reduced cos (only cos_subcenters recorded)".into(),
-        ));
     }
     if kind == DumpKind::Pipeline
         && !raw.has("margin_logits")

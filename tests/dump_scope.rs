@@ -1,7 +1,7 @@
 //! What a plain `cmargin check FILE` does with the dumps that are not a plain, mapped
 //! combined-margin layer (SPEC.md §6.5, §6.6, §8.7): an unmapped implementation is
 //! fingerprinted, a loss-only dump is checked on its loss and d_cos, a head that is not a
-//! combined margin and a per-row-margin head get one line and are not checked, and NaN in a
+//! combined margin gets one line and is not checked, a modulated head is checked, and NaN in a
 //! computed blob is judged, not refused. Never exit 2 for any of these; bad input still is.
 //! Each mutation is written to a scratch file and removed.
 
@@ -151,20 +151,26 @@ fn a_head_that_is_not_a_combined_margin_gets_one_line() {
     );
 }
 
+/// Per-row margins (SPEC.md §11.1): AdaFace's dumps are checked row by row under the mapped
+/// `adaface` profile, and every case passes (f32 and f64; negative m2 rows included).
 #[test]
-fn per_row_margins_are_not_modelled_yet() {
-    let (rc, out, err) = check(&[], &golden("adaface/adaface_pipeline_f32.json"));
-    assert_eq!(rc, 0, "{out}{err}");
-    assert!(
-        out.contains(
-            "per-row margins (params.m2, params.m3 one per row): not modelled yet (issue 17)"
-        ),
-        "{out}"
-    );
-    assert!(
-        out.contains("0 pass") && out.contains("6 not checked"),
-        "{out}"
-    );
+fn per_row_margins_are_checked_row_by_row() {
+    for dt in ["f32", "f64"] {
+        let (rc, out, err) = check(&[], &golden(&format!("adaface/adaface_pipeline_{dt}.json")));
+        assert_eq!(rc, 0, "{out}{err}");
+        assert!(out.contains("summary: 6 pass, 0 deviate, 0 fail"), "{out}");
+        assert!(out.contains(" adaface "), "{out}");
+        // Under --profile auto the per-row cases keep the mapped profile, and say so.
+        let (rc, out, err) = check(
+            &["--profile", "auto"],
+            &golden(&format!("adaface/adaface_pipeline_{dt}.json")),
+        );
+        assert_eq!(rc, 0, "{out}{err}");
+        assert!(
+            out.contains("per-row margins: checked under the mapped profile adaface"),
+            "{out}"
+        );
+    }
     // A per-row margin that is not a number is bad input, located.
     let bad = mutated("adaface/adaface_pipeline_f32.json", "rowm", 1, |v| {
         v["cases"][0]["params"]["m2"][2] = Value::from("x");
@@ -175,17 +181,89 @@ fn per_row_margins_are_not_modelled_yet() {
         err.contains("params.m2") && err.contains("element 2"),
         "{err}"
     );
+    // A per-row array of the wrong length names the field and the expected shape, and does
+    // not print the array.
+    let short = mutated("adaface/adaface_pipeline_f32.json", "rowlen", 1, |v| {
+        v["cases"][0]["params"]["m3"].as_array_mut().unwrap().pop();
+    });
+    let (rc, _, err) = check(&[], &short.0);
+    assert_eq!(rc, 2, "{err}");
+    assert!(
+        err.contains("field \"params.m3\"")
+            && err.contains("an array of N = 8 numbers (one per row), found an array of 7"),
+        "{err}"
+    );
+    assert!(!err.contains("0.37"), "the array is printed: {err}");
 }
 
+/// The planted bug: the rows' margins shifted by one row (the dump claims row i + 1's
+/// margins for row i) is rejected with the named cause `row-margins-differ`.
 #[test]
-fn curricular_modulation_is_not_modelled_yet() {
-    let (rc, out, err) = check(&[], &golden("catalyst/curricularface_pipeline_f64.json"));
-    assert_eq!(rc, 0, "{out}{err}");
+fn misaligned_per_row_margins_are_named() {
+    let rot = mutated("adaface/adaface_pipeline_f64.json", "rowrot", 2, |v| {
+        for case in v["cases"].as_array_mut().unwrap() {
+            for k in ["m2", "m3"] {
+                let a = case["params"][k].as_array_mut().unwrap();
+                a.rotate_left(1);
+            }
+        }
+    });
+    let (rc, out, err) = check(&["-v"], &rot.0);
+    assert_eq!(rc, 1, "{out}{err}");
     assert!(
-        out.contains("non-target modulation (CurricularFace")
-            && out.contains("not modelled yet (issue 17)"),
+        out.contains("row-margins-differ") && !out.contains("no named cause"),
         "{out}"
     );
+    assert!(out.contains("row i got row i + 7's margins"), "{out}");
+}
+
+/// CurricularFace's modulated non-targets are checked (SPEC.md §11.3): a plain check of the
+/// catalyst dump passes every case; a case recording a hard-negative mask but no t is bad
+/// input, located.
+#[test]
+fn curricular_modulation_is_checked() {
+    let rel = "catalyst/curricularface_pipeline_f64.json";
+    let (rc, out, err) = check(&[], &golden(rel));
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains("6 pass, 0 deviate, 0 fail"), "{out}");
+    let no_t = mutated(rel, "not", 1, |v| {
+        let obj = v["cases"][0].as_object_mut().unwrap();
+        obj.remove("t_after_forward");
+        obj.remove("t_before_forward");
+    });
+    let (rc, _, err) = check(&[], &no_t.0);
+    assert_eq!(rc, 2, "{err}");
+    assert!(
+        err.contains("\"t_used\": missing") && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
+/// A-Softmax's λ (SPEC.md §11.4) must be a number >= 0, and inter-top-k's k comes with its
+/// m′: anything else is bad input, one line naming the field.
+#[test]
+fn bad_family_constants_are_located_bad_input() {
+    let rel = "catalyst/arcface_pipeline_f64.json";
+    for (tag, key, value, field) in [
+        ("lamneg", "lambda", Value::from(-1.0), "\"params.lambda\""),
+        ("lamstr", "lambda", Value::from("five"), "\"params.lambda\""),
+        (
+            "topk",
+            "intertopk_k",
+            Value::from(3),
+            "\"params.intertopk_m\": missing",
+        ),
+    ] {
+        let bad = mutated(rel, tag, 1, |v| {
+            v["cases"][0]["params"][key] = value.clone();
+        });
+        let (rc, _, err) = check(&[], &bad.0);
+        assert_eq!(rc, 2, "{tag}: {err}");
+        assert!(
+            err.contains(field) && err.lines().count() == 1,
+            "{tag}: {err}"
+        );
+    }
 }
 
 /// NaN in what the implementation computed (a pipeline's `d_margin_logits` and `d_cos`) is a
@@ -225,4 +303,54 @@ fn nan_in_computed_blobs_is_judged_and_nan_in_inputs_is_refused() {
         err.contains("field \"cos\"") && err.contains("is NaN"),
         "{err}"
     );
+}
+
+/// Sub-centres recorded only as `cos_subcenters` [N, C, K] (SPEC.md §11.2) are read through
+/// the max over K: a dump whose sub-centre maxima are the recorded `cos` gives the same
+/// report as the original; one whose maxima sit elsewhere (the planted bug: the head used
+/// sub-centre 0, not the max) fails.
+#[test]
+fn cos_subcenters_are_read_through_the_max() {
+    let rel = "catalyst/subcenter_arcface_pipeline_f64.json";
+    let with = |tag: &str, offsets: [f64; 3]| {
+        mutated(rel, tag, 1, move |v| {
+            let case = &mut v["cases"][0];
+            let cos: Vec<f64> = case["cos"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            let sub: Vec<Value> = cos
+                .iter()
+                .flat_map(|&c| offsets.map(|o| Value::from(c + o)))
+                .collect();
+            let obj = case.as_object_mut().unwrap();
+            obj.remove("cos");
+            obj.insert("cos_subcenters".into(), Value::from(sub));
+        })
+    };
+    let original = mutated(rel, "suborig", 1, |_| {});
+    let (rc0, out0, _) = check(&[], &original.0);
+    let faithful = with("subok", [-0.05, 0.0, -0.1]);
+    let (rc, out, err) = check(&[], &faithful.0);
+    assert_eq!((rc, err.as_str()), (rc0, ""), "{out}");
+    let strip = |s: &str, p: &Path| s.replace(&p.display().to_string(), "FILE");
+    assert_eq!(strip(&out, &faithful.0), strip(&out0, &original.0));
+    let planted = with("subbad", [0.0, 0.05, -0.1]);
+    let (rc, out, err) = check(&["--profile", "speechbrain-aam"], &planted.0);
+    assert_eq!(rc, 1, "{out}{err}");
+    assert!(out.contains("FAIL"), "{out}");
+    // Without params.k the sub-centres cannot be read: bad input, located.
+    let nok = mutated(rel, "subnok", 1, |v| {
+        let case = &mut v["cases"][0];
+        let n = case["cos"].as_array().unwrap().len();
+        let obj = case.as_object_mut().unwrap();
+        obj.remove("cos");
+        obj.insert("cos_subcenters".into(), Value::from(vec![0.0; 3 * n]));
+        obj["params"].as_object_mut().unwrap().remove("k");
+    });
+    let (rc, _, err) = check(&[], &nok.0);
+    assert_eq!(rc, 2, "{err}");
+    assert!(err.contains("\"params.k\": missing"), "{err}");
 }

@@ -58,6 +58,10 @@ fn layer(
         top_diff: Some(top),
         forward: Some(fwd),
         backward: Some(bwd),
+        row_params: None,
+        modulation: combined_margin::modulation::Modulation::None,
+        lambda: None,
+        subcenters: None,
     }
 }
 

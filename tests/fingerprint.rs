@@ -37,6 +37,10 @@ pub fn outputs_of(truth: &Profile, p: Params, dt: Dtype, xs: &[f64]) -> LayerCas
         top_diff: Some(top),
         forward: Some(fwd.iter().map(|&v| dt.round(v)).collect()),
         backward: Some(bwd.iter().map(|&v| dt.round(v)).collect()),
+        row_params: None,
+        modulation: combined_margin::modulation::Modulation::None,
+        lambda: None,
+        subcenters: None,
     }
 }
 

@@ -78,7 +78,8 @@ fn invalid_params_are_errors() {
     let cos = Array2::<f64>::zeros((1, 1));
     for (bad, field) in [
         (Params::new(0.0, 0.5, 0.0), "m1"),
-        (Params::new(1.0, -0.1, 0.0), "m2"),
+        // m2 may be negative (AdaFace, SPEC.md §11.1), down to −π exclusive.
+        (Params::new(1.0, -4.0, 0.0), "m2"),
         (Params::new(1.0, 0.5, f64::NAN), "m3"),
     ] {
         let e = layer::forward(

@@ -11,6 +11,8 @@ mod cuda_nvrtc;
 mod dump_scope;
 mod embedded;
 mod estimator;
+mod families;
+mod family_numpy;
 mod fingerprint;
 mod fit_numpy;
 mod forms;

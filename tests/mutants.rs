@@ -92,6 +92,10 @@ fn case(
         top_diff: Some(top.to_vec()),
         forward: Some(fwd),
         backward: Some(bwd),
+        row_params: None,
+        modulation: combined_margin::modulation::Modulation::None,
+        lambda: None,
+        subcenters: None,
     }
 }
 

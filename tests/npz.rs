@@ -534,3 +534,50 @@ fn parameter_errors_name_the_array_that_holds_the_value() {
     assert!(f.case.scaled);
     assert_eq!(f.case.params.s, 64.0);
 }
+
+/// The margin-family scalars (SPEC.md §11.3, §11.4) are read from an `.npz` as from JSON:
+/// CurricularFace's t, inter-top-k's k, m′ and activity, A-Softmax's λ; a negative λ and k
+/// without m′ are refused, naming the array.
+#[test]
+fn family_scalars_are_read_from_npz() {
+    use combined_margin::modulation::Modulation;
+    let with = |extra: &[(&str, f64)]| -> Vec<u8> {
+        let cos = Array2::from_shape_fn((4, 3), |(i, j)| (i as f32 - j as f32) / 8.0);
+        let mut w = NpzWriter::new(Cursor::new(Vec::new()));
+        w.add_array("cos", &cos).unwrap();
+        w.add_array("labels", &arr1(&[0i64, 2, 1, 1])).unwrap();
+        w.add_array("params", &arr1(&[1.0f64, 0.5, 0.0])).unwrap();
+        for (name, v) in extra {
+            w.add_array(*name, &arr1(&[*v])).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    };
+    let plain = read(&with(&[])).unwrap();
+    assert_eq!(plain.case.modulation, Modulation::None);
+    assert_eq!(plain.case.lambda, None);
+    let cf = read(&with(&[
+        ("t_after_forward", 0.25),
+        ("t_before_forward", 0.0),
+    ]))
+    .unwrap();
+    match cf.case.modulation {
+        Modulation::Curricular(c) => assert_eq!((c.t, c.t_other), (0.25, Some(0.0))),
+        other => panic!("{other:?}"),
+    }
+    let tk = read(&with(&[
+        ("intertopk_k", 3.0),
+        ("intertopk_m", 0.06),
+        ("intertopk_active", 0.0),
+    ]))
+    .unwrap();
+    match tk.case.modulation {
+        Modulation::InterTopK(x) => assert_eq!((x.k, x.m, x.active), (3, 0.06, false)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        read(&with(&[("lambda", 5.0)])).unwrap().case.lambda,
+        Some(5.0)
+    );
+    expect_err(&with(&[("lambda", -1.0)]), "lambda", &[">= 0"]);
+    expect_err(&with(&[("intertopk_k", 3.0)]), "intertopk_m", &["missing"]);
+}

@@ -345,6 +345,10 @@ fn layer_case(
             top_diff,
             forward,
             backward,
+            row_params: None,
+            modulation: Default::default(),
+            lambda: None,
+            subcenters: None,
         },
         dtype,
     ))

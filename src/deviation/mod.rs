@@ -16,8 +16,11 @@ use std::collections::HashSet;
 
 mod constants;
 mod fitted;
+mod modulation;
 mod outputs;
+mod row_margins;
 mod rows;
+mod subcenters;
 mod variants;
 
 use constants::*;
@@ -113,10 +116,28 @@ pub enum Kind {
     /// the profile at the fitted value explains the out-of-budget elements; the detail gives
     /// `m2 fits 0.499164 ± 2e-7 (28.6°), stated 0.5`.
     ParameterDiffers,
+    /// Per-row margins (SPEC.md §11.1): the targets follow the profile with the rows'
+    /// margins assigned otherwise: one (m1, m2, m3) for every row (the rows' mean, or row
+    /// 0's), or every row given row i + k's (off by k rows); every failing element no
+    /// earlier detector took must pass under that assignment.
+    RowMarginsDiffer,
+    /// Non-target modulation (SPEC.md §11.3) or A-Softmax's λ annealing (§11.4): the outputs
+    /// follow the case's head with another of its inputs: CurricularFace's other recorded t
+    /// (`t_before_forward`), a t fitted from the hard negatives, the mask against the target
+    /// logit after the fallback, the gradient t + c (one factor detached), or no modulation;
+    /// inter-top-k active/inactive toggled, k ± 1, or no penalty; no λ, or λ fitted from the
+    /// targets. Every failing element no earlier detector took must pass under that variant,
+    /// and every passing element still pass.
+    ModulationDiffers,
+    /// Sub-centres recorded as `cos_subcenters` (SPEC.md §11.2): the outputs follow another
+    /// reduction over K than the max (one sub-centre alone, the mean, the min). Every failing
+    /// element no earlier detector took must pass under it, and every passing element still
+    /// pass.
+    SubcenterReductionDiffers,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 28] = [
+    pub const ALL: [Kind; 31] = [
         Kind::NonFiniteOutput,
         Kind::NonTargetAltered,
         Kind::IgnoreLabelNotHonoured,
@@ -145,6 +166,9 @@ impl Kind {
         Kind::OutputClipDiffers,
         Kind::ConstantPrecisionDiffers,
         Kind::ParameterDiffers,
+        Kind::RowMarginsDiffer,
+        Kind::ModulationDiffers,
+        Kind::SubcenterReductionDiffers,
     ];
 
     pub fn name(self) -> &'static str {
@@ -177,6 +201,9 @@ impl Kind {
             Kind::OutputClipDiffers => "output-clip-differs",
             Kind::ConstantPrecisionDiffers => "constant-precision-differs",
             Kind::ParameterDiffers => "parameter-differs",
+            Kind::RowMarginsDiffer => "row-margins-differ",
+            Kind::ModulationDiffers => "modulation-differs",
+            Kind::SubcenterReductionDiffers => "subcenter-reduction-differs",
         }
     }
 
@@ -332,6 +359,31 @@ fn key(e: &Element, c: usize) -> Key {
     (e.side, e.index(c))
 }
 
+/// The out-of-budget elements of `r` that no deviation in `taken` accounts for.
+fn untaken_failures(r: &CaseReport, taken: &HashSet<Key>) -> HashSet<Key> {
+    r.failing()
+        .map(|e| key(e, r.c))
+        .filter(|k| !taken.contains(k))
+        .collect()
+}
+
+/// Whether every element that passes in `r` still passes in the variant's comparison `vr`
+/// (the same case shape: the same elements in the same order).
+fn none_broken(vr: &CaseReport, r: &CaseReport) -> bool {
+    vr.elements
+        .iter()
+        .zip(&r.elements)
+        .all(|(v, o)| v.passed() || !o.passed())
+}
+
+/// Whether every element of `remaining` passes in the variant's comparison `vr`.
+fn all_pass_in(vr: &CaseReport, remaining: &HashSet<Key>) -> bool {
+    vr.elements
+        .iter()
+        .filter(|e| remaining.contains(&key(e, vr.c)))
+        .all(|e| e.passed())
+}
+
 /// Runs every detector on a comparison already made. Order matters only for attribution:
 /// structural causes (scale, precision, rows, columns) are found first, and the policy
 /// variants are asked only about the target failures left over.
@@ -369,10 +421,35 @@ pub fn detect(case: &LayerCase, r: &CaseReport, declared: &Declared) -> Result<V
         .flat_map(|d| d.explains.iter().copied())
         .chain(taken.iter().copied())
         .collect();
+    out.extend(subcenters::subcenter_reduction(case, r, &not_finite));
+    let not_finite: HashSet<Key> = not_finite
+        .into_iter()
+        .chain(
+            out.iter()
+                .filter(|d| d.kind == Kind::SubcenterReductionDiffers)
+                .flat_map(|d| d.explains.iter().copied()),
+        )
+        .collect();
+    out.extend(row_margins::row_margins(case, r, &not_finite));
+    let not_finite: HashSet<Key> = not_finite
+        .into_iter()
+        .chain(
+            out.iter()
+                .filter(|d| d.kind == Kind::RowMarginsDiffer)
+                .flat_map(|d| d.explains.iter().copied()),
+        )
+        .collect();
     out.extend(stated_parameters(case, r, &not_finite));
     let taken: HashSet<Key> = out
         .iter()
         .filter(|d| structural(d) || fitted_kind(d.kind))
+        .flat_map(|d| d.explains.iter().copied())
+        .collect();
+    // The modulation's other inputs, before the non-target detector takes their elements.
+    out.extend(modulation::modulation_differs(case, r, &taken));
+    let taken: HashSet<Key> = out
+        .iter()
+        .filter(|d| structural(d) || fitted_kind(d.kind) || d.kind == Kind::ModulationDiffers)
         .flat_map(|d| d.explains.iter().copied())
         .collect();
     out.extend(non_target_altered(case, r, &taken));
@@ -396,7 +473,11 @@ pub fn detect(case: &LayerCase, r: &CaseReport, declared: &Declared) -> Result<V
 fn fitted_kind(k: Kind) -> bool {
     matches!(
         k,
-        Kind::ParameterDiffers | Kind::MarginUnits | Kind::MarginTermIgnored
+        Kind::ParameterDiffers
+            | Kind::MarginUnits
+            | Kind::MarginTermIgnored
+            | Kind::RowMarginsDiffer
+            | Kind::SubcenterReductionDiffers
     )
 }
 

@@ -103,11 +103,11 @@ pub(super) fn ignore_label(
 }
 
 pub(super) fn wrong_target_column(_case: &LayerCase, r: &CaseReport) -> Option<Deviation> {
-    let reference = Reference::new(&r.profile, &r.params, r.dtype);
     let mut shifts: BTreeMap<usize, usize> = BTreeMap::new();
     let mut explains = HashSet::new();
     for (row, els) in elements_by_row(r) {
         let Some(t) = r.targets[row] else { continue };
+        let reference = r.reference_of_row(row);
         // The labelled column: out of budget as a target, but a plain pass-through.
         let label_passed_through = els.iter().any(|e| {
             e.col == t && !e.passed() && {

@@ -157,3 +157,13 @@ impl AsRef<std::ffi::OsStr> for Scratch {
         self.path.as_os_str()
     }
 }
+
+/// Whether `python3` can import numpy (the numpy-driven tests are ignored by default and
+/// assert this when run with `--ignored`).
+pub fn numpy_available() -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", "import numpy"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
