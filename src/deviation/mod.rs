@@ -384,6 +384,33 @@ fn all_pass_in(vr: &CaseReport, remaining: &HashSet<Key>) -> bool {
         .all(|e| e.passed())
 }
 
+/// Whether every passing element must still pass under a variant ([`first_explaining`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    /// The variant must also break no element that passes as recorded.
+    Passing,
+    /// Only the failures are asked about (a per-row assignment moves every row).
+    FailuresOnly,
+}
+
+/// The first of `variants` (a changed case and its words) under which every element of
+/// `remaining` passes (and, with [`Keep::Passing`], no element `r` passes breaks): its words.
+/// Variants the comparison refuses are skipped.
+fn first_explaining(
+    variants: impl IntoIterator<Item = (LayerCase, String)>,
+    r: &CaseReport,
+    remaining: &HashSet<Key>,
+    keep: Keep,
+) -> Option<String> {
+    variants.into_iter().find_map(|(variant, words)| {
+        let vr =
+            crate::compare::compare_with_params(&variant, &r.profile, &r.params, r.dtype).ok()?;
+        let explained =
+            all_pass_in(&vr, remaining) && (keep == Keep::FailuresOnly || none_broken(&vr, r));
+        explained.then_some(words)
+    })
+}
+
 /// Runs every detector on a comparison already made. Order matters only for attribution:
 /// structural causes (scale, precision, rows, columns) are found first, and the policy
 /// variants are asked only about the target failures left over.

@@ -207,25 +207,22 @@ pub(super) fn modulation_differs(
                 words,
             )
         });
-    for (variant, words) in modulations.chain(lambdas) {
-        let Ok(vr) = compare::compare_with_params(&variant, &r.profile, &r.params, r.dtype) else {
-            continue;
-        };
-        let explained = super::all_pass_in(&vr, &remaining) && super::none_broken(&vr, r);
-        if explained {
-            return Some(Deviation {
-                kind: Kind::ModulationDiffers,
-                detail: format!(
-                    "the outputs follow {words} ({} out-of-budget elements fit; the case records {})",
-                    remaining.len(),
-                    match case.lambda {
-                        Some(l) => format!("{}, λ = {l:?}", case.modulation.describe()),
-                        None => case.modulation.describe(),
-                    }
-                ),
-                explains: remaining,
-            });
-        }
-    }
-    None
+    let words = super::first_explaining(
+        modulations.chain(lambdas),
+        r,
+        &remaining,
+        super::Keep::Passing,
+    )?;
+    Some(Deviation {
+        kind: Kind::ModulationDiffers,
+        detail: format!(
+            "the outputs follow {words} ({} out-of-budget elements fit; the case records {})",
+            remaining.len(),
+            match case.lambda {
+                Some(l) => format!("{}, λ = {l:?}", case.modulation.describe()),
+                None => case.modulation.describe(),
+            }
+        ),
+        explains: remaining,
+    })
 }

@@ -2,7 +2,7 @@
 //! [`Kind::RowMarginsDiffer`].
 
 use super::{Deviation, Key, Kind};
-use crate::compare::{self, CaseReport};
+use crate::compare::CaseReport;
 use crate::fixture::LayerCase;
 use crate::params::Params;
 use std::collections::HashSet;
@@ -54,28 +54,25 @@ pub(super) fn row_margins(
     if remaining.is_empty() {
         return None;
     }
-    for (assigned, words) in assignments(rows) {
-        if assigned == *rows {
-            continue;
-        }
-        let variant = LayerCase {
-            row_params: Some(assigned),
-            ..case.clone()
-        };
-        let Ok(vr) = compare::compare_with_params(&variant, &r.profile, &r.params, r.dtype) else {
-            continue;
-        };
-        let explained = super::all_pass_in(&vr, &remaining);
-        if explained {
-            return Some(Deviation {
-                kind: Kind::RowMarginsDiffer,
-                detail: format!(
-                    "the targets follow {words} ({} out-of-budget elements fit)",
-                    remaining.len()
-                ),
-                explains: remaining,
-            });
-        }
-    }
-    None
+    let variants = assignments(rows)
+        .into_iter()
+        .filter(|(assigned, _)| assigned != rows)
+        .map(|(assigned, words)| {
+            (
+                LayerCase {
+                    row_params: Some(assigned),
+                    ..case.clone()
+                },
+                words,
+            )
+        });
+    let words = super::first_explaining(variants, r, &remaining, super::Keep::FailuresOnly)?;
+    Some(Deviation {
+        kind: Kind::RowMarginsDiffer,
+        detail: format!(
+            "the targets follow {words} ({} out-of-budget elements fit)",
+            remaining.len()
+        ),
+        explains: remaining,
+    })
 }

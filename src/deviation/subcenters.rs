@@ -2,7 +2,7 @@
 //! [`Kind::SubcenterReductionDiffers`].
 
 use super::{Deviation, Key, Kind};
-use crate::compare::{self, CaseReport};
+use crate::compare::CaseReport;
 use crate::fixture::LayerCase;
 use std::collections::HashSet;
 
@@ -44,27 +44,25 @@ pub(super) fn subcenter_reduction(
     if remaining.is_empty() || *k < 2 {
         return None;
     }
-    for (cos, words) in reductions(*k, sub) {
-        if cos == case.cos {
-            continue;
-        }
-        let variant = LayerCase {
-            cos,
-            ..case.clone()
-        };
-        let Ok(vr) = compare::compare_with_params(&variant, &r.profile, &r.params, r.dtype) else {
-            continue;
-        };
-        if super::all_pass_in(&vr, &remaining) && super::none_broken(&vr, r) {
-            return Some(Deviation {
-                kind: Kind::SubcenterReductionDiffers,
-                detail: format!(
-                    "the outputs follow {words} ({} out-of-budget elements fit)",
-                    remaining.len()
-                ),
-                explains: remaining,
-            });
-        }
-    }
-    None
+    let variants = reductions(*k, sub)
+        .into_iter()
+        .filter(|(cos, _)| *cos != case.cos)
+        .map(|(cos, words)| {
+            (
+                LayerCase {
+                    cos,
+                    ..case.clone()
+                },
+                words,
+            )
+        });
+    let words = super::first_explaining(variants, r, &remaining, super::Keep::Passing)?;
+    Some(Deviation {
+        kind: Kind::SubcenterReductionDiffers,
+        detail: format!(
+            "the outputs follow {words} ({} out-of-budget elements fit)",
+            remaining.len()
+        ),
+        explains: remaining,
+    })
 }
