@@ -12,8 +12,8 @@
 //! `cargo bench --bench check -- --n 128 --c 180855 --reps 3`.
 
 use combined_margin::deviation::{self, Declared};
-use combined_margin::fingerprint;
 use combined_margin::fixture::generate::{generate, Inputs, Spec, TopDiff};
+use combined_margin::verdict::search as fingerprint;
 use combined_margin::{Dtype, Params, Profile};
 use std::hint::black_box;
 use std::time::Instant;

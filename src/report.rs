@@ -2,15 +2,15 @@
 //!
 //! One formatter, so that the CLI and the Python package (`python/`, `Report.__str__`) print
 //! the same words for the same check. Pure formatting: every number comes from
-//! [`crate::deviation`] and [`crate::fingerprint`].
+//! [`crate::deviation`] and [`crate::verdict::search`].
 
 use crate::compare::{fraction_text, CaseReport, Side};
 use crate::deviation::{CaseCheck, Kind, Verdict};
 use crate::dtype::Dtype;
-use crate::fingerprint::{self, Fit};
 use crate::fixture::LayerCase;
 use crate::profile::Profile;
 use crate::scope::Outcome;
+use crate::verdict::search::{self as fingerprint, Fit};
 use std::fmt::Write;
 
 /// The worst element of a comparison as one line, or "no elements".

@@ -1,7 +1,7 @@
 //! The policy space: every axis of [`Profile`] with every value real code uses, enumerable.
 //!
 //! One list per axis, here and nowhere else. The `--profile auto` search
-//! ([`crate::fingerprint`]), the deviation detector's variants ([`crate::deviation`]) and the
+//! ([`crate::verdict::search`]), the deviation detector's variants ([`crate::deviation`]) and the
 //! space test (`tests/space.rs`) are all generated from [`Axis::values`].
 
 use crate::profile::{
@@ -34,13 +34,13 @@ pub enum Axis {
 pub const CLAMP_EPS: [f64; 5] = [0.0, SPEECHBRAIN_EPS, 1e-5, 1e-4, 1e-3];
 
 /// The seed of the sine guard's ε (PaddleClas's 1e-6): the search refines it by a fit
-/// ([`crate::form_fit`]), so the value found is the implementation's, not this one.
+/// ([`crate::verdict::form_fit`]), so the value found is the implementation's, not this one.
 pub const SINE_GUARD_EPS_SEED: f64 = 1e-6;
 
-/// The seed of the fallback offset κ (`c̃ − κ`), refined by a fit ([`crate::form_fit`]).
+/// The seed of the fallback offset κ (`c̃ − κ`), refined by a fit ([`crate::verdict::form_fit`]).
 pub const FALLBACK_KAPPA_SEED: f64 = 0.0;
 
-/// The seed of the output clip bound b, refined by a fit ([`crate::form_fit`]).
+/// The seed of the output clip bound b, refined by a fit ([`crate::verdict::form_fit`]).
 pub const OUTPUT_CLIP_SEED: f64 = 1.0;
 
 /// Factor clips real code uses: none, [0, 1], Caffe GPU's [0, 2], `recommended`'s [0, 16].

@@ -5,10 +5,10 @@
 
 use combined_margin::catalogue::edge_cases;
 use combined_margin::deviation::{self, Declared, Kind};
-use combined_margin::fingerprint;
 use combined_margin::fixture::LayerCase;
 use combined_margin::profile::InputDomain;
 use combined_margin::verdict::fit;
+use combined_margin::verdict::search as fingerprint;
 use combined_margin::{Dtype, Params, Profile};
 
 /// One row per input, target in column 0, column 1 a non-target at 0.25 (and −0.6 in a third

@@ -4,11 +4,11 @@
 //! an input could tell apart may remain tied (teeth: a one-axis neighbour must not fit).
 
 use combined_margin::catalogue::edge_cases;
-use combined_margin::fingerprint;
 use combined_margin::fixture::LayerCase;
 use combined_margin::kinks;
 use combined_margin::rng::SplitMix64;
 use combined_margin::space::{self, Axis};
+use combined_margin::verdict::search as fingerprint;
 use combined_margin::{layer, Dtype, Params, Profile};
 use ndarray::Array2;
 

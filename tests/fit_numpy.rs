@@ -4,9 +4,9 @@
 //! it under the claimed profile; the correct layers pass under --profile auto.
 
 use combined_margin::deviation::{self, Declared, Kind, Verdict};
-use combined_margin::fingerprint;
 use combined_margin::fixture::npz::read_layer_npz;
 use combined_margin::fixture::{LayerCase, Limits};
+use combined_margin::verdict::search as fingerprint;
 use combined_margin::{Dtype, Profile};
 use std::path::Path;
 use std::process::Command;

@@ -2,12 +2,12 @@
 //! written independently in numpy from the library's code (tests/data/form_impls.py): the
 //! `--profile auto` search finds the form, and fits its constant (κ, ε, b) within 0.2%.
 
-use combined_margin::fingerprint::{self, Search};
 use combined_margin::fixture::npz::read_layer_npz;
 use combined_margin::fixture::Limits;
 use combined_margin::profile::{
     AnglePolicy, BoundGradient, EvalForm, Fallback, InputDomain, ParamPrecision, Profile, SineGuard,
 };
+use combined_margin::verdict::search::{self as fingerprint, Search};
 use combined_margin::Dtype;
 use std::path::Path;
 use std::process::Command;

@@ -4,10 +4,10 @@
 //! it conforms or its out-of-budget elements carry the right named cause.
 
 use combined_margin::deviation::{self, Declared, Kind, Verdict};
-use combined_margin::fingerprint;
 use combined_margin::fixture::npz::read_layer_npz;
 use combined_margin::fixture::Limits;
 use combined_margin::profile::{ExactForm, GradientMode};
+use combined_margin::verdict::search as fingerprint;
 use combined_margin::{Dtype, Profile};
 use std::path::Path;
 use std::process::Command;

@@ -33,7 +33,7 @@ pub(super) fn nearest_point(
     if remaining.is_empty() {
         return Ok(None);
     }
-    let Ok(search) = crate::fingerprint::search(std::slice::from_ref(case), r.dtype) else {
+    let Ok(search) = crate::verdict::search::search(std::slice::from_ref(case), r.dtype) else {
         return Ok(None);
     };
     let best = search.best();
@@ -156,7 +156,7 @@ pub(super) fn variants(case: &LayerCase, r: &CaseReport) -> Vec<Variant> {
         }
         for q in axis.values(prof).into_iter().skip(1) {
             // A form's continuous constants at the values the outputs imply.
-            let q = crate::form_fit::refine(&q, std::slice::from_ref(case), r.dtype);
+            let q = crate::verdict::form_fit::refine(&q, std::slice::from_ref(case), r.dtype);
             v.push(Variant {
                 kind: axis_kind(axis, case, &q),
                 what: format!(
@@ -295,7 +295,7 @@ fn fitted_clamp(case: &LayerCase, r: &CaseReport, taken: &HashSet<Key>) -> Resul
         r.dtype,
         &r.profile,
         &set,
-        crate::fingerprint::CLAMP_EPS_BRACKET,
+        crate::verdict::search::CLAMP_EPS_BRACKET,
         "input clamp eps",
     ) else {
         return Ok(None);

@@ -169,7 +169,7 @@ fn check_npz(
     let prof = match (profile, npz.profile.as_deref()) {
         (Some("auto"), _) => {
             let search =
-                combined_margin::fingerprint::search(std::slice::from_ref(&case), npz.dtype)
+                combined_margin::verdict::search::search(std::slice::from_ref(&case), npz.dtype)
                     .map_err(|e| format!("{label}: {e}"))?;
             print!("{}", report::search_text(&label, &search));
             searches.push(report::search_json(&label, &search));

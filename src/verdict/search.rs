@@ -501,7 +501,7 @@ pub fn search(cases: &[LayerCase], dtype: Dtype) -> Result<Search> {
         let mut visit =
             |start: &Profile, cand: Profile, ranked: &mut Vec<Fit>| -> Result<Option<Fit>> {
                 // A form's continuous constants at the implementation's values, not the seeds.
-                let cand = crate::form_fit::refine(&cand, cases, dtype);
+                let cand = crate::verdict::form_fit::refine(&cand, cases, dtype);
                 let key = policy_key(&cand);
                 if let Some(f) = seen.get(&key) {
                     return Ok(f.clone());
@@ -577,7 +577,7 @@ pub fn search(cases: &[LayerCase], dtype: Dtype) -> Result<Search> {
     if let Some(stated_scorer) = at_stated.as_mut() {
         ranked.sort_by(order);
         for lead in distinct_leaders(&ranked, FITTED_CLAMP_STRUCTURES) {
-            let cand = crate::form_fit::refine(&lead, cases, dtype);
+            let cand = crate::verdict::form_fit::refine(&lead, cases, dtype);
             let changed = ranked
                 .iter()
                 .find(|f| f.profile.same_policies(&lead))
@@ -756,7 +756,7 @@ fn fitted_clamp(scorer: &mut Scorer, best: &Fit, origin: &Profile) -> Result<Opt
             scope,
             at_bound,
         };
-        *p = crate::form_fit::refine(p, cases, dtype);
+        *p = crate::verdict::form_fit::refine(p, cases, dtype);
     };
     let Some(mut eps) = fit::fit_constant_at(
         scorer.cases,
