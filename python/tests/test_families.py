@@ -453,6 +453,9 @@ def test_check_module_numpy_heads_of_the_families():
     r = cm.check_module(elastic, (1.0, m_rows, 0.0), dtype="f64", inputs="uniform",
                         shape=(16, 10), profile="textbook")
     assert r.passed, str(r)
+    r = cm.check_module(elastic, (1.0, np.roll(m_rows, 1), 0.0), dtype="f64", inputs="uniform",
+                        shape=(16, 10), profile="textbook")
+    assert_named(r, "row-margins-differ")
     raises(ValueError, ['"inputs"', "edges"], cm.check_module, elastic, (1.0, m_rows, 0.0),
            profile="textbook")
     raises(ValueError, ['"subcenters"'], cm.check_module, sub_head, (1.0, M, 0.0), subcenters=0, **kw)
@@ -467,14 +470,14 @@ def test_check_module_torch_heads_of_the_families():
 
         def __init__(self, m=M):
             super().__init__()
-            self.cos_m, self.sin_m = np.cos(m), np.sin(m)
-            self.th, self.mm = np.cos(np.pi - m), np.sin(np.pi - m) * m
+            self.cos_m, self.sin_m = float(np.cos(m)), float(np.sin(m))
+            self.th, self.mm = float(np.cos(np.pi - m)), float(np.sin(np.pi - m) * m)
 
         def forward(self, cos, labels):
             red, _ = torch.max(cos, dim=2)
             rows = labels >= 0
             lab = labels.clamp(min=0)
-            c = red.gather(1, lab[:, None])
+            c = torch.where(rows[:, None], red.gather(1, lab[:, None]), torch.zeros((), dtype=red.dtype))
             sine = torch.sqrt((1.0 - c * c).clamp(0, 1))
             phi = c * self.cos_m - sine * self.sin_m
             phi = torch.where(c > self.th, phi, c - self.mm)
@@ -487,14 +490,14 @@ def test_check_module_torch_heads_of_the_families():
         def __init__(self, t, m=M):
             super().__init__()
             self.t = t
-            self.cos_m, self.sin_m = np.cos(m), np.sin(m)
-            self.th, self.mm = np.cos(np.pi - m), np.sin(np.pi - m) * m
+            self.cos_m, self.sin_m = float(np.cos(m)), float(np.sin(m))
+            self.th, self.mm = float(np.cos(np.pi - m)), float(np.sin(np.pi - m) * m)
 
         def forward(self, cos, labels):
             rows = labels >= 0
             lab = labels.clamp(min=0)
-            c = cos.gather(1, lab[:, None])
-            sine = torch.sqrt(1.0 - c * c)
+            c = torch.where(rows[:, None], cos.gather(1, lab[:, None]), torch.zeros((), dtype=cos.dtype))
+            sine = torch.sqrt((1.0 - c * c).clamp(0, 1))
             branch = c * self.cos_m - sine * self.sin_m
             final = torch.where(c > self.th, branch, c - self.mm)
             onehot = torch.zeros_like(cos, dtype=torch.bool)
@@ -503,6 +506,31 @@ def test_check_module_torch_heads_of_the_families():
             hard = (cos > branch.detach()) & ~onehot & rows[:, None]
             out = torch.where(hard, cos * (self.t + cos), cos)
             return torch.where(onehot, final.expand_as(cos), out)
+
+    class ElasticFaceArc(torch.nn.Module):
+        """A margin per row: cos(acos(c) + m_i) at the target."""
+
+        def __init__(self, m_rows):
+            super().__init__()
+            self.m = torch.as_tensor(m_rows)
+
+        def forward(self, cos, labels):
+            rows = labels >= 0
+            lab = labels.clamp(min=0)
+            c = torch.where(rows[:, None], cos.gather(1, lab[:, None]), torch.zeros((), dtype=cos.dtype)).clamp(-1, 1)
+            phi = torch.cos(torch.acos(c) + self.m[:, None].to(cos.dtype))
+            onehot = torch.zeros_like(cos, dtype=torch.bool)
+            onehot.scatter_(1, lab[:, None], True)
+            onehot &= rows[:, None]
+            return torch.where(onehot, phi.expand_as(cos), cos)
+
+    m_rows = np.linspace(0.3, 0.6, 16)
+    r = cm.check_module(ElasticFaceArc(m_rows), (1.0, m_rows, 0.0), dtype="f64", inputs="uniform",
+                        shape=(16, 10), profile="textbook")
+    assert r.passed, str(r)
+    r = cm.check_module(ElasticFaceArc(np.roll(m_rows, 1)), (1.0, m_rows, 0.0), dtype="f64",
+                        inputs="uniform", shape=(16, 10), profile="textbook")
+    assert not r.passed and "row-margins-differ" in r.deviation_names, str(r)
 
     kw = dict(dtype="f64", inputs=("uniform", "realistic"), profile="arcface-thmm")
     r = cm.check_module(SubCenterArcFace(), (1.0, M, 0.0), subcenters=3, **kw)
