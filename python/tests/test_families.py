@@ -458,6 +458,10 @@ def test_check_module_numpy_heads_of_the_families():
     assert_named(r, "row-margins-differ")
     raises(ValueError, ['"inputs"', "edges"], cm.check_module, elastic, (1.0, m_rows, 0.0),
            profile="textbook")
+    # compare() takes the same family: two heads with the same per-row margins agree.
+    cmp = cm.compare(elastic, elastic, (1.0, m_rows, 0.0), dtype="f64", inputs="uniform",
+                     shape=(16, 10), profile="textbook")
+    assert cmp.agree and cmp.report_a.passed, str(cmp)
     raises(ValueError, ['"subcenters"'], cm.check_module, sub_head, (1.0, M, 0.0), subcenters=0, **kw)
     raises(TypeError, ['"subcenters"'], cm.check_module, sub_head, (1.0, M, 0.0), subcenters=2.0, **kw)
 

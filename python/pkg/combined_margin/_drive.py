@@ -599,17 +599,23 @@ def compare(
         leaf=kwargs.pop("leaf", "auto"),
         autocast=kwargs.pop("autocast", None),
     )
+    # The margin family (per-row params, curricular_t, intertopk, lam) as check_module takes
+    # it; sub-centres are not compared here (their gradients are [N, C, K]).
+    family = _family.split(params, "compare", kwargs.pop("curricular_t", None),
+                           kwargs.pop("intertopk", None), kwargs.pop("lam", None))
     if kwargs:
         raise TypeError(f"compare: unexpected arguments {sorted(kwargs)}")
     results = []
     for fn, nm in ((impl_a, names[0]), (impl_b, names[1])):
         results.append(
             _drive(fn, params, s, dtype, inputs, seed, profile, drive_kw["shape"], drive_kw["dim"],
-                   drive_kw["labels_shape"], drive_kw["leaf"], framework, nm, drive_kw["autocast"])
+                   drive_kw["labels_shape"], drive_kw["leaf"], framework, nm, drive_kw["autocast"],
+                   family)
         )
     (wa, pa, runs_a, notes_a, fa_), (wb, pb, runs_b, notes_b, fb_) = results
-    ra = _check_runs(wa, _IMPL[fa_], pa, s, runs_a, notes_a, profile, allow, verbose)
-    rb = _check_runs(wb, _IMPL[fb_], pb, s, runs_b, notes_b, ra.profile, allow, verbose)
+    fam = family[3]
+    ra = _check_runs(wa, _IMPL[fa_], pa, s, runs_a, notes_a, profile, allow, verbose, fam=fam)
+    rb = _check_runs(wb, _IMPL[fb_], pb, s, runs_b, notes_b, ra.profile, allow, verbose, fam=fam)
     out: List[dict] = []
     compared = 0
     for run_a, run_b, case in zip(runs_a, runs_b, ra.cases):
