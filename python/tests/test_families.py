@@ -241,6 +241,11 @@ def test_subcenters_k3_with_ties(dt):
     r = check(bad, params=params, profile="arcface-thmm")
     assert_named(r, "subcenter-reduction-differs")
     assert any("first index on ties" in d.evidence for d in r.deviations), r.deviations
+    # A gradient copied to a tied sub-centre as well (the arg-max's own is right) fails too.
+    both = dict(case)
+    last, _ = subcenter(dt, bug="last-on-ties")
+    both["backward"] = case["backward"] + last["backward"] * (case["backward"] == 0)
+    assert_named(check(both, params=params, profile="arcface-thmm"), "subcenter-reduction-differs")
 
 
 @pytest.mark.parametrize("dt", DTYPES)
