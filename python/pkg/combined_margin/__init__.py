@@ -25,6 +25,11 @@ takes any spelling (``"bf16"``, ``"float32"``, ``torch.float16``, ``jnp.bfloat16
 an input too large for the memory limit (``set_memory_limit``) raises ``ValueError`` before
 anything is allocated.
 
+Margin families (SPEC.md §11, docs/frameworks.md): ``check_layer``, ``reference``,
+``check_module`` and ``compare`` take per-row margins (any entry of ``params`` an array of N),
+sub-centres (``cos`` of shape (N, C, K); ``check_module(..., subcenters=K)``), and the keywords
+``curricular_t=``, ``intertopk=(k, m_prime)`` and ``lam=``.
+
 Frameworks: ``check_module`` runs a torch module or function, a JAX function, a TensorFlow
 function or a numpy callable, each differentiated by its own autodiff (docs/frameworks.md).
 """
@@ -94,7 +99,7 @@ def _params(params: _t.Sequence[float], label: str) -> Params:
     except (TypeError, ValueError):
         raise TypeError(
             f'{label}: field "params": expected (m1, m2, m3) of numbers, got {_family.describe(params)}'
-            " (per-row margins are taken by check_layer, reference and check_module)"
+            " (per-row margins are taken by check_layer, reference, check_module and compare)"
         ) from None
     return m1, m2, m3
 
