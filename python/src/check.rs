@@ -4,6 +4,7 @@
 //! outputs against each other in the reference's budget.
 
 use crate::arrays::{self, f64_array, field_error, value_error, Widened};
+use crate::family::{self, Family, Misplaced};
 use crate::profile::{Profile, ProfileArg, Resolved};
 use combined_margin::compare::{Element, Role, Side};
 use combined_margin::deviation::{self, CaseCheck, Declared, Kind, Verdict};
@@ -267,6 +268,7 @@ fn digest(ck: &CaseCheck, allowed: &[Kind]) -> Digest {
 
 /// A case as Python hands it over: a dict with `cos`, `labels`, and optionally `name`,
 /// `top_diff`, `forward`, `backward`.
+#[allow(clippy::type_complexity)]
 fn layer_case(
     label: &str,
     index: usize,
@@ -274,7 +276,8 @@ fn layer_case(
     params: Params,
     scaled: bool,
     dtype_given: Option<Dtype>,
-) -> PyResult<(LayerCase, Dtype)> {
+    fam: &Family<'_>,
+) -> PyResult<(LayerCase, Dtype, Vec<Misplaced>)> {
     let get = |k: &str| -> PyResult<Option<Bound<'_, PyAny>>> {
         Ok(d.get_item(k)?.filter(|v| !v.is_none()))
     };
@@ -292,15 +295,19 @@ fn layer_case(
         None => None,
     };
     let cos_obj = get("cos")?.ok_or_else(|| field_error(label, "cos", "missing"))?;
-    let (
+    let family::CosIn {
         n,
         c,
-        Widened {
+        cos: Widened {
             values: cos, dtype, ..
         },
-    ) = arrays::cos_input(label, &cos_obj)?;
+        sub,
+    } = family::cos_input(label, &cos_obj)?;
     if let Some(d) = dtype_given {
-        arrays::on_grid(label, "cos", &cos, d)?;
+        match &sub {
+            Some((_, v, _)) => arrays::on_grid(label, "cos", v, d)?,
+            None => arrays::on_grid(label, "cos", &cos, d)?,
+        }
     }
     let dtype = dtype_given.unwrap_or(dtype);
     let labels_obj = get("labels")?.ok_or_else(|| field_error(label, "labels", "missing"))?;
@@ -318,7 +325,13 @@ fn layer_case(
         }
     }
     let forward = opt("forward")?;
-    let backward = opt("backward")?;
+    let (backward, misplaced) = match (&sub, get("backward")?) {
+        (Some((k, _, arg)), Some(o)) => {
+            let (b, m) = family::backward_subcenters(label, &o, n, c, *k, arg)?;
+            (Some(b), m)
+        }
+        _ => (opt("backward")?, Vec::new()),
+    };
     if forward.is_none() && backward.is_none() {
         return Err(PyValueError::new_err(format!(
             "{label}: fields \"forward\", \"backward\": absent; pass the implementation's outputs"
@@ -331,27 +344,70 @@ fn layer_case(
             "missing: \"backward\" is given without the \"top_diff\" it was computed from",
         ));
     }
-    Ok((
-        LayerCase {
-            name,
-            params,
-            params_effective: params,
-            scaled,
-            easy_margin,
-            n,
-            c,
-            cos,
-            labels,
-            top_diff,
-            forward,
-            backward,
-            row_params: None,
-            modulation: Default::default(),
-            lambda: None,
-            subcenters: None,
-        },
-        dtype,
-    ))
+    let mut case = LayerCase {
+        name,
+        params,
+        params_effective: params,
+        scaled,
+        easy_margin,
+        n,
+        c,
+        cos,
+        labels,
+        top_diff,
+        forward,
+        backward,
+        row_params: None,
+        modulation: Default::default(),
+        lambda: None,
+        subcenters: sub.map(|(k, v, _)| (k, v)),
+    };
+    fam.apply(label, &mut case)?;
+    Ok((case, dtype, misplaced))
+}
+
+/// Names the gradients a sub-centre case sent to a sub-centre other than the arg-max
+/// (SPEC.md §11.2: the first index on ties, as torch.max returns it) as
+/// `subcenter-reduction-differs`. The checker compared those cells' total gradient (so that
+/// a head reducing otherwise is named by its reduction); here each is compared as the worse
+/// of that and the arg-max sub-centre's own gradient, and those out of budget are this
+/// deviation's.
+fn misplaced_gradients(ck: &mut CaseCheck, k: usize, off: &[Misplaced]) {
+    let Some(&(first, j, g, at_arg)) = off.first() else {
+        return;
+    };
+    let c = ck.report.c.max(1);
+    let own: std::collections::HashMap<usize, f64> =
+        off.iter().map(|&(i, _, _, a)| (i, a)).collect();
+    for e in &mut ck.report.elements {
+        if e.side == Side::Backward {
+            // The worse of the two readings: a gradient moved to another sub-centre (the arg-max
+            // short) and one copied to it (the total over) both fail.
+            if let Some(&a) = own.get(&e.index(c)) {
+                if tolerance::error_fraction(a, e.reference, e.budget) > e.fraction {
+                    e.actual = a;
+                }
+            }
+        }
+    }
+    ck.report.rebudget(|e| e.budget);
+    let key = |e: &Element| (e.side, e.index(c));
+    let explains: std::collections::HashSet<deviation::Key> = ck
+        .report
+        .failing()
+        .filter(|e| e.side == Side::Backward && own.contains_key(&e.index(c)))
+        .map(key)
+        .collect();
+    ck.unexplained.retain(|e| !explains.contains(&key(e)));
+    let (row, col) = (first / c, first % c);
+    ck.deviations.push(deviation::Deviation {
+        kind: Kind::SubcenterReductionDiffers,
+        detail: format!(
+            "the backward sends the gradient of {} (row, class) cells to a sub-centre other than the arg-max of the K = {k} (the first index on ties, as torch.max returns it), e.g. row {row} class {col}: sub-centre {j} got {g}, the arg-max {at_arg}",
+            off.len()
+        ),
+        explains,
+    });
 }
 
 /// Checks cases against the reference under `profile` (a `Profile`, a preset name, or "auto"
@@ -360,7 +416,7 @@ fn layer_case(
 /// ran in (None: that of `cos`); `max_elements`: with `verbose`, the unexplained elements
 /// listed per case. Returns a `Report`.
 #[pyfunction]
-#[pyo3(signature = (label, implementation, cases, m1, m2, m3, s, profile, allow, verbose, dtype=None, max_elements=5))]
+#[pyo3(signature = (label, implementation, cases, m1, m2, m3, s, profile, allow, verbose, dtype=None, max_elements=5, family=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn check_cases(
     py: Python<'_>,
@@ -376,6 +432,7 @@ pub fn check_cases(
     verbose: bool,
     dtype: Option<&str>,
     max_elements: usize,
+    family: Option<Bound<'_, PyDict>>,
 ) -> PyResult<Report> {
     crate::guard(|| {
         let dtype_given = dtype
@@ -411,6 +468,7 @@ pub fn check_cases(
             s: s.unwrap_or(1.0),
         };
         combined_margin::fixture::validate::params_valid(label, &params).map_err(value_error)?;
+        let fam = Family::from_dict(label, family.as_ref())?;
         let resolved = profile.resolve(label, true)?;
         if cases.is_empty() {
             return Err(field_error(label, "cases", "no case to check"));
@@ -435,9 +493,18 @@ pub fn check_cases(
         }
         crate::memory::check(label, &what, total)?;
         let mut layer = Vec::with_capacity(cases.len());
+        let mut misplaced = Vec::with_capacity(cases.len());
         let mut dtype = None;
         for (i, d) in cases.iter().enumerate() {
-            let (case, dt) = layer_case(label, i, d, params, s.is_some(), dtype_given)?;
+            let (case, dt, off) = layer_case(label, i, d, params, s.is_some(), dtype_given, &fam)?;
+            if case.row_params.is_some() && matches!(resolved, Resolved::Auto) {
+                return Err(field_error(
+                    label,
+                    "profile",
+                    "\"auto\" with per-row margins: the fingerprint fits one (m1, m2, m3) per case; pass profile=NAME",
+                ));
+            }
+            misplaced.push(case.subcenters.as_ref().map(|(k, _)| (*k, off)));
             match dtype {
                 None => dtype = Some(dt),
                 Some(first) if first != dt => {
@@ -467,9 +534,12 @@ pub fn check_cases(
                 }
             };
             let mut checks = Vec::with_capacity(layer.len());
-            for case in &layer {
-                let ck = deviation::check(case, &prof, dtype, &Declared::default())
+            for (case, off) in layer.iter().zip(&misplaced) {
+                let mut ck = deviation::check(case, &prof, dtype, &Declared::default())
                     .map_err(|e| format!("{label_s}: case {:?}: {e}", case.name))?;
+                if let Some((k, off)) = off {
+                    misplaced_gradients(&mut ck, *k, off);
+                }
                 checks.push(ck);
             }
             let opts = report::ReportOptions {

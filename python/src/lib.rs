@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 
 mod arrays;
 mod check;
+mod family;
 mod generate;
 mod memory;
 mod pipeline;

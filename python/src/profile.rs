@@ -26,6 +26,15 @@ impl Profile {
             .map_err(|e| PyValueError::new_err(format!("field \"profile\": {e}")))
     }
 
+    /// The profile the crate maps an implementation string to, as `cmargin check` maps a
+    /// dump's `implementation` (e.g. "mk-minchul/AdaFace@c60eaa7" → the `adaface` profile,
+    /// SPEC.md §11.1); `None` where it maps none. `easy_margin`: the dump's flag, if any.
+    #[staticmethod]
+    #[pyo3(signature = (implementation, easy_margin=None))]
+    fn for_implementation(implementation: &str, easy_margin: Option<bool>) -> Option<Profile> {
+        cmprofile::mapped_profile(implementation, easy_margin).map(|inner| Profile { inner })
+    }
+
     /// The preset names, in the order reports list them.
     #[staticmethod]
     fn names() -> Vec<String> {

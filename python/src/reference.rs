@@ -3,8 +3,12 @@
 //! pipeline with every intermediate and the gradients).
 
 use crate::arrays::{self, f64_array, field_error, out_array, value_error, Widened};
+use crate::family::{self, Family};
 use crate::profile::ProfileArg;
+use combined_margin::compare::Side;
 use combined_margin::fixture::validate;
+use combined_margin::fixture::LayerCase;
+use combined_margin::modulation::Modulation;
 use combined_margin::pipeline::{reference as pref, LossConfig};
 use combined_margin::{kinks as cmkinks, layer, Dtype, Params};
 use ndarray::ArrayView2;
@@ -40,7 +44,7 @@ fn params(label: &str, m1: f64, m2: f64, m3: f64, s: Option<f64>) -> PyResult<Pa
 /// dtype-exact inputs, times s if `s` is given, rounded once to the dtype of `cos`, NaN as
 /// the positive quiet NaN. top_diff None: ones (the backward is then the factor d out / d c).
 #[pyfunction]
-#[pyo3(signature = (cos, labels, m1, m2, m3, s, profile, top_diff=None, dtype=None))]
+#[pyo3(signature = (cos, labels, m1, m2, m3, s, profile, top_diff=None, dtype=None, family=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn reference<'py>(
     py: Python<'py>,
@@ -53,22 +57,29 @@ pub fn reference<'py>(
     profile: ProfileArg,
     top_diff: Option<&Bound<'py, PyAny>>,
     dtype: Option<&str>,
+    family: Option<Bound<'py, PyDict>>,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
     crate::guard(|| {
         let label = "reference";
         let p = params(label, m1, m2, m3, s)?;
         let prof = profile.fixed(label)?;
-        let (
+        let fam = Family::from_dict(label, family.as_ref())?;
+        let family::CosIn {
             n,
             c,
-            Widened {
-                values,
-                dtype: cos_dt,
-                ..
-            },
-        ) = arrays::cos_input(label, cos)?;
+            cos:
+                Widened {
+                    values,
+                    dtype: cos_dt,
+                    ..
+                },
+            sub,
+        } = family::cos_input(label, cos)?;
         let dtype = dtype_arg(label, dtype, cos_dt)?;
-        arrays::on_grid(label, "cos", &values, dtype)?;
+        match &sub {
+            Some((_, v, _)) => arrays::on_grid(label, "cos", v, dtype)?,
+            None => arrays::on_grid(label, "cos", &values, dtype)?,
+        }
         let labels = arrays::labels_input(label, labels, n, c)?;
         let top = match top_diff {
             Some(t) => {
@@ -79,6 +90,60 @@ pub fn reference<'py>(
             None => vec![1.0; n * c],
         };
         let bad = |e: combined_margin::Error| PyValueError::new_err(format!("{label}: {e}"));
+        let plain = sub.is_none()
+            && !fam.has_rows()
+            && fam.lam.is_none()
+            && fam.modulation() == Modulation::None;
+        if !plain {
+            // The family's reference is the one the checker compares with (compare::compare
+            // on a case whose outputs are placeholders): per-row margins, modulation, λ.
+            let mut case = LayerCase {
+                name: label.into(),
+                params: p,
+                params_effective: p,
+                scaled: s.is_some(),
+                easy_margin: None,
+                n,
+                c,
+                cos: values,
+                labels,
+                top_diff: Some(top),
+                forward: Some(vec![0.0; n * c]),
+                backward: Some(vec![0.0; n * c]),
+                row_params: None,
+                modulation: Modulation::None,
+                lambda: None,
+                subcenters: None,
+            };
+            fam.apply(label, &mut case)?;
+            let (fwd, bwd) = py
+                .allow_threads(|| -> Result<_, combined_margin::Error> {
+                    let r = combined_margin::compare::compare(&case, &prof, dtype)?;
+                    let canon = |x: f64| if x.is_nan() { f64::NAN } else { dtype.round(x) };
+                    let (mut f, mut b) = (vec![0.0; n * c], vec![0.0; n * c]);
+                    for e in &r.elements {
+                        let slot = match e.side {
+                            Side::Forward => &mut f,
+                            Side::Backward => &mut b,
+                        };
+                        slot[e.index(c)] = e.reference;
+                    }
+                    let f: Vec<f64> = f.into_iter().map(canon).collect();
+                    let b: Vec<f64> = b.into_iter().map(canon).collect();
+                    Ok((f, b))
+                })
+                .map_err(bad)?;
+            let bwd_out = match &sub {
+                Some((k, _, arg)) => out_array(
+                    py,
+                    layer::subcenter_backward(&bwd, arg, *k).map_err(bad)?,
+                    &[n, c, *k],
+                    dtype,
+                )?,
+                None => out_array(py, bwd, &[n, c], dtype)?,
+            };
+            return Ok((out_array(py, fwd, &[n, c], dtype)?, bwd_out));
+        }
         let (fwd, bwd) = py
             .allow_threads(|| -> Result<_, combined_margin::Error> {
                 let view = ArrayView2::from_shape((n, c), &values)

@@ -138,8 +138,9 @@ def test_other_entry_points_locate_their_errors():
         cm.generate(inputs="gaussian")
     with pytest.raises(ValueError, match=r'^generate: field "dtype": "f128"'):
         cm.generate(dtype="f128")
-    with pytest.raises(ValueError, match=r'^kinks: field "params": invalid parameter m2 = -1: must be >= 0$'):
-        cm.kinks((1.0, -1.0, 0.0))
+    # A negative m2 is AdaFace's (SPEC.md §11.1); m2 <= -pi is not an angular margin.
+    with pytest.raises(ValueError, match=r'^kinks: field "params": invalid parameter m2 = -4: must be > -pi$'):
+        cm.kinks((1.0, -4.0, 0.0))
     x = np.ones((3, 4))
     with pytest.raises(ValueError, match=r'^loss_reference: field "weights": shape \(5, 3\), expected \(5, 4\)'):
         cm.loss_reference(x, np.ones((5, 3)), np.zeros(3, dtype=np.int64))

@@ -25,6 +25,11 @@ takes any spelling (``"bf16"``, ``"float32"``, ``torch.float16``, ``jnp.bfloat16
 an input too large for the memory limit (``set_memory_limit``) raises ``ValueError`` before
 anything is allocated.
 
+Margin families (SPEC.md §11, docs/frameworks.md): ``check_layer``, ``reference``,
+``check_module`` and ``compare`` take per-row margins (any entry of ``params`` an array of N),
+sub-centres (``cos`` of shape (N, C, K); ``check_module(..., subcenters=K)``), and the keywords
+``curricular_t=``, ``intertopk=(k, m_prime)`` and ``lam=``.
+
 Frameworks: ``check_module`` runs a torch module or function, a JAX function, a TensorFlow
 function or a numpy callable, each differentiated by its own autodiff (docs/frameworks.md).
 """
@@ -50,6 +55,7 @@ from ._core import (
 )
 from ._core import memory_limit, set_memory_limit
 from ._drive import Comparison, assert_conforms, check_module, compare
+from . import _family
 
 __version__ = _core.__version__
 
@@ -92,7 +98,8 @@ def _params(params: _t.Sequence[float], label: str) -> Params:
         m1, m2, m3 = (float(v) for v in params)
     except (TypeError, ValueError):
         raise TypeError(
-            f'{label}: field "params": expected (m1, m2, m3), got {params!r}'
+            f'{label}: field "params": expected (m1, m2, m3) of numbers, got {_family.describe(params)}'
+            " (per-row margins are taken by check_layer, reference, check_module and compare)"
         ) from None
     return m1, m2, m3
 
@@ -105,6 +112,10 @@ def reference(
     profile: ProfileLike = "recommended",
     top_diff=None,
     dtype=None,
+    *,
+    curricular_t: _t.Optional[float] = None,
+    intertopk=None,
+    lam: _t.Optional[float] = None,
 ) -> _t.Tuple[_t.Any, _t.Any]:
     """The layer's reference (forward, backward), bit-identical to the crate's fixtures.
 
@@ -113,9 +124,17 @@ def reference(
     factor). Both computed in f64 on the inputs as given, times s only if ``s`` is given,
     rounded once to ``dtype`` (default: that of ``cos``: float64, float32, float16 or
     bfloat16; the arrays come back in it), NaN as the positive quiet NaN.
+
+    Margin families (SPEC.md §11): each of ``params`` may be an array of N (per-row
+    margins); ``cos`` of shape (N, C, K) is K sub-centres (forward (N, C), backward
+    (N, C, K): the gradient goes to the arg-max, the first index on ties);
+    ``curricular_t=t`` (CurricularFace), ``intertopk=(k, m_prime)`` (or
+    ``(k, m_prime, active)``) and ``lam=λ`` (A-Softmax annealing). The family's reference
+    is the one the checker compares with; within the few-ulp band of a CurricularFace mask
+    or a top-k boundary, where either value is accepted, the one nearer 0 is returned.
     """
     label = "reference"
-    m1, m2, m3 = _params(params, label)
+    m1, m2, m3, fam = _family.split(params, label, curricular_t, intertopk, lam)
     return _core.reference(
         _asarray(cos, label, "cos"),
         _asarray(labels, label, "labels"),
@@ -126,6 +145,7 @@ def reference(
         profile,
         _asarray(top_diff, label, "top_diff", required=False),
         _dtype_opt(dtype, label),
+        fam,
     )
 
 
@@ -195,6 +215,9 @@ def check_layer(
     name: str = "check_layer",
     verbose: bool = False,
     max_elements: int = 5,
+    curricular_t: _t.Optional[float] = None,
+    intertopk=None,
+    lam: _t.Optional[float] = None,
 ) -> Report:
     """Checks an implementation's layer outputs against the reference (SPEC.md §5, §6).
 
@@ -210,9 +233,19 @@ def check_layer(
     a flag the code ignores is then named easy-margin-ignored). ``verbose`` lists the
     out-of-budget elements no deviation explains, ``max_elements`` of them per case.
 
+    Margin families (SPEC.md §11): each of ``params = (m1, m2, m3)`` may be an array of N
+    (per-row margins: ElasticFace, AdaFace with a negative m2, MagFace; arrays that each hold
+    one value are the scalar case; varying ones need a named ``profile``, not "auto").
+    ``cos`` of shape (N, C, K) is K sub-centres: ``forward`` and ``top_diff`` are (N, C),
+    ``backward`` (N, C, K), the gradient at the arg-max sub-centre (first index on ties)
+    and exactly 0 elsewhere (otherwise named ``subcenter-reduction-differs``).
+    ``curricular_t=t``: CurricularFace's hard negatives c·(t + c), t the value the forward
+    used; ``intertopk=(k, m_prime)`` or ``(k, m_prime, active)``: the k hardest
+    non-targets get cos(θ − m′); ``lam=λ``: A-Softmax's target (λ·c + ψ(θ))/(1 + λ).
+
     Returns a ``Report``; ``str(report)`` is ``cmargin check``'s text for the same check.
     """
-    m1, m2, m3 = _params(params, name)
+    m1, m2, m3, fam = _family.split(params, name, curricular_t, intertopk, lam)
     case = {
         "name": name,
         "cos": _asarray(cos, name, "cos"),
@@ -224,7 +257,7 @@ def check_layer(
     }
     return _core.check_cases(
         name, "arrays", [case], m1, m2, m3, s, profile, list(allow), bool(verbose),
-        _dtype_opt(dtype, name), int(max_elements),
+        _dtype_opt(dtype, name), int(max_elements), fam,
     )
 
 

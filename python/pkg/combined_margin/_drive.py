@@ -40,7 +40,7 @@ from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _core
+from . import _core, _family
 from ._arrays import asarray, to_core, torch_module, is_half
 from ._core import Profile, Report
 from ._dtypes import dtype_name, dtype_opt, numpy_dtype
@@ -180,8 +180,40 @@ def _labels(fx, labels_shape: str, who: str) -> np.ndarray:
 
 
 def _shape_ok(out, fx, who: str):
-    if tuple(out.shape) != tuple(fx.cos.shape):
-        raise ValueError(f'{who}: field "forward": shape {tuple(out.shape)}, expected {tuple(fx.cos.shape)}')
+    want = tuple(getattr(fx, "out_shape", fx.cos.shape))
+    if tuple(out.shape) != want:
+        raise ValueError(f'{who}: field "forward": shape {tuple(out.shape)}, expected {want}')
+
+
+class _SubcenterFixture:
+    """A fixture's inputs spread over K sub-centres (SPEC.md §11.2): ``cos`` [N, C, K] whose
+    max over K is the fixture's cos (so its edge cases stay at the targets), the maximum at
+    a drawn sub-centre, the others below it, and every 5th (row, class) with a tie (a copy
+    of the maximum at another sub-centre: the gradient goes to the first). ``forward`` and
+    ``top_diff`` stay [N, C]."""
+
+    def __init__(self, fx, k: int, seed: int):
+        self.name = f"{fx.name}, K = {k}"
+        self.labels = fx.labels
+        self.top_diff = fx.top_diff
+        self.dtype = fx.dtype
+        base = np.asarray(fx.cos)
+        n, c = base.shape
+        self.out_shape = (n, c)
+        rng = np.random.default_rng(seed)
+        c64 = base.astype(np.float64)
+        below = np.minimum(c64, 0.5 * c64 - 0.5 - 0.25 * rng.random((n, c)))
+        cos = np.repeat(below.astype(base.dtype)[:, :, None], k, axis=2)
+        for j in range(1, k):
+            cos[:, :, j] = np.minimum(c64, c64 - 0.5 * rng.random((n, c))).astype(base.dtype)
+        arg = rng.integers(0, k, size=(n, c))
+        rows, cols = np.indices((n, c))
+        cos[rows, cols, arg] = base
+        if k > 1:
+            tie = (np.arange(n * c).reshape(n, c) % 5) == 0
+            other = (arg + 1 + rng.integers(0, k - 1, size=(n, c))) % k
+            cos[rows[tie], cols[tie], other[tie]] = base[tie]
+        self.cos = np.ascontiguousarray(cos)
 
 
 class _Run:
@@ -368,9 +400,24 @@ def _run_numpy(fn, fx, arity, labels_shape, notes, who):
 
 
 def _drive(fn, params, s, dtype, inputs, seed, profile, shape, dim, labels_shape, leaf, framework,
-           name, autocast=None):
+           name, autocast=None, family=None, subcenters=None):
     who = name or getattr(fn, "__qualname__", None) or type(fn).__name__
-    params = tuple(float(v) for v in params)
+    if family is None:
+        family = _family.split(params, who)
+    m1, m2, m3, fam = family
+    params = (m1, m2, m3)
+    if subcenters is not None:
+        if isinstance(subcenters, bool) or not isinstance(subcenters, (int, np.integer)):
+            raise TypeError(f'{who}: field "subcenters": expected an integer K >= 1, got {_family.describe(subcenters)}')
+        if subcenters < 1:
+            raise ValueError(f'{who}: field "subcenters": K = {subcenters}, expected an integer K >= 1')
+    if _family.has_rows(fam):
+        kinds = [inputs] if isinstance(inputs, str) else list(inputs)
+        if "edges" in kinds:
+            raise ValueError(
+                f'{who}: field "inputs": per-row margins (params arrays of N) need inputs of a fixed shape; '
+                f'"edges" makes its own N: pass inputs=("uniform", "realistic") and shape=(N, C)'
+            )
     dtype = dtype_name(dtype, who)
     autocast = dtype_opt(autocast, who, "autocast")
     fw, arity = detect_framework(fn, framework, who)
@@ -392,6 +439,8 @@ def _drive(fn, params, s, dtype, inputs, seed, profile, shape, dim, labels_shape
     notes: List[str] = []
     runs = []
     for fx in _fixtures(params, s, dtype, inputs, seed, profile, shape, dim, input_grid):
+        if subcenters is not None:
+            fx = _SubcenterFixture(fx, int(subcenters), seed)
         if fw == "torch":
             runs.append(_run_torch(fn, fx, labels_shape, leaf, notes, who, autocast))
         elif fw == "jax":
@@ -403,11 +452,12 @@ def _drive(fn, params, s, dtype, inputs, seed, profile, shape, dim, labels_shape
     return who, params, runs, notes, fw
 
 
-def _check_runs(who, impl, params, s, runs, notes, profile, allow, verbose, max_elements=5) -> Report:
+def _check_runs(who, impl, params, s, runs, notes, profile, allow, verbose, max_elements=5,
+                fam=None) -> Report:
     m1, m2, m3 = params
     dtype = runs[0].dtype if runs else None
     r = _core.check_cases(who, impl, [run.case() for run in runs], m1, m2, m3, s, profile,
-                          list(allow), bool(verbose), dtype, int(max_elements))
+                          list(allow), bool(verbose), dtype, int(max_elements), fam)
     r.notes = list(notes)
     return r
 
@@ -432,6 +482,10 @@ def check_module(
     name: Optional[str] = None,
     verbose: bool = False,
     max_elements: int = 5,
+    curricular_t: Optional[float] = None,
+    intertopk=None,
+    lam: Optional[float] = None,
+    subcenters: Optional[int] = None,
 ) -> Report:
     """Runs an implementation on generated inputs and checks it (see the module docstring).
 
@@ -445,14 +499,23 @@ def check_module(
     ``torch.autocast`` on float32 inputs of that grid. ``labels_shape``: "N" or "N,1".
     ``leaf`` (torch): "auto", "leaf" or "clone". Returns a ``Report`` whose ``notes`` say
     whether the callable wrote into its input.
+
+    Margin families (SPEC.md §11), as ``check_layer`` takes them: ``params`` entries may be
+    arrays of N (then ``shape=(N, C)`` and inputs without "edges"), ``curricular_t``,
+    ``intertopk=(k, m_prime)``, ``lam``. ``subcenters=K``: the callable gets ``cos`` of
+    shape (N, C, K) (the fixture's cos as the max, the others below it, every 5th cell
+    tied) and must return (N, C); its gradient is (N, C, K).
     """
     if kind is not None:
         framework = kind
+    who0 = name or getattr(fn, "__qualname__", None) or type(fn).__name__
+    family = _family.split(params, who0, curricular_t, intertopk, lam)
     who, params, runs, notes, fw = _drive(
         fn, params, s, dtype, inputs, seed, profile, shape, dim, labels_shape, leaf, framework, name,
-        autocast,
+        autocast, family, subcenters,
     )
-    return _check_runs(who, _IMPL[fw], params, s, runs, notes, profile, allow, verbose, max_elements)
+    return _check_runs(who, _IMPL[fw], params, s, runs, notes, profile, allow, verbose, max_elements,
+                       family[3])
 
 
 def assert_conforms(fn_or_report, *args, **kwargs) -> Report:
@@ -536,17 +599,23 @@ def compare(
         leaf=kwargs.pop("leaf", "auto"),
         autocast=kwargs.pop("autocast", None),
     )
+    # The margin family (per-row params, curricular_t, intertopk, lam) as check_module takes
+    # it; sub-centres are not compared here (their gradients are [N, C, K]).
+    family = _family.split(params, "compare", kwargs.pop("curricular_t", None),
+                           kwargs.pop("intertopk", None), kwargs.pop("lam", None))
     if kwargs:
         raise TypeError(f"compare: unexpected arguments {sorted(kwargs)}")
     results = []
     for fn, nm in ((impl_a, names[0]), (impl_b, names[1])):
         results.append(
             _drive(fn, params, s, dtype, inputs, seed, profile, drive_kw["shape"], drive_kw["dim"],
-                   drive_kw["labels_shape"], drive_kw["leaf"], framework, nm, drive_kw["autocast"])
+                   drive_kw["labels_shape"], drive_kw["leaf"], framework, nm, drive_kw["autocast"],
+                   family)
         )
     (wa, pa, runs_a, notes_a, fa_), (wb, pb, runs_b, notes_b, fb_) = results
-    ra = _check_runs(wa, _IMPL[fa_], pa, s, runs_a, notes_a, profile, allow, verbose)
-    rb = _check_runs(wb, _IMPL[fb_], pb, s, runs_b, notes_b, ra.profile, allow, verbose)
+    fam = family[3]
+    ra = _check_runs(wa, _IMPL[fa_], pa, s, runs_a, notes_a, profile, allow, verbose, fam=fam)
+    rb = _check_runs(wb, _IMPL[fb_], pb, s, runs_b, notes_b, ra.profile, allow, verbose, fam=fam)
     out: List[dict] = []
     compared = 0
     for run_a, run_b, case in zip(runs_a, runs_b, ra.cases):
