@@ -379,3 +379,57 @@ fn family_outputs_follow_their_closed_forms() {
     );
     assert_eq!(json_case(&dir).subcenters, Some((k, sub)));
 }
+
+/// The `.npz` reader's family rules: sub-centres whose max is not `cos`, and a per-row array
+/// of the wrong length or with an invalid row, are refused naming the array.
+#[test]
+fn npz_family_arrays_are_validated() {
+    use combined_margin::fixture::npz::layer_npz_bytes;
+    use combined_margin::fixture::read_layer_npz_bytes;
+    let spec = Spec {
+        profile: Profile::preset("recommended").unwrap(),
+        params: Params::new(1.0, 0.5, 0.0),
+        scaled: false,
+        n: 6,
+        c: 4,
+        dtype: Dtype::F32,
+        input_grid: None,
+        seed: 3,
+        inputs: Inputs::Uniform,
+        top_diff: TopDiff::Uniform,
+        ignore_every: 0,
+    };
+    let fam = Family {
+        row_margin: Some(RowMargin {
+            param: MarginParam::M2,
+            values: RowValues::Drawn { lo: 0.1, hi: 0.4 },
+        }),
+        subcenters: Some(2),
+        ..Family::default()
+    };
+    let g = generate_family(&spec, &fam).unwrap();
+    let good = g.to_npz_layer();
+    let read = |f: &combined_margin::fixture::NpzLayer| {
+        read_layer_npz_bytes("t.npz", &layer_npz_bytes(f).unwrap(), Limits::default())
+    };
+    assert_eq!(read(&good).unwrap().case, good.case);
+
+    let mut above = good.clone();
+    let (_, sub) = above.case.subcenters.as_mut().unwrap();
+    sub[5] = 1.5;
+    let e = read(&above).unwrap_err().to_string();
+    assert!(
+        e.contains("cos_subcenters") && e.contains("max over K"),
+        "{e}"
+    );
+
+    let mut short = good.clone();
+    short.case.row_params.as_mut().unwrap().pop();
+    let e = read(&short).unwrap_err().to_string();
+    assert!(e.contains("\"m2\"") && e.contains("(6,)"), "{e}");
+
+    let mut invalid = good.clone();
+    invalid.case.row_params.as_mut().unwrap()[2].m2 = -4.0;
+    let e = read(&invalid).unwrap_err().to_string();
+    assert!(e.contains("\"m2\"") && e.contains("row 2"), "{e}");
+}
