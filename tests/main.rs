@@ -17,6 +17,7 @@ mod fingerprint;
 mod fit_numpy;
 mod forms;
 mod generate;
+mod generate_families;
 mod golden;
 mod gradcheck;
 mod half_precision;

@@ -1,7 +1,9 @@
 //! `cmargin generate`: fixture files (golden-dump JSON and/or `.npz`) with the reference
 //! forward and backward of a profile (SPEC.md §7).
 
-use combined_margin::fixture::generate::{generate, rows_for, Inputs, Spec, TopDiff};
+use combined_margin::fixture::generate::{
+    generate_family, rows_for, Family, Inputs, MarginParam, RowMargin, RowValues, Spec, TopDiff,
+};
 use combined_margin::fixture::write_atomic;
 use combined_margin::{Dtype, Params, Profile};
 use std::path::PathBuf;
@@ -43,6 +45,25 @@ pub struct Args {
     /// Every K-th row (rows K-1, 2K-1, ...) is ignored (label -1); 0 for none.
     #[arg(long, default_value_t = 8)]
     ignore_every: usize,
+    /// Per-row margins (SPEC.md §11.1): "[PARAM=]drawn:LO,HI" draws each row's PARAM
+    /// (m1, m2 or m3; default m2) uniform on [LO, HI) from the seeded stream after top_diff;
+    /// "[PARAM=]file:PATH" reads N values from a .npy (float, shape (N,)) or a text file
+    /// (numbers separated by whitespace or commas).
+    #[arg(long, allow_hyphen_values = true)]
+    row_margins: Option<String>,
+    /// K sub-centres per class (SPEC.md §11.2): cos_subcenters [N, C, K] whose max over K is
+    /// cos, with an exact tie in column 0 of every row; backward_subcenters [N, C, K].
+    #[arg(long, allow_hyphen_values = true)]
+    subcenters: Option<String>,
+    /// CurricularFace's t (SPEC.md §11.3): hard negatives become c·(t + c); written as t_used.
+    #[arg(long, allow_hyphen_values = true)]
+    curricular_t: Option<String>,
+    /// Inter-top-k "k,m'" (SPEC.md §11.3), active: the k hardest non-targets get cos(θ − m').
+    #[arg(long, allow_hyphen_values = true)]
+    intertopk: Option<String>,
+    /// A-Softmax's annealing weight λ >= 0 (SPEC.md §11.4): target (λ·c + ψ(θ))/(1 + λ).
+    #[arg(long, allow_hyphen_values = true)]
+    lambda: Option<String>,
     /// Output file(s); the format follows the extension (.json or .npz). Repeatable.
     #[arg(short, long, required = true)]
     out: Vec<PathBuf>,
@@ -141,7 +162,8 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         top_diff,
         ignore_every: a.ignore_every,
     };
-    let g = generate(&spec).map_err(|e| e.to_string())?;
+    let family = family(&a, n)?;
+    let g = generate_family(&spec, &family).map_err(|e| e.to_string())?;
     if inputs == Inputs::Edges && g.catalogue_placed < g.catalogue_len {
         eprintln!(
             "cmargin: note: {} of the {} catalogue values have a row; omit --shape or use N >= {}",
@@ -175,6 +197,120 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The family flags (SPEC.md §7.5, §11); every refusal is one line naming the flag and value.
+fn family(a: &Args, n: usize) -> Result<Family, String> {
+    let number = |flag: &str, text: &str| -> Result<f64, String> {
+        text.trim()
+            .parse::<f64>()
+            .map_err(|_| format!("{flag} {text:?}: expected a number"))
+    };
+    let row_margin = match &a.row_margins {
+        None => None,
+        Some(text) => Some(row_margins(text, n)?),
+    };
+    let subcenters = match &a.subcenters {
+        None => None,
+        Some(t) => match t.trim().parse::<usize>() {
+            Ok(k) if k >= 1 => Some(k),
+            _ => {
+                return Err(format!(
+                    "--subcenters {t:?}: expected a whole number K >= 1"
+                ))
+            }
+        },
+    };
+    let curricular_t = a
+        .curricular_t
+        .as_deref()
+        .map(|t| number("--curricular-t", t))
+        .transpose()?;
+    let intertopk = match &a.intertopk {
+        None => None,
+        Some(t) => {
+            let parts: Vec<&str> = t.split(',').collect();
+            let k = parts.first().and_then(|k| k.trim().parse::<usize>().ok());
+            let m = parts.get(1).and_then(|m| m.trim().parse::<f64>().ok());
+            match (parts.len(), k, m) {
+                (2, Some(k), Some(m)) => Some((k, m)),
+                _ => {
+                    return Err(format!(
+                        "--intertopk {t:?}: expected \"k,m'\" (a count k >= 0, then m' in radians)"
+                    ))
+                }
+            }
+        }
+    };
+    let lambda = a
+        .lambda
+        .as_deref()
+        .map(|t| number("--lambda", t))
+        .transpose()?;
+    Ok(Family {
+        row_margin,
+        subcenters,
+        curricular_t,
+        intertopk,
+        lambda,
+    })
+}
+
+/// `--row-margins [PARAM=]drawn:LO,HI` or `[PARAM=]file:PATH` (PARAM m1, m2 or m3; m2
+/// where omitted).
+fn row_margins(text: &str, n: usize) -> Result<RowMargin, String> {
+    let flag = "--row-margins";
+    let (param, rest) = match text.split_once('=') {
+        Some((p, rest)) => (
+            MarginParam::parse(p.trim()).ok_or_else(|| {
+                format!("{flag} {text:?}: unknown parameter {p:?} (expected m1, m2 or m3)")
+            })?,
+            rest,
+        ),
+        None => (MarginParam::M2, text),
+    };
+    let values = if let Some(range) = rest.strip_prefix("drawn:") {
+        let v: Vec<f64> = list(flag, range, 2)
+            .map_err(|_| format!("{flag} {text:?}: expected drawn:LO,HI with two numbers"))?;
+        RowValues::Drawn { lo: v[0], hi: v[1] }
+    } else if let Some(path) = rest.strip_prefix("file:") {
+        RowValues::Given(
+            row_values_file(std::path::Path::new(path))
+                .map_err(|e| format!("{flag} {text:?}: {e}"))?,
+        )
+    } else {
+        return Err(format!(
+            "{flag} {text:?}: expected [m1=|m2=|m3=]drawn:LO,HI or [m1=|m2=|m3=]file:PATH"
+        ));
+    };
+    if let RowValues::Given(v) = &values {
+        if v.len() != n {
+            return Err(format!(
+                "{flag} {text:?}: the file holds {} values, expected N = {n} (one per row)",
+                v.len()
+            ));
+        }
+    }
+    Ok(RowMargin { param, values })
+}
+
+/// N per-row values from a `.npy` (float32 or float64, shape (N,)) or a text file.
+fn row_values_file(path: &std::path::Path) -> Result<Vec<f64>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if bytes.starts_with(b"\x93NUMPY") {
+        return combined_margin::fixture::npz::npy_floats_1d(&bytes)
+            .map_err(|e| format!("{}: {e}", path.display()));
+    }
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| format!("{}: neither a .npy nor UTF-8 text", path.display()))?;
+    text.split(|ch: char| ch.is_whitespace() || ch == ',')
+        .filter(|w| !w.is_empty())
+        .enumerate()
+        .map(|(i, w)| {
+            w.parse::<f64>()
+                .map_err(|_| format!("{}: value {i} {w:?} is not a number", path.display()))
+        })
+        .collect()
 }
 
 /// Parses "a,b,c" into exactly `len` values (shared by the subcommands).
