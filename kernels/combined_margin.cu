@@ -7,6 +7,10 @@
 // CM_ROW_BAD_LABEL): a label outside [0, C) never indexes memory; the host counts the
 // CM_ROW_BAD_LABEL rows and reports the first as an error.
 //
+// Every margin kernel also takes a cm_rows (cm_abi.h): per-row m1, m2, m3 and the constants
+// that depend on them, each a pointer and a row stride; all pointers null is the scalar
+// profile. Row i evaluates under cm_row_profile(pr, rows, i).
+//
 // src/cuda/device.rs compiles this file with NVRTC at run time (the text is embedded in the
 // binary; the #include below is replaced by the header's text), with --fmad=false.
 #include "combined_margin.cuh"
@@ -31,10 +35,11 @@ __device__ inline int cm_row(const long long* labels, int* status, long long n, 
 // its other entries get the non-target treatment.
 template <typename T>
 __device__ void cm_margin_forward(T* logits, const long long* labels, int* status, long long n,
-                                  long long c, const cm_profile& pr) {
+                                  long long c, const cm_profile& pr0, const cm_rows& rows) {
     long long i, y;
-    const int st = cm_row(labels, status, n, c, pr, i, y);
+    const int st = cm_row(labels, status, n, c, pr0, i, y);
     if (st == CM_ROW_IGNORED || st == CM_ROW_BAD_LABEL) return;
+    const cm_profile pr = cm_row_profile(pr0, rows, i);
     T* row = logits + i * c;
     if (cm_transforms_non_targets(pr)) {
         for (long long j = 0; j < c; ++j) {
@@ -49,10 +54,11 @@ __device__ void cm_margin_forward(T* logits, const long long* labels, int* statu
 // factor d out / d c at cos[i, y], and its other entries by the non-target factor.
 template <typename T>
 __device__ void cm_margin_backward(const T* cos, T* grad, const long long* labels, int* status,
-                                   long long n, long long c, const cm_profile& pr) {
+                                   long long n, long long c, const cm_profile& pr0, const cm_rows& rows) {
     long long i, y;
-    const int st = cm_row(labels, status, n, c, pr, i, y);
+    const int st = cm_row(labels, status, n, c, pr0, i, y);
     if (st == CM_ROW_IGNORED || st == CM_ROW_BAD_LABEL) return;
+    const cm_profile pr = cm_row_profile(pr0, rows, i);
     const T* x = cos + i * c;
     T* g = grad + i * c;
     if (cm_transforms_non_targets(pr)) {
@@ -67,23 +73,25 @@ __device__ void cm_margin_backward(const T* cos, T* grad, const long long* label
 
 extern "C" __global__ void cm_margin_forward_f32(float* logits, const long long* labels,
                                                  int* status, long long n, long long c,
-                                                 cm_profile pr) {
-    cm_margin_forward<float>(logits, labels, status, n, c, pr);
+                                                 cm_profile pr, cm_rows rows) {
+    cm_margin_forward<float>(logits, labels, status, n, c, pr, rows);
 }
 extern "C" __global__ void cm_margin_forward_f64(double* logits, const long long* labels,
                                                  int* status, long long n, long long c,
-                                                 cm_profile pr) {
-    cm_margin_forward<double>(logits, labels, status, n, c, pr);
+                                                 cm_profile pr, cm_rows rows) {
+    cm_margin_forward<double>(logits, labels, status, n, c, pr, rows);
 }
 extern "C" __global__ void cm_margin_backward_f32(const float* cos, float* grad,
                                                   const long long* labels, int* status,
-                                                  long long n, long long c, cm_profile pr) {
-    cm_margin_backward<float>(cos, grad, labels, status, n, c, pr);
+                                                  long long n, long long c, cm_profile pr,
+                                                  cm_rows rows) {
+    cm_margin_backward<float>(cos, grad, labels, status, n, c, pr, rows);
 }
 extern "C" __global__ void cm_margin_backward_f64(const double* cos, double* grad,
                                                   const long long* labels, int* status,
-                                                  long long n, long long c, cm_profile pr) {
-    cm_margin_backward<double>(cos, grad, labels, status, n, c, pr);
+                                                  long long n, long long c, cm_profile pr,
+                                                  cm_rows rows) {
+    cm_margin_backward<double>(cos, grad, labels, status, n, c, pr, rows);
 }
 
 // (a') Half storage, f32 opmath (SPEC.md §5.5, §9.4): IEEE binary16 (`__half`'s layout) and
@@ -120,10 +128,11 @@ struct cm_bf16 {
 template <typename H>
 __device__ void cm_margin_forward_half(unsigned short* logits, const long long* labels,
                                        int* status, long long n, long long c,
-                                       const cm_profile& pr) {
+                                       const cm_profile& pr0, const cm_rows& rows) {
     long long i, y;
-    const int st = cm_row(labels, status, n, c, pr, i, y);
+    const int st = cm_row(labels, status, n, c, pr0, i, y);
     if (st == CM_ROW_IGNORED || st == CM_ROW_BAD_LABEL) return;
+    const cm_profile pr = cm_row_profile(pr0, rows, i);
     unsigned short* row = logits + i * c;
     if (cm_transforms_non_targets(pr)) {
         for (long long j = 0; j < c; ++j) {
@@ -138,10 +147,11 @@ __device__ void cm_margin_forward_half(unsigned short* logits, const long long* 
 template <typename H>
 __device__ void cm_margin_backward_half(const unsigned short* cos, unsigned short* grad,
                                         const long long* labels, int* status, long long n,
-                                        long long c, const cm_profile& pr) {
+                                        long long c, const cm_profile& pr0, const cm_rows& rows) {
     long long i, y;
-    const int st = cm_row(labels, status, n, c, pr, i, y);
+    const int st = cm_row(labels, status, n, c, pr0, i, y);
     if (st == CM_ROW_IGNORED || st == CM_ROW_BAD_LABEL) return;
+    const cm_profile pr = cm_row_profile(pr0, rows, i);
     const unsigned short* x = cos + i * c;
     unsigned short* g = grad + i * c;
     if (cm_transforms_non_targets(pr)) {
@@ -156,24 +166,27 @@ __device__ void cm_margin_backward_half(const unsigned short* cos, unsigned shor
 
 extern "C" __global__ void cm_margin_forward_f16(unsigned short* logits, const long long* labels,
                                                  int* status, long long n, long long c,
-                                                 cm_profile pr) {
-    cm_margin_forward_half<cm_f16>(logits, labels, status, n, c, pr);
+                                                 cm_profile pr, cm_rows rows) {
+    cm_margin_forward_half<cm_f16>(logits, labels, status, n, c, pr, rows);
 }
 extern "C" __global__ void cm_margin_forward_bf16(unsigned short* logits,
                                                   const long long* labels, int* status,
-                                                  long long n, long long c, cm_profile pr) {
-    cm_margin_forward_half<cm_bf16>(logits, labels, status, n, c, pr);
+                                                  long long n, long long c, cm_profile pr,
+                                                  cm_rows rows) {
+    cm_margin_forward_half<cm_bf16>(logits, labels, status, n, c, pr, rows);
 }
 extern "C" __global__ void cm_margin_backward_f16(const unsigned short* cos, unsigned short* grad,
                                                   const long long* labels, int* status,
-                                                  long long n, long long c, cm_profile pr) {
-    cm_margin_backward_half<cm_f16>(cos, grad, labels, status, n, c, pr);
+                                                  long long n, long long c, cm_profile pr,
+                                                  cm_rows rows) {
+    cm_margin_backward_half<cm_f16>(cos, grad, labels, status, n, c, pr, rows);
 }
 extern "C" __global__ void cm_margin_backward_bf16(const unsigned short* cos,
                                                    unsigned short* grad,
                                                    const long long* labels, int* status,
-                                                   long long n, long long c, cm_profile pr) {
-    cm_margin_backward_half<cm_bf16>(cos, grad, labels, status, n, c, pr);
+                                                   long long n, long long c, cm_profile pr,
+                                                  cm_rows rows) {
+    cm_margin_backward_half<cm_bf16>(cos, grad, labels, status, n, c, pr, rows);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -320,9 +333,11 @@ template <typename T>
 __device__ void cm_fused(const T* __restrict__ cos, const long long* __restrict__ labels,
                          const long long* __restrict__ n_valid, T* __restrict__ grad,
                          T* __restrict__ row_loss, int* __restrict__ status, long long c,
-                         const cm_profile& pr) {
+                         const cm_profile& pr0, const cm_rows& rows) {
     const int W = cm_width<T>::value;
     const long long i = blockIdx.x;
+    // Row i's parameters and the constants that depend on them (stride 0 / null: the scalar).
+    const cm_profile pr = cm_row_profile(pr0, rows, i);
     const long long tid = threadIdx.x, nt = blockDim.x;
     const T* x = cos + i * c;
     T* g = grad + i * c;
@@ -406,15 +421,15 @@ extern "C" __global__ void __launch_bounds__(CM_FUSED_THREADS)
     cm_fused_f32(const float* __restrict__ cos, const long long* __restrict__ labels,
                  const long long* __restrict__ n_valid, float* __restrict__ grad,
                  float* __restrict__ row_loss, int* __restrict__ status, long long c,
-                 cm_profile pr) {
-    cm_fused<float>(cos, labels, n_valid, grad, row_loss, status, c, pr);
+                 cm_profile pr, cm_rows rows) {
+    cm_fused<float>(cos, labels, n_valid, grad, row_loss, status, c, pr, rows);
 }
 extern "C" __global__ void __launch_bounds__(CM_FUSED_THREADS)
     cm_fused_f64(const double* __restrict__ cos, const long long* __restrict__ labels,
                  const long long* __restrict__ n_valid, double* __restrict__ grad,
                  double* __restrict__ row_loss, int* __restrict__ status, long long c,
-                 cm_profile pr) {
-    cm_fused<double>(cos, labels, n_valid, grad, row_loss, status, c, pr);
+                 cm_profile pr, cm_rows rows) {
+    cm_fused<double>(cos, labels, n_valid, grad, row_loss, status, c, pr, rows);
 }
 
 // n_valid = #{i : 0 <= labels[i] < c}. One block of CM_SMALL_THREADS; integer sums are exact.

@@ -203,6 +203,25 @@ template <typename T> CM_HD T cm_round_trip_factor(T c_eff, const cm_profile& pr
     return T(1);
 }
 
+// The profile of row i under per-row parameters: a copy of pr with every quantity of `rows`
+// that has a pointer replaced by row i's value (ptr[i * stride]; stride 0: the one value).
+// With no pointer set this is pr itself, so the scalar path is unchanged bit for bit.
+CM_HD double cm_row_value(const cm_row_param& p, long long i, double scalar) {
+    return p.ptr ? p.ptr[i * p.stride] : scalar;
+}
+CM_HD cm_profile cm_row_profile(const cm_profile& pr, const cm_rows& rows, long long i) {
+    cm_profile q = pr;
+    q.m1 = cm_row_value(rows.m1, i, pr.m1);
+    q.m2 = cm_row_value(rows.m2, i, pr.m2);
+    q.m3 = cm_row_value(rows.m3, i, pr.m3);
+    q.threshold = cm_row_value(rows.threshold, i, pr.threshold);
+    q.fallback_mm = cm_row_value(rows.fallback_mm, i, pr.fallback_mm);
+    q.cos_m = cm_row_value(rows.cos_m, i, pr.cos_m);
+    q.sin_m = cm_row_value(rows.sin_m, i, pr.sin_m);
+    q.has_threshold = cm_row_value(rows.has_threshold, i, (double)pr.has_threshold) != 0.0;
+    return q;
+}
+
 // margin::eval_with in T.
 template <typename T> CM_HD cm_entry<T> cm_eval(T c, const cm_profile& pr) {
     const T m1 = (T)pr.m1, m2 = (T)pr.m2, m3 = (T)pr.m3;

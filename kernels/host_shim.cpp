@@ -25,6 +25,29 @@ void cm_host_eval_f64(double c, const cm_profile* pr, double* out, double* facto
     eval_into<double>(c, pr, out, factor, branch);
 }
 
+// Row i of a per-row case: cm_eval under cm_row_profile(pr, rows, i), as the kernels do.
+void cm_host_eval_row_f32(float c, const cm_profile* pr, const cm_rows* rows, long long i,
+                          float* out, float* factor, int* branch) {
+    const cm_profile q = cm_row_profile(*pr, *rows, i);
+    eval_into<float>(c, &q, out, factor, branch);
+}
+
+void cm_host_eval_row_f64(double c, const cm_profile* pr, const cm_rows* rows, long long i,
+                          double* out, double* factor, int* branch) {
+    const cm_profile q = cm_row_profile(*pr, *rows, i);
+    eval_into<double>(c, &q, out, factor, branch);
+}
+
+// The layout of cm_rows: size, then the offset of each field in declaration order.
+size_t cm_host_rows_layout(size_t* offsets, size_t capacity) {
+#define CM_ROW_OFFSET(name) offsetof(cm_rows, name),
+    const size_t o[] = {CM_ROW_FIELDS(CM_ROW_OFFSET)};
+#undef CM_ROW_OFFSET
+    const size_t n = sizeof(o) / sizeof(o[0]);
+    for (size_t i = 0; i < n && i < capacity; ++i) offsets[i] = o[i];
+    return sizeof(cm_rows);
+}
+
 int cm_host_row_status(long long label, long long classes, int labels) {
     return cm_row_status(label, classes, labels);
 }

@@ -4,8 +4,8 @@
 
 use crate::common::{cos_for, params};
 use combined_margin::catalogue::{edge_cases, next_float};
-use combined_margin::cuda::host::{self, HostEval};
-use combined_margin::cuda::{code, params_as, KernelProfile};
+use combined_margin::cuda::host::{self, HostEntry, HostEval};
+use combined_margin::cuda::{code, params_as, KernelProfile, KernelRows, RowTable};
 use combined_margin::layer;
 use combined_margin::margin;
 use combined_margin::params::PAPER_CONFIGS;
@@ -50,9 +50,13 @@ fn same_value(a: f64, b: f64) -> bool {
 /// Kernel math in T at `c` (already a T value) with the argument `kp`, against the reference at
 /// `p` (already rounded to T). The backward is the factor (top_diff = 1, s = 1).
 fn compare<T: HostEval>(profile: &Profile, p: Params, kp: &KernelProfile, c: f64) -> Cmp {
+    compare_entry(profile, p, c, T::host_eval(T::of(c), kp))
+}
+
+/// An entry the kernel math computed at `c`, against the reference at `p`.
+fn compare_entry<T: HostEval>(profile: &Profile, p: Params, c: f64, got: HostEntry<T>) -> Cmp {
     let reference = margin::eval(c, &p, profile, T::DTYPE);
     let budget = target_budget(c, 1.0, &p, profile, T::DTYPE);
-    let got = T::host_eval(T::of(c), kp);
     Cmp {
         c,
         p,
@@ -358,4 +362,123 @@ fn row_status_matches_reference_labels() {
             }
         }
     }
+}
+
+/// The parameters of a per-row case: AdaFace's norm-dependent angular margin (negative for
+/// low-norm rows, so its kinks move to the other side) with a per-row additive margin,
+/// ElasticFace's drawn margins, and a few m1 values (SphereFace-like rows).
+fn per_row_params(dt: Dtype) -> Vec<Params> {
+    let m1 = [1.0, 1.0, 1.35, 1.0, 2.0, 1.0];
+    let m2 = [
+        -0.016_700_321_7,
+        -0.4,
+        0.0,
+        0.25,
+        0.5,
+        0.537,
+        0.463,
+        -0.1,
+        0.0,
+        0.3,
+        0.9,
+    ];
+    let m3 = [0.0, 0.016_700_321_7, -0.05, 0.2, 0.0, 0.35, 0.1];
+    (0..33)
+        .map(|i| params_as(&Params::new(m1[i % 6], m2[i % 11], m3[i % 7]), dt))
+        .collect()
+}
+
+fn per_row_case<T: HostEval>() {
+    let dt = T::DTYPE;
+    let rows = per_row_params(dt);
+    let mut failures = Vec::new();
+    let mut checked = 0u64;
+    for profile in Profile::presets() {
+        let table = RowTable::new(&profile, &rows, dt);
+        let kr = table.host_rows();
+        // The scalar argument is another configuration: every row must override it.
+        let base = params_as(&Params::new(1.0, 0.5, 0.0), dt);
+        let kp = KernelProfile::new(&profile, &base, dt);
+        for (i, p) in rows.iter().enumerate() {
+            let alone = KernelProfile::new(&profile, p, dt);
+            let mut inputs = edge_cases(&profile, p, dt);
+            inputs.extend((0..=64).map(|k| dt.round(-1.0 + k as f64 / 32.0)));
+            for c in inputs {
+                // SAFETY: `table` lives and has rows.len() > i rows.
+                let got = unsafe { T::host_eval_row(T::of(c), &kp, &kr, i) };
+                // The per-row path is the scalar path at the row's parameters, bit for bit.
+                let scalar = T::host_eval(T::of(c), &alone);
+                let same = same_value(got.out.f64(), scalar.out.f64())
+                    && same_value(got.factor.f64(), scalar.factor.f64())
+                    && got.branch == scalar.branch;
+                let m = compare_entry::<T>(&profile, *p, c, got);
+                checked += 1;
+                if !m.passes() || !same {
+                    failures.push(format!(
+                        "{} {dt} row {i} ({p}), c = {c:e}: forward {:.3} x budget, backward \
+                         {:.3} x budget, branch agrees: {}, equals the scalar path: {same}",
+                        profile.name, m.fwd, m.bwd, m.branch_ok
+                    ));
+                }
+            }
+        }
+    }
+    assert!(checked > 1000);
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} per-row entries fail:\n{}",
+        failures.len(),
+        failures[..failures.len().min(20)].join("\n")
+    );
+}
+
+/// Per-row m1, m2, m3 (negative m2 included) agree with the reference row by row within the
+/// budget, and each row equals the scalar argument at its parameters bit for bit.
+#[test]
+fn host_per_row_params_match_reference_row_by_row() {
+    per_row_case::<f32>();
+    per_row_case::<f64>();
+}
+
+fn stride_zero_case<T: HostEval>() {
+    for profile in Profile::presets() {
+        for (p, c) in fixed_inputs(&profile, T::DTYPE) {
+            let kp = KernelProfile::new(&profile, &p, T::DTYPE);
+            let want = T::host_eval(T::of(c), &kp);
+            let table = RowTable::broadcast(&kp);
+            for rows in [KernelRows::scalar(), table.host_rows()] {
+                for i in [0usize, 1, 7, 1 << 20] {
+                    // SAFETY: null pointers or stride 0 into a live one-row table.
+                    let got = unsafe { T::host_eval_row(T::of(c), &kp, &rows, i) };
+                    assert!(
+                        got.out.f64().to_bits() == want.out.f64().to_bits()
+                            && got.factor.f64().to_bits() == want.factor.f64().to_bits()
+                            && got.branch == want.branch,
+                        "{} {} {p}, c = {c:e}, row {i}: {got:?} against the scalar {want:?}",
+                        profile.name,
+                        T::DTYPE
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Stride 0 (one value for every row), and no per-row pointer at all, give the scalar path's
+/// bits.
+#[test]
+fn host_stride_zero_is_the_scalar_path_bit_for_bit() {
+    stride_zero_case::<f32>();
+    stride_zero_case::<f64>();
+}
+
+/// `cm_rows` as the C++ compiler lays it out is `KernelRows`.
+#[test]
+fn rows_struct_layout_matches_c() {
+    let (size, offsets) = host::rows_layout();
+    assert!(
+        host::rows_layout_matches(),
+        "C: size {size}, offsets {offsets:?}"
+    );
+    assert_eq!(size, 8 * 16);
 }

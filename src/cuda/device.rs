@@ -6,7 +6,7 @@
 //! every entry point here checks [`driver_present`] / [`nvrtc_present`] first and reports
 //! absence as a value, never a panic.
 
-use super::{code, KernelFloat, KernelProfile};
+use super::{code, KernelFloat, KernelProfile, KernelRows};
 use crate::error::Error;
 use crate::layer;
 use crate::params::Params;
@@ -325,6 +325,8 @@ impl Gpu {
             return Ok(());
         }
         let f = self.function(&format!("cm_margin_forward{}", T::SUFFIX))?;
+        // Scalar parameters: no per-row arrays on the device (all pointers null).
+        let rows = KernelRows::scalar();
         let (n64, c64) = (n as i64, c as i64);
         let mut b = self.stream.launch_builder(&f);
         b.arg(logits)
@@ -332,7 +334,8 @@ impl Gpu {
             .arg(status)
             .arg(&n64)
             .arg(&c64)
-            .arg(kp);
+            .arg(kp)
+            .arg(&rows);
         // SAFETY: argument types and order are the kernel's; the kernel indexes only
         // [0, n·c) of logits (labels checked in it) and [0, n) of labels and status, and the
         // views hold at least that many elements (checked above).
@@ -359,6 +362,7 @@ impl Gpu {
             return Ok(());
         }
         let f = self.function(&format!("cm_margin_backward{}", T::SUFFIX))?;
+        let rows = KernelRows::scalar();
         let (n64, c64) = (n as i64, c as i64);
         let mut b = self.stream.launch_builder(&f);
         b.arg(cos)
@@ -367,7 +371,8 @@ impl Gpu {
             .arg(status)
             .arg(&n64)
             .arg(&c64)
-            .arg(kp);
+            .arg(kp)
+            .arg(&rows);
         // SAFETY: as launch_margin_forward.
         unsafe { b.launch(rows_config(n)?) }.map_err(drv("cm_margin_backward"))?;
         Ok(())
@@ -425,6 +430,7 @@ impl Gpu {
                 .filter(|&g| g <= i32::MAX as u32)
                 .ok_or_else(|| Error::Invalid(format!("N = {n} rows exceed the grid limit")))?;
             let f = self.function(&format!("cm_fused{}", T::SUFFIX))?;
+            let rows = KernelRows::scalar();
             let n_valid = bufs.n_valid.as_view();
             let mut b = self.stream.launch_builder(&f);
             b.arg(cos)
@@ -434,7 +440,8 @@ impl Gpu {
                 .arg(&mut bufs.row_loss)
                 .arg(&mut bufs.status)
                 .arg(&c64)
-                .arg(kp);
+                .arg(kp)
+                .arg(&rows);
             let cfg = LaunchConfig {
                 grid_dim: (grid, 1, 1),
                 block_dim: (FUSED_THREADS, 1, 1),

@@ -3,11 +3,11 @@
 //! Differences from the device are confined to the math library (glibc here, the CUDA Math
 //! API there); the tolerance model budgets the larger of the two documented errors.
 
-use super::{KernelFloat, KernelProfile, KERNEL_PROFILE_SIZE};
+use super::{KernelFloat, KernelProfile, KernelRows, KERNEL_PROFILE_SIZE};
 use crate::margin::Branch;
 
 mod ffi {
-    use super::KernelProfile;
+    use super::{KernelProfile, KernelRows};
     use std::os::raw::{c_int, c_longlong};
 
     extern "C" {
@@ -25,6 +25,25 @@ mod ffi {
             factor: *mut f64,
             branch: *mut c_int,
         );
+        pub fn cm_host_eval_row_f32(
+            c: f32,
+            pr: *const KernelProfile,
+            rows: *const KernelRows,
+            i: c_longlong,
+            out: *mut f32,
+            factor: *mut f32,
+            branch: *mut c_int,
+        );
+        pub fn cm_host_eval_row_f64(
+            c: f64,
+            pr: *const KernelProfile,
+            rows: *const KernelRows,
+            i: c_longlong,
+            out: *mut f64,
+            factor: *mut f64,
+            branch: *mut c_int,
+        );
+        pub fn cm_host_rows_layout(offsets: *mut usize, capacity: usize) -> usize;
         pub fn cm_host_row_status(label: c_longlong, classes: c_longlong, labels: c_int) -> c_int;
         pub fn cm_host_non_target_f32(
             c: f32,
@@ -61,6 +80,17 @@ fn branch(code: i32) -> Branch {
 /// The kernels' per-entry math in T, on the host.
 pub trait HostEval: KernelFloat {
     fn host_eval(c: Self, pr: &KernelProfile) -> HostEntry<Self>;
+    /// `cm_eval` at row `i` of a per-row case: under `cm_row_profile(pr, rows, i)`.
+    ///
+    /// # Safety
+    /// Every non-null pointer of `rows` must be valid for reading at `i * stride` (a
+    /// [`super::RowTable::host_rows`] of a live table with more than `i` rows, or stride 0).
+    unsafe fn host_eval_row(
+        c: Self,
+        pr: &KernelProfile,
+        rows: &KernelRows,
+        i: usize,
+    ) -> HostEntry<Self>;
     /// `cm_non_target`: (out, factor) of a non-target entry.
     fn host_non_target(c: Self, pr: &KernelProfile) -> (Self, Self);
 }
@@ -71,6 +101,21 @@ impl HostEval for f32 {
         // SAFETY: pr points to a live KernelProfile with the C layout (checked by
         // `profile_layout`); the out-pointers are valid locals.
         unsafe { ffi::cm_host_eval_f32(c, pr, &mut out, &mut factor, &mut b) };
+        HostEntry {
+            out,
+            factor,
+            branch: branch(b),
+        }
+    }
+    unsafe fn host_eval_row(
+        c: f32,
+        pr: &KernelProfile,
+        rows: &KernelRows,
+        i: usize,
+    ) -> HostEntry<f32> {
+        let (mut out, mut factor, mut b) = (0.0f32, 0.0f32, 0i32);
+        // SAFETY: the caller's contract on `rows`; the rest as host_eval.
+        unsafe { ffi::cm_host_eval_row_f32(c, pr, rows, i as i64, &mut out, &mut factor, &mut b) };
         HostEntry {
             out,
             factor,
@@ -90,6 +135,21 @@ impl HostEval for f64 {
         let (mut out, mut factor, mut b) = (0.0f64, 0.0f64, 0i32);
         // SAFETY: as for f32.
         unsafe { ffi::cm_host_eval_f64(c, pr, &mut out, &mut factor, &mut b) };
+        HostEntry {
+            out,
+            factor,
+            branch: branch(b),
+        }
+    }
+    unsafe fn host_eval_row(
+        c: f64,
+        pr: &KernelProfile,
+        rows: &KernelRows,
+        i: usize,
+    ) -> HostEntry<f64> {
+        let (mut out, mut factor, mut b) = (0.0f64, 0.0f64, 0i32);
+        // SAFETY: the caller's contract on `rows`; the rest as host_eval.
+        unsafe { ffi::cm_host_eval_row_f64(c, pr, rows, i as i64, &mut out, &mut factor, &mut b) };
         HostEntry {
             out,
             factor,
@@ -118,6 +178,20 @@ pub fn profile_layout() -> (usize, Vec<usize>) {
     // SAFETY: the buffer holds `capacity` elements.
     let size = unsafe { ffi::cm_host_profile_layout(offsets.as_mut_ptr(), offsets.len()) };
     (size, offsets)
+}
+
+/// The size of `cm_rows` and its field offsets as the C++ compiler laid it out.
+pub fn rows_layout() -> (usize, Vec<usize>) {
+    let mut offsets = vec![0usize; super::KERNEL_ROWS_FIELDS.len()];
+    // SAFETY: the buffer holds `capacity` elements.
+    let size = unsafe { ffi::cm_host_rows_layout(offsets.as_mut_ptr(), offsets.len()) };
+    (size, offsets)
+}
+
+/// Whether the C++ compiler's layout of `cm_rows` is `KernelRows`'.
+pub fn rows_layout_matches() -> bool {
+    let (size, offsets) = rows_layout();
+    size == std::mem::size_of::<KernelRows>() && offsets == KernelRows::field_offsets()
 }
 
 /// Whether a C layout (size, field offsets) is `KernelProfile`'s.
