@@ -190,6 +190,42 @@ extern "C" __global__ void cm_margin_backward_bf16(const unsigned short* cos,
 }
 
 // ---------------------------------------------------------------------------------------
+// (a'') Sub-centres (SPEC.md §11.2): cos [N, C, K] -> [N, C] by the max over K (first index on
+// ties, NaN wins) with its arg-max [N, C] (int64), and the backward that scatters d_cos [N, C]
+// to the arg-max of each cell of grad [N, C, K] (zeros elsewhere). One thread per cell
+// (cells = N*C); the margin kernels then run on the [N, C] maxima.
+template <typename T>
+__device__ void cm_subcenter_max(const T* cos, T* out, long long* arg, long long cells,
+                                 long long k) {
+    const long long cell = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (cell < cells) cm_subcenter_max_cell<T>(cos, cell, k, out, arg);
+}
+template <typename T>
+__device__ void cm_subcenter_backward(const T* d_cos, const long long* arg, T* grad,
+                                      long long cells, long long k) {
+    const long long cell = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (cell < cells) cm_subcenter_backward_cell<T>(d_cos, arg, cell, k, grad);
+}
+
+extern "C" __global__ void cm_subcenter_max_f32(const float* cos, float* out, long long* arg,
+                                                long long cells, long long k) {
+    cm_subcenter_max<float>(cos, out, arg, cells, k);
+}
+extern "C" __global__ void cm_subcenter_max_f64(const double* cos, double* out, long long* arg,
+                                                long long cells, long long k) {
+    cm_subcenter_max<double>(cos, out, arg, cells, k);
+}
+extern "C" __global__ void cm_subcenter_backward_f32(const float* d_cos, const long long* arg,
+                                                     float* grad, long long cells, long long k) {
+    cm_subcenter_backward<float>(d_cos, arg, grad, cells, k);
+}
+extern "C" __global__ void cm_subcenter_backward_f64(const double* d_cos, const long long* arg,
+                                                     double* grad, long long cells,
+                                                     long long k) {
+    cm_subcenter_backward<double>(d_cos, arg, grad, cells, k);
+}
+
+// ---------------------------------------------------------------------------------------
 // (b) Fused margin + scale + softmax cross-entropy, forward and backward, VALID normalization:
 //
 //   z_j = s*cos_j (j != y),  z_y = s*margin(cos_y),  lse = log sum_j exp(z_j)

@@ -359,6 +359,40 @@ template <typename T> CM_HD cm_plain<T> cm_non_target(T c, const cm_profile& pr)
     return r;
 }
 
+// Sub-centres (layer::subcenter_max, SPEC.md §11.2): cos of shape [N, C, K], row-major with k
+// fastest, reduced to [N, C] by the max over K. Ties go to the FIRST index (torch.max(dim)); a
+// NaN sub-centre wins, the first NaN on several (torch's max propagates NaN). Comparisons only,
+// so the value is one of the inputs, bit for bit, and the reduction is exact in any dtype.
+template <typename T> CM_HD long long cm_subcenter_argmax(const T* cell, long long k) {
+    long long best = 0;
+    for (long long j = 1; j < k; ++j) {
+        const T v = cell[j], b = cell[best];
+        if ((cm_isnan(v) && !cm_isnan(b)) || v > b) best = j;
+    }
+    return best;
+}
+
+// Cell `cell` (= i*C + j) of [N, C, K]: out[cell] = the max over its K sub-centres, arg[cell] its
+// first index.
+template <typename T>
+CM_HD void cm_subcenter_max_cell(const T* cos, long long cell, long long k, T* out,
+                                 long long* arg) {
+    const T* x = cos + cell * k;
+    const long long a = cm_subcenter_argmax(x, k);
+    out[cell] = x[a];
+    arg[cell] = a;
+}
+
+// layer::subcenter_backward of one cell: the gradient d_cos[cell] goes to the arg-max
+// sub-centre, every other sub-centre of the cell gets exactly +0.
+template <typename T>
+CM_HD void cm_subcenter_backward_cell(const T* d_cos, const long long* arg, long long cell,
+                                      long long k, T* grad) {
+    T* g = grad + cell * k;
+    for (long long j = 0; j < k; ++j) g[j] = T(0);
+    g[arg[cell]] = d_cos[cell];
+}
+
 // The label of a row, classified by the label policy (layer::LabelPolicy::row). Only a label
 // in [0, C) may index the row.
 CM_HD int cm_row_status(long long label, long long classes, int labels) {

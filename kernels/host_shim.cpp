@@ -48,6 +48,26 @@ size_t cm_host_rows_layout(size_t* offsets, size_t capacity) {
     return sizeof(cm_rows);
 }
 
+// The sub-centre max over `cells` cells of K, and its backward (combined_margin.cuh).
+void cm_host_subcenter_max_f32(const float* cos, long long cells, long long k, float* out,
+                               long long* arg) {
+    for (long long cell = 0; cell < cells; ++cell) cm_subcenter_max_cell<float>(cos, cell, k, out, arg);
+}
+void cm_host_subcenter_max_f64(const double* cos, long long cells, long long k, double* out,
+                               long long* arg) {
+    for (long long cell = 0; cell < cells; ++cell) cm_subcenter_max_cell<double>(cos, cell, k, out, arg);
+}
+void cm_host_subcenter_backward_f32(const float* d_cos, const long long* arg, long long cells,
+                                    long long k, float* grad) {
+    for (long long cell = 0; cell < cells; ++cell)
+        cm_subcenter_backward_cell<float>(d_cos, arg, cell, k, grad);
+}
+void cm_host_subcenter_backward_f64(const double* d_cos, const long long* arg, long long cells,
+                                    long long k, double* grad) {
+    for (long long cell = 0; cell < cells; ++cell)
+        cm_subcenter_backward_cell<double>(d_cos, arg, cell, k, grad);
+}
+
 int cm_host_row_status(long long label, long long classes, int labels) {
     return cm_row_status(label, classes, labels);
 }

@@ -482,3 +482,115 @@ fn rows_struct_layout_matches_c() {
     );
     assert_eq!(size, 8 * 16);
 }
+
+/// Values for sub-centre cells: ties, signed zeros, infinities, NaNs with distinct payloads
+/// (so "the first NaN" is visible in the bits), and a few uniform draws.
+fn subcenter_pool<T: HostEval>() -> Vec<T> {
+    let nan = |payload: u64| match T::DTYPE {
+        Dtype::F32 => T::of(f32::from_bits(0x7fc0_0000 | payload as u32) as f64),
+        _ => T::of(f64::from_bits(0x7ff8_0000_0000_0000 | payload)),
+    };
+    let mut v: Vec<T> = [
+        0.5,
+        0.5,
+        -0.0,
+        0.0,
+        1.0,
+        -1.0,
+        0.25,
+        f64::INFINITY,
+        -f64::INFINITY,
+    ]
+    .iter()
+    .map(|&x| T::of(x))
+    .collect();
+    v.extend([nan(1), nan(2), nan(3)]);
+    v
+}
+
+/// A deterministic [cells, K] input from the pool and uniform draws (xorshift).
+fn subcenter_input<T: HostEval>(cells: usize, k: usize, seed: u64) -> Vec<T> {
+    let pool = subcenter_pool::<T>();
+    let mut x = seed | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..cells * k)
+        .map(|_| {
+            let r = next();
+            if r % 3 == 0 {
+                T::of((r >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)
+            } else {
+                pool[(r >> 8) as usize % pool.len()]
+            }
+        })
+        .collect()
+}
+
+fn bits<T: HostEval>(v: &[T]) -> Vec<u64> {
+    v.iter().map(|x| x.f64().to_bits()).collect()
+}
+
+fn subcenter_case<T: HostEval>() {
+    let wide = |v: &[T]| v.iter().map(|x| x.f64()).collect::<Vec<f64>>();
+    for k in [1usize, 2, 3, 5, 8] {
+        for seed in 1..=20u64 {
+            let cells = 64;
+            let cos = subcenter_input::<T>(cells, k, seed * 7919 + k as u64);
+            let (max, arg) = T::host_subcenter_max(&cos, k);
+            let (want_max, want_arg) = layer::subcenter_max(&wide(&cos), 1, cells, k).unwrap();
+            assert_eq!(arg, want_arg, "{} K = {k}, seed {seed}: arg-max", T::DTYPE);
+            let want_bits: Vec<u64> = want_max.iter().map(|x| x.to_bits()).collect();
+            assert_eq!(
+                bits(&max),
+                want_bits,
+                "{} K = {k}, seed {seed}: max",
+                T::DTYPE
+            );
+            let d = subcenter_input::<T>(cells, 1, seed * 104_729 + k as u64);
+            let grad = T::host_subcenter_backward(&d, &arg, k);
+            let want = layer::subcenter_backward(&wide(&d), &want_arg, k).unwrap();
+            let want_bits: Vec<u64> = want.iter().map(|x| x.to_bits()).collect();
+            assert_eq!(
+                bits(&grad),
+                want_bits,
+                "{} K = {k}, seed {seed}: backward",
+                T::DTYPE
+            );
+        }
+    }
+    // The tie rule, spelled out: the first index wins a tie (−0 and +0 tie), a NaN wins, the
+    // first NaN on several; K = 1 is the identity.
+    let pool = subcenter_pool::<T>();
+    let (half, nz, pz, one, n1, n2) = (pool[0], pool[2], pool[3], pool[4], pool[9], pool[10]);
+    let cells = [
+        [half, half, half],
+        [nz, pz, nz],
+        [pz, nz, pz],
+        [half, one, one],
+        [one, n1, n2],
+        [n2, n1, one],
+    ];
+    let flat: Vec<T> = cells.iter().flatten().copied().collect();
+    let (max, arg) = T::host_subcenter_max(&flat, 3);
+    assert_eq!(arg, vec![0, 0, 0, 1, 1, 0], "{}", T::DTYPE);
+    let picked: Vec<T> = cells.iter().zip(&arg).map(|(c, &a)| c[a]).collect();
+    assert_eq!(bits(&max), bits(&picked));
+    assert_eq!(max[1].f64().to_bits(), (-0.0f64).to_bits());
+    let grad = T::host_subcenter_backward(&[T::of(2.0), T::of(-0.0)], &[1, 2], 3);
+    assert_eq!(
+        bits(&grad),
+        bits(&[0.0, 2.0, 0.0, 0.0, 0.0, -0.0].map(T::of))
+    );
+}
+
+/// The header's sub-centre max and its backward are `layer::subcenter_max` and
+/// `subcenter_backward` bit for bit (values, arg-max, gradient), float and double, K = 1 … 8.
+#[test]
+fn host_subcenter_max_matches_layer_bit_for_bit() {
+    subcenter_case::<f32>();
+    subcenter_case::<f64>();
+}

@@ -43,6 +43,34 @@ mod ffi {
             factor: *mut f64,
             branch: *mut c_int,
         );
+        pub fn cm_host_subcenter_max_f32(
+            cos: *const f32,
+            cells: c_longlong,
+            k: c_longlong,
+            out: *mut f32,
+            arg: *mut c_longlong,
+        );
+        pub fn cm_host_subcenter_max_f64(
+            cos: *const f64,
+            cells: c_longlong,
+            k: c_longlong,
+            out: *mut f64,
+            arg: *mut c_longlong,
+        );
+        pub fn cm_host_subcenter_backward_f32(
+            d_cos: *const f32,
+            arg: *const c_longlong,
+            cells: c_longlong,
+            k: c_longlong,
+            grad: *mut f32,
+        );
+        pub fn cm_host_subcenter_backward_f64(
+            d_cos: *const f64,
+            arg: *const c_longlong,
+            cells: c_longlong,
+            k: c_longlong,
+            grad: *mut f64,
+        );
         pub fn cm_host_rows_layout(offsets: *mut usize, capacity: usize) -> usize;
         pub fn cm_host_row_status(label: c_longlong, classes: c_longlong, labels: c_int) -> c_int;
         pub fn cm_host_non_target_f32(
@@ -77,6 +105,59 @@ fn branch(code: i32) -> Branch {
     }
 }
 
+type SubcenterMax<T> = unsafe extern "C" fn(*const T, i64, i64, *mut T, *mut i64);
+type SubcenterBackward<T> = unsafe extern "C" fn(*const T, *const i64, i64, i64, *mut T);
+
+/// `cm_subcenter_max_cell` over every cell of `cos` ([cells, K], k fastest).
+fn subcenter_max_with<T: KernelFloat>(
+    f: SubcenterMax<T>,
+    cos: &[T],
+    k: usize,
+) -> (Vec<T>, Vec<usize>) {
+    assert!(
+        k > 0 && cos.len() % k == 0,
+        "cos of {} values is not [cells, {k}]",
+        cos.len()
+    );
+    let cells = cos.len() / k;
+    let mut out = vec![T::of(0.0); cells];
+    let mut arg = vec![0i64; cells];
+    // SAFETY: cos holds cells·k values, out and arg hold cells each.
+    unsafe {
+        f(
+            cos.as_ptr(),
+            cells as i64,
+            k as i64,
+            out.as_mut_ptr(),
+            arg.as_mut_ptr(),
+        )
+    };
+    (out, arg.into_iter().map(|a| a as usize).collect())
+}
+
+/// `cm_subcenter_backward_cell` over every cell: [cells] -> [cells, K].
+fn subcenter_backward_with<T: KernelFloat>(
+    f: SubcenterBackward<T>,
+    d_cos: &[T],
+    arg: &[usize],
+    k: usize,
+) -> Vec<T> {
+    assert!(k > 0 && d_cos.len() == arg.len() && arg.iter().all(|&a| a < k));
+    let arg: Vec<i64> = arg.iter().map(|&a| a as i64).collect();
+    let mut grad = vec![T::poison(); d_cos.len() * k];
+    // SAFETY: d_cos and arg hold cells values (every arg < k), grad cells·k.
+    unsafe {
+        f(
+            d_cos.as_ptr(),
+            arg.as_ptr(),
+            arg.len() as i64,
+            k as i64,
+            grad.as_mut_ptr(),
+        )
+    };
+    grad
+}
+
 /// The kernels' per-entry math in T, on the host.
 pub trait HostEval: KernelFloat {
     fn host_eval(c: Self, pr: &KernelProfile) -> HostEntry<Self>;
@@ -93,6 +174,12 @@ pub trait HostEval: KernelFloat {
     ) -> HostEntry<Self>;
     /// `cm_non_target`: (out, factor) of a non-target entry.
     fn host_non_target(c: Self, pr: &KernelProfile) -> (Self, Self);
+    /// The sub-centre max of the header: `cos` [cells, K] (k fastest) -> the max of each cell
+    /// and its first arg-max (`layer::subcenter_max`).
+    fn host_subcenter_max(cos: &[Self], k: usize) -> (Vec<Self>, Vec<usize>);
+    /// Its backward: `d_cos` [cells] scattered to the arg-max of each cell of [cells, K]
+    /// (`layer::subcenter_backward`).
+    fn host_subcenter_backward(d_cos: &[Self], arg: &[usize], k: usize) -> Vec<Self>;
 }
 
 impl HostEval for f32 {
@@ -121,6 +208,12 @@ impl HostEval for f32 {
             factor,
             branch: branch(b),
         }
+    }
+    fn host_subcenter_max(cos: &[f32], k: usize) -> (Vec<f32>, Vec<usize>) {
+        subcenter_max_with(ffi::cm_host_subcenter_max_f32, cos, k)
+    }
+    fn host_subcenter_backward(d_cos: &[f32], arg: &[usize], k: usize) -> Vec<f32> {
+        subcenter_backward_with(ffi::cm_host_subcenter_backward_f32, d_cos, arg, k)
     }
     fn host_non_target(c: f32, pr: &KernelProfile) -> (f32, f32) {
         let (mut out, mut factor) = (0.0f32, 0.0f32);
@@ -155,6 +248,12 @@ impl HostEval for f64 {
             factor,
             branch: branch(b),
         }
+    }
+    fn host_subcenter_max(cos: &[f64], k: usize) -> (Vec<f64>, Vec<usize>) {
+        subcenter_max_with(ffi::cm_host_subcenter_max_f64, cos, k)
+    }
+    fn host_subcenter_backward(d_cos: &[f64], arg: &[usize], k: usize) -> Vec<f64> {
+        subcenter_backward_with(ffi::cm_host_subcenter_backward_f64, d_cos, arg, k)
     }
     fn host_non_target(c: f64, pr: &KernelProfile) -> (f64, f64) {
         let (mut out, mut factor) = (0.0f64, 0.0f64);
