@@ -31,40 +31,63 @@ __device__ inline int cm_row(const long long* labels, int* status, long long n, 
     return st;
 }
 
-// Forward, in place: `logits` holds cos on entry; each row's target becomes the margin, and
-// its other entries get the non-target treatment.
-template <typename T>
-__device__ void cm_margin_forward(T* logits, const long long* labels, int* status, long long n,
-                                  long long c, const cm_profile& pr0, const cm_rows& rows) {
-    long long i, y;
+// cm_row, and where the row is evaluated (a target or none) pr = row i's profile under the
+// per-row parameters (cm_row_profile).
+__device__ inline int cm_row_with_profile(const long long* labels, int* status, long long n,
+                                          long long c, const cm_profile& pr0,
+                                          const cm_rows& rows, long long& i, long long& y,
+                                          cm_profile& pr) {
     const int st = cm_row(labels, status, n, c, pr0, i, y);
+    if (st != CM_ROW_IGNORED && st != CM_ROW_BAD_LABEL) pr = cm_row_profile(pr0, rows, i);
+    return st;
+}
+
+// Forward, in place: `logits` holds cos on entry; each row's target becomes the margin, and
+// its other entries get the non-target treatment. CUR (the (a'') kernels): under CurricularFace
+// with statistic t, the non-targets of a row with a target get cm_curricular against the tau
+// of the target's input, read before the target is overwritten.
+template <typename T, bool CUR>
+__device__ void cm_margin_forward(T* logits, const long long* labels, int* status, long long n,
+                                  long long c, const cm_profile& pr0, const cm_rows& rows,
+                                  T t) {
+    long long i, y;
+    cm_profile pr;
+    const int st = cm_row_with_profile(labels, status, n, c, pr0, rows, i, y, pr);
     if (st == CM_ROW_IGNORED || st == CM_ROW_BAD_LABEL) return;
-    const cm_profile pr = cm_row_profile(pr0, rows, i);
     T* row = logits + i * c;
-    if (cm_transforms_non_targets(pr)) {
+    const T tau = CUR && st == CM_ROW_TARGET ? cm_curricular_tau<T>(row[y], pr) : T(0);
+    if ((CUR && st == CM_ROW_TARGET) || cm_transforms_non_targets(pr)) {
         for (long long j = 0; j < c; ++j) {
             if (st == CM_ROW_TARGET && j == y) continue;
-            row[j] = cm_non_target<T>(row[j], pr).out;
+            int hard;
+            row[j] = CUR && st == CM_ROW_TARGET ? cm_curricular<T>(row[j], t, tau, pr, &hard).out
+                                                : cm_non_target<T>(row[j], pr).out;
         }
     }
     if (st == CM_ROW_TARGET) row[y] = cm_eval<T>(row[y], pr).out;
 }
 
 // Backward, in place: `grad` holds top_diff on entry; each row's target is multiplied by the
-// factor d out / d c at cos[i, y], and its other entries by the non-target factor.
-template <typename T>
+// factor d out / d c at cos[i, y], and its other entries by the non-target factor (under CUR,
+// cm_curricular's).
+template <typename T, bool CUR>
 __device__ void cm_margin_backward(const T* cos, T* grad, const long long* labels, int* status,
-                                   long long n, long long c, const cm_profile& pr0, const cm_rows& rows) {
+                                   long long n, long long c, const cm_profile& pr0,
+                                   const cm_rows& rows, T t) {
     long long i, y;
-    const int st = cm_row(labels, status, n, c, pr0, i, y);
+    cm_profile pr;
+    const int st = cm_row_with_profile(labels, status, n, c, pr0, rows, i, y, pr);
     if (st == CM_ROW_IGNORED || st == CM_ROW_BAD_LABEL) return;
-    const cm_profile pr = cm_row_profile(pr0, rows, i);
     const T* x = cos + i * c;
     T* g = grad + i * c;
-    if (cm_transforms_non_targets(pr)) {
+    const T tau = CUR && st == CM_ROW_TARGET ? cm_curricular_tau<T>(x[y], pr) : T(0);
+    if ((CUR && st == CM_ROW_TARGET) || cm_transforms_non_targets(pr)) {
         for (long long j = 0; j < c; ++j) {
             if (st == CM_ROW_TARGET && j == y) continue;
-            const T f = cm_non_target<T>(x[j], pr).factor;
+            int hard;
+            const T f = CUR && st == CM_ROW_TARGET
+                            ? cm_curricular<T>(x[j], t, tau, pr, &hard).factor
+                            : cm_non_target<T>(x[j], pr).factor;
             if (f != T(1)) g[j] = g[j] * f;
         }
     }
@@ -74,24 +97,24 @@ __device__ void cm_margin_backward(const T* cos, T* grad, const long long* label
 extern "C" __global__ void cm_margin_forward_f32(float* logits, const long long* labels,
                                                  int* status, long long n, long long c,
                                                  cm_profile pr, cm_rows rows) {
-    cm_margin_forward<float>(logits, labels, status, n, c, pr, rows);
+    cm_margin_forward<float, false>(logits, labels, status, n, c, pr, rows, 0.0f);
 }
 extern "C" __global__ void cm_margin_forward_f64(double* logits, const long long* labels,
                                                  int* status, long long n, long long c,
                                                  cm_profile pr, cm_rows rows) {
-    cm_margin_forward<double>(logits, labels, status, n, c, pr, rows);
+    cm_margin_forward<double, false>(logits, labels, status, n, c, pr, rows, 0.0);
 }
 extern "C" __global__ void cm_margin_backward_f32(const float* cos, float* grad,
                                                   const long long* labels, int* status,
                                                   long long n, long long c, cm_profile pr,
                                                   cm_rows rows) {
-    cm_margin_backward<float>(cos, grad, labels, status, n, c, pr, rows);
+    cm_margin_backward<float, false>(cos, grad, labels, status, n, c, pr, rows, 0.0f);
 }
 extern "C" __global__ void cm_margin_backward_f64(const double* cos, double* grad,
                                                   const long long* labels, int* status,
                                                   long long n, long long c, cm_profile pr,
                                                   cm_rows rows) {
-    cm_margin_backward<double>(cos, grad, labels, status, n, c, pr, rows);
+    cm_margin_backward<double, false>(cos, grad, labels, status, n, c, pr, rows, 0.0);
 }
 
 // (a') Half storage, f32 opmath (SPEC.md §5.5, §9.4): IEEE binary16 (`__half`'s layout) and
@@ -130,9 +153,9 @@ __device__ void cm_margin_forward_half(unsigned short* logits, const long long* 
                                        int* status, long long n, long long c,
                                        const cm_profile& pr0, const cm_rows& rows) {
     long long i, y;
-    const int st = cm_row(labels, status, n, c, pr0, i, y);
+    cm_profile pr;
+    const int st = cm_row_with_profile(labels, status, n, c, pr0, rows, i, y, pr);
     if (st == CM_ROW_IGNORED || st == CM_ROW_BAD_LABEL) return;
-    const cm_profile pr = cm_row_profile(pr0, rows, i);
     unsigned short* row = logits + i * c;
     if (cm_transforms_non_targets(pr)) {
         for (long long j = 0; j < c; ++j) {
@@ -149,9 +172,9 @@ __device__ void cm_margin_backward_half(const unsigned short* cos, unsigned shor
                                         const long long* labels, int* status, long long n,
                                         long long c, const cm_profile& pr0, const cm_rows& rows) {
     long long i, y;
-    const int st = cm_row(labels, status, n, c, pr0, i, y);
+    cm_profile pr;
+    const int st = cm_row_with_profile(labels, status, n, c, pr0, rows, i, y, pr);
     if (st == CM_ROW_IGNORED || st == CM_ROW_BAD_LABEL) return;
-    const cm_profile pr = cm_row_profile(pr0, rows, i);
     const unsigned short* x = cos + i * c;
     unsigned short* g = grad + i * c;
     if (cm_transforms_non_targets(pr)) {
@@ -190,7 +213,35 @@ extern "C" __global__ void cm_margin_backward_bf16(const unsigned short* cos,
 }
 
 // ---------------------------------------------------------------------------------------
-// (a'') Sub-centres (SPEC.md §11.2): cos [N, C, K] -> [N, C] by the max over K (first index on
+// (a'') The margin layer under CurricularFace (SPEC.md §11.3): the (a) kernels with CUR and the
+// running statistic t the forward used. In a row with a target, the mask threshold tau comes
+// from the target's input, each non-target gets cm_curricular (the profile's treatment, then
+// c~*(t + c~) where hard), the target the margin. Rows without a target are as in (a).
+extern "C" __global__ void cm_curricular_forward_f32(float* logits, const long long* labels,
+                                                     int* status, long long n, long long c,
+                                                     float t, cm_profile pr, cm_rows rows) {
+    cm_margin_forward<float, true>(logits, labels, status, n, c, pr, rows, t);
+}
+extern "C" __global__ void cm_curricular_forward_f64(double* logits, const long long* labels,
+                                                     int* status, long long n, long long c,
+                                                     double t, cm_profile pr, cm_rows rows) {
+    cm_margin_forward<double, true>(logits, labels, status, n, c, pr, rows, t);
+}
+extern "C" __global__ void cm_curricular_backward_f32(const float* cos, float* grad,
+                                                      const long long* labels, int* status,
+                                                      long long n, long long c, float t,
+                                                      cm_profile pr, cm_rows rows) {
+    cm_margin_backward<float, true>(cos, grad, labels, status, n, c, pr, rows, t);
+}
+extern "C" __global__ void cm_curricular_backward_f64(const double* cos, double* grad,
+                                                      const long long* labels, int* status,
+                                                      long long n, long long c, double t,
+                                                      cm_profile pr, cm_rows rows) {
+    cm_margin_backward<double, true>(cos, grad, labels, status, n, c, pr, rows, t);
+}
+
+// ---------------------------------------------------------------------------------------
+// (a''') Sub-centres (SPEC.md §11.2): cos [N, C, K] -> [N, C] by the max over K (first index on
 // ties, NaN wins) with its arg-max [N, C] (int64), and the backward that scatters d_cos [N, C]
 // to the arg-max of each cell of grad [N, C, K] (zeros elsewhere). One thread per cell
 // (cells = N*C); the margin kernels then run on the [N, C] maxima.

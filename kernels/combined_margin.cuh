@@ -359,6 +359,36 @@ template <typename T> CM_HD cm_plain<T> cm_non_target(T c, const cm_profile& pr)
     return r;
 }
 
+// CurricularFace's modulation of hard negatives (src/modulation.rs, SPEC.md §11.3). A row's
+// non-target c~ (after the profile's own non-target treatment, cm_non_target) is hard iff
+// c~ > tau, tau = cos(m1*theta_y + m2) - m3 the target's margin branch BEFORE any th/mm
+// fallback (both sources: mask = cos_theta > cos_theta_m). A hard negative becomes
+// c~*(t + c~) with d/dc~ = t + 2c~, computed as autograd does: (t + c~) + c~; t (the running
+// statistic the forward used) and the mask are detached. The reference decides the mask with
+// a band of a few ulp around tau (modulation::MASK_BAND_ULP), so tau's own roundings here
+// (acos, cos in T) may put a boundary entry on either side.
+template <typename T> CM_HD T cm_curricular_tau(T c_target, const cm_profile& pr) {
+    T mul;
+    const T c_eff = cm_clamp_input(c_target, pr, &mul);
+    T theta = cm_acos(c_eff);
+    if (pr.theta == CM_THETA_F32) theta = (T)(float)theta;
+    return cm_cos((T)pr.m1 * theta + (T)pr.m2) - (T)pr.m3;
+}
+
+// One non-target entry of a row under CurricularFace: (out, factor) and whether it was hard.
+// A NaN c~ is never hard; where the treatment blocks the gradient (factor 0) it stays 0.
+template <typename T>
+CM_HD cm_plain<T> cm_curricular(T c, T t, T tau, const cm_profile& pr, int* hard) {
+    cm_plain<T> r = cm_non_target<T>(c, pr);
+    *hard = r.out > tau;
+    if (!*hard) return r;
+    const T ct = r.out, f = r.factor;
+    const T tc = t + ct;
+    r.out = ct * tc;
+    r.factor = f == T(0) ? T(0) : f * (tc + ct);
+    return r;
+}
+
 // Sub-centres (layer::subcenter_max, SPEC.md §11.2): cos of shape [N, C, K], row-major with k
 // fastest, reduced to [N, C] by the max over K. Ties go to the FIRST index (torch.max(dim)); a
 // NaN sub-centre wins, the first NaN on several (torch's max propagates NaN). Comparisons only,

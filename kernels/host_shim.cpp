@@ -48,6 +48,26 @@ size_t cm_host_rows_layout(size_t* offsets, size_t capacity) {
     return sizeof(cm_rows);
 }
 
+// CurricularFace (combined_margin.cuh): tau of a row's target, and one non-target entry.
+float cm_host_curricular_tau_f32(float c_target, const cm_profile* pr) {
+    return cm_curricular_tau<float>(c_target, *pr);
+}
+double cm_host_curricular_tau_f64(double c_target, const cm_profile* pr) {
+    return cm_curricular_tau<double>(c_target, *pr);
+}
+void cm_host_curricular_f32(float c, float t, float tau, const cm_profile* pr, float* out,
+                            float* factor, int* hard) {
+    const cm_plain<float> r = cm_curricular<float>(c, t, tau, *pr, hard);
+    *out = r.out;
+    *factor = r.factor;
+}
+void cm_host_curricular_f64(double c, double t, double tau, const cm_profile* pr, double* out,
+                            double* factor, int* hard) {
+    const cm_plain<double> r = cm_curricular<double>(c, t, tau, *pr, hard);
+    *out = r.out;
+    *factor = r.factor;
+}
+
 // The sub-centre max over `cells` cells of K, and its backward (combined_margin.cuh).
 void cm_host_subcenter_max_f32(const float* cos, long long cells, long long k, float* out,
                                long long* arg) {

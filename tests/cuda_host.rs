@@ -4,16 +4,20 @@
 
 use crate::common::{cos_for, params};
 use combined_margin::catalogue::{edge_cases, next_float};
+use combined_margin::compare::Reference;
 use combined_margin::cuda::host::{self, HostEntry, HostEval};
 use combined_margin::cuda::{code, params_as, KernelProfile, KernelRows, RowTable};
 use combined_margin::layer;
 use combined_margin::margin;
+use combined_margin::modulation::{
+    Curricular, CurricularGradient, CurricularMask, Modulation, Treatment,
+};
 use combined_margin::params::PAPER_CONFIGS;
 use combined_margin::profile::{
     AnglePolicy, BoundGradient, ClampScope, EvalForm, Fallback, InputDomain, SineGuard,
     ThresholdTest,
 };
-use combined_margin::tolerance::{error_fraction, target_budget};
+use combined_margin::tolerance::{error_fraction, target_budget, Budget};
 use combined_margin::{Dtype, Params, Profile};
 use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
@@ -593,4 +597,97 @@ fn subcenter_case<T: HostEval>() {
 fn host_subcenter_max_matches_layer_bit_for_bit() {
     subcenter_case::<f32>();
     subcenter_case::<f64>();
+}
+
+/// CurricularFace's modulation in the header against the reference (`compare::Reference`'s
+/// `row_plan` for the mask, `modulated` / `non_target` for the value and its budget): returns
+/// (entries, modulated entries, failures under the reference's gradient `gradient`).
+fn curricular_case<T: HostEval>(gradient: CurricularGradient) -> (u64, u64, Vec<String>) {
+    let dt = T::DTYPE;
+    let (mut entries, mut hard, mut failures) = (0u64, 0u64, Vec::new());
+    for profile in Profile::presets() {
+        for &(a, b, c) in &[PAPER_CONFIGS[0], PAPER_CONFIGS[3], PAPER_CONFIGS[7]] {
+            let p = params_as(&Params::new(a, b, c), dt);
+            let kp = KernelProfile::new(&profile, &p, dt);
+            let r = Reference::new(&profile, &p, dt);
+            let mut nts = edge_cases(&profile, &p, dt);
+            nts.extend((0..=200).map(|k| dt.round(-1.0 + k as f64 / 100.0)));
+            for t in [0.0, 0.1, 0.37, 0.8].map(|t| dt.round(t)) {
+                let m = Modulation::Curricular(Curricular {
+                    t,
+                    t_other: None,
+                    mask: CurricularMask::MarginBranch,
+                    gradient,
+                });
+                for cy in [-0.9, -0.3, 0.2, 0.5, 0.85, 0.99].map(|x| dt.round(x)) {
+                    let tau = T::host_curricular_tau(T::of(cy), &kp);
+                    for &cj in &nts {
+                        let plan = r
+                            .row_plan(&m, layer::Row::Target(0), &[cy, cj])
+                            .expect("an active modulation plans the row");
+                        let (out, factor, is_hard) =
+                            T::host_curricular(T::of(cj), T::of(t), tau, &kp);
+                        let modulated = r.modulated(&m, cj, 1.0);
+                        let plain = r.non_target(cj, 1.0);
+                        let within = |(f, g, b): (f64, f64, Budget)| {
+                            error_fraction(out.f64(), f, b.forward) <= 1.0
+                                && error_fraction(factor.f64(), g, b.backward) <= 1.0
+                        };
+                        let ok = match plan[1] {
+                            Treatment::Modulated => is_hard && within(modulated),
+                            Treatment::Unchanged => !is_hard && within(plain),
+                            Treatment::Either => {
+                                if is_hard {
+                                    within(modulated)
+                                } else {
+                                    within(plain)
+                                }
+                            }
+                        };
+                        entries += 1;
+                        hard += is_hard as u64;
+                        if !ok {
+                            failures.push(format!(
+                                "{} {dt} {p} t = {t}, c_y = {cy}, c = {cj:e}: plan {:?}, hard \
+                                 {is_hard}, out {:e}, factor {:e}; modulated ref ({:e}, {:e})",
+                                profile.name,
+                                plan[1],
+                                out.f64(),
+                                factor.f64(),
+                                modulated.0,
+                                modulated.1
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (entries, hard, failures)
+}
+
+/// The header's CurricularFace modulation: hard negatives (c̃ above the target's margin
+/// branch) become c̃·(t + c̃) with gradient t + 2c̃, the others keep the profile's treatment,
+/// within the budget of the reference, for every preset in float and double; the mask agrees
+/// with the reference's outside its rounding band. The check has teeth: the gradient t + c
+/// (one factor detached) is rejected.
+#[test]
+fn host_curricular_matches_reference() {
+    fn run<T: HostEval>() {
+        let (entries, hard, failures) = curricular_case::<T>(CurricularGradient::Full);
+        assert!(
+            entries > 50_000 && hard > 5_000,
+            "{entries} entries, {hard} hard"
+        );
+        assert!(
+            failures.is_empty(),
+            "{} of {entries} fail:\n{}",
+            failures.len(),
+            failures[..failures.len().min(20)].join("\n")
+        );
+        let (_, _, wrong) = curricular_case::<T>(CurricularGradient::OneFactor);
+        assert!(wrong.len() > 1000, "t + c passes: {} failures", wrong.len());
+    }
+    run::<f32>();
+    run::<f64>();
 }

@@ -32,7 +32,7 @@ pub const ABI: &str = include_str!("../../kernels/cm_abi.h");
 pub const ABI_INCLUDE_LINE: &str = "#include \"cm_abi.h\"";
 
 /// Every `extern "C"` kernel of [`SOURCE`].
-pub const KERNELS: [&str; 17] = [
+pub const KERNELS: [&str; 21] = [
     "cm_margin_forward_f32",
     "cm_margin_forward_f64",
     "cm_margin_backward_f32",
@@ -41,6 +41,10 @@ pub const KERNELS: [&str; 17] = [
     "cm_margin_forward_bf16",
     "cm_margin_backward_f16",
     "cm_margin_backward_bf16",
+    "cm_curricular_forward_f32",
+    "cm_curricular_forward_f64",
+    "cm_curricular_backward_f32",
+    "cm_curricular_backward_f64",
     "cm_subcenter_max_f32",
     "cm_subcenter_max_f64",
     "cm_subcenter_backward_f32",

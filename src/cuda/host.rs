@@ -71,6 +71,26 @@ mod ffi {
             k: c_longlong,
             grad: *mut f64,
         );
+        pub fn cm_host_curricular_tau_f32(c_target: f32, pr: *const KernelProfile) -> f32;
+        pub fn cm_host_curricular_tau_f64(c_target: f64, pr: *const KernelProfile) -> f64;
+        pub fn cm_host_curricular_f32(
+            c: f32,
+            t: f32,
+            tau: f32,
+            pr: *const KernelProfile,
+            out: *mut f32,
+            factor: *mut f32,
+            hard: *mut c_int,
+        );
+        pub fn cm_host_curricular_f64(
+            c: f64,
+            t: f64,
+            tau: f64,
+            pr: *const KernelProfile,
+            out: *mut f64,
+            factor: *mut f64,
+            hard: *mut c_int,
+        );
         pub fn cm_host_rows_layout(offsets: *mut usize, capacity: usize) -> usize;
         pub fn cm_host_row_status(label: c_longlong, classes: c_longlong, labels: c_int) -> c_int;
         pub fn cm_host_non_target_f32(
@@ -174,6 +194,12 @@ pub trait HostEval: KernelFloat {
     ) -> HostEntry<Self>;
     /// `cm_non_target`: (out, factor) of a non-target entry.
     fn host_non_target(c: Self, pr: &KernelProfile) -> (Self, Self);
+    /// CurricularFace's mask threshold τ = cos(m1·θ_y + m2) − m3 of a row whose target input
+    /// is `c_target` (the margin branch before any fallback).
+    fn host_curricular_tau(c_target: Self, pr: &KernelProfile) -> Self;
+    /// CurricularFace on one non-target entry at running statistic `t` and threshold `tau`:
+    /// (out, factor, hard), factor = d out / d c (top_diff = 1).
+    fn host_curricular(c: Self, t: Self, tau: Self, pr: &KernelProfile) -> (Self, Self, bool);
     /// The sub-centre max of the header: `cos` [cells, K] (k fastest) -> the max of each cell
     /// and its first arg-max (`layer::subcenter_max`).
     fn host_subcenter_max(cos: &[Self], k: usize) -> (Vec<Self>, Vec<usize>);
@@ -208,6 +234,16 @@ impl HostEval for f32 {
             factor,
             branch: branch(b),
         }
+    }
+    fn host_curricular_tau(c_target: f32, pr: &KernelProfile) -> f32 {
+        // SAFETY: as host_eval.
+        unsafe { ffi::cm_host_curricular_tau_f32(c_target, pr) }
+    }
+    fn host_curricular(c: f32, t: f32, tau: f32, pr: &KernelProfile) -> (f32, f32, bool) {
+        let (mut out, mut factor, mut hard) = (0.0f32, 0.0f32, 0i32);
+        // SAFETY: as host_eval.
+        unsafe { ffi::cm_host_curricular_f32(c, t, tau, pr, &mut out, &mut factor, &mut hard) };
+        (out, factor, hard != 0)
     }
     fn host_subcenter_max(cos: &[f32], k: usize) -> (Vec<f32>, Vec<usize>) {
         subcenter_max_with(ffi::cm_host_subcenter_max_f32, cos, k)
@@ -248,6 +284,16 @@ impl HostEval for f64 {
             factor,
             branch: branch(b),
         }
+    }
+    fn host_curricular_tau(c_target: f64, pr: &KernelProfile) -> f64 {
+        // SAFETY: as host_eval.
+        unsafe { ffi::cm_host_curricular_tau_f64(c_target, pr) }
+    }
+    fn host_curricular(c: f64, t: f64, tau: f64, pr: &KernelProfile) -> (f64, f64, bool) {
+        let (mut out, mut factor, mut hard) = (0.0f64, 0.0f64, 0i32);
+        // SAFETY: as host_eval.
+        unsafe { ffi::cm_host_curricular_f64(c, t, tau, pr, &mut out, &mut factor, &mut hard) };
+        (out, factor, hard != 0)
     }
     fn host_subcenter_max(cos: &[f64], k: usize) -> (Vec<f64>, Vec<usize>) {
         subcenter_max_with(ffi::cm_host_subcenter_max_f64, cos, k)
