@@ -135,7 +135,7 @@ fn subcenter_max_with<T: KernelFloat>(
     k: usize,
 ) -> (Vec<T>, Vec<usize>) {
     assert!(
-        k > 0 && cos.len() % k == 0,
+        k > 0 && cos.len().is_multiple_of(k),
         "cos of {} values is not [cells, {k}]",
         cos.len()
     );
