@@ -1049,3 +1049,31 @@ fn fused_budget_admits_an_emulation_of_the_kernel() {
     lines.extend(budget_admits_emulation::<f64>());
     say(&lines.join("\n"));
 }
+
+/// `cm_subcenter_max_*` on the device is `layer::subcenter_max` bit for bit (values and
+/// arg-max), ties to the first index and NaN winning included.
+#[test]
+#[ignore = "needs a CUDA GPU: scripts/gpu-check.sh runs it with --include-ignored"]
+fn gpu_subcenter_max_matches_layer() {
+    fn run<T: HostEval>(gpu: &Gpu) {
+        for k in [1usize, 2, 3, 5] {
+            let cells = 1000;
+            // The host test's cells: ties, signed zeros, infinities, NaN payloads.
+            let cos_t: Vec<T> = crate::cuda_host::subcenter_input(cells, k, 31 * k as u64);
+            let wide: Vec<f64> = cos_t.iter().map(|x| x.f64()).collect();
+            let (max, arg) = gpu.subcenter_max(&cos_t, k).unwrap();
+            let (want, want_arg) = layer::subcenter_max(&wide, 1, cells, k).unwrap();
+            assert_eq!(arg, want_arg, "{} K = {k}: arg-max", T::DTYPE);
+            for (i, (m, w)) in max.iter().zip(&want).enumerate() {
+                assert!(
+                    m.f64().to_bits() == w.to_bits() || (m.f64().is_nan() && w.is_nan()),
+                    "{} K = {k}, cell {i}: {m:?} against {w}",
+                    T::DTYPE
+                );
+            }
+        }
+    }
+    let g = gpu("cuda_gpu::gpu_subcenter_max_matches_layer");
+    run::<f32>(&g);
+    run::<f64>(&g);
+}

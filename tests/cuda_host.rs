@@ -513,7 +513,7 @@ fn subcenter_pool<T: HostEval>() -> Vec<T> {
 }
 
 /// A deterministic [cells, K] input from the pool and uniform draws (xorshift).
-fn subcenter_input<T: HostEval>(cells: usize, k: usize, seed: u64) -> Vec<T> {
+pub(crate) fn subcenter_input<T: HostEval>(cells: usize, k: usize, seed: u64) -> Vec<T> {
     let pool = subcenter_pool::<T>();
     let mut x = seed | 1;
     let mut next = move || {

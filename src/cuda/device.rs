@@ -477,6 +477,45 @@ impl Gpu {
         Ok(())
     }
 
+    /// The sub-centre max on host data (`cm_subcenter_max_*`, SPEC.md §11.2): `cos` [cells, K]
+    /// (k fastest) -> the max of each cell and its first arg-max, as `layer::subcenter_max`.
+    pub fn subcenter_max<T: KernelFloat>(
+        &self,
+        cos: &[T],
+        k: usize,
+    ) -> Result<(Vec<T>, Vec<usize>), CudaError> {
+        if k == 0 || !cos.len().is_multiple_of(k) {
+            return Err(Error::Invalid(format!(
+                "cos of {} values is not [cells, K = {k}]",
+                cos.len()
+            ))
+            .into());
+        }
+        let cells = cos.len() / k;
+        if cells == 0 {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let d_cos = self.upload(cos)?;
+        let mut d_out = self.upload(&vec![T::poison(); cells])?;
+        let mut d_arg = self.upload(&vec![-1i64; cells])?;
+        let f = self.function(&format!("cm_subcenter_max{}", T::SUFFIX))?;
+        let (cells64, k64) = (cells as i64, k as i64);
+        let mut b = self.stream.launch_builder(&f);
+        b.arg(&d_cos)
+            .arg(&mut d_out)
+            .arg(&mut d_arg)
+            .arg(&cells64)
+            .arg(&k64);
+        // SAFETY: thread `cell` < cells reads cos [cell·k, (cell+1)·k) and writes out[cell],
+        // arg[cell]; the buffers hold cells·k and cells elements.
+        unsafe { b.launch(rows_config(cells)?) }.map_err(drv("cm_subcenter_max"))?;
+        let arg = self.download(&d_arg)?;
+        Ok((
+            self.download(&d_out)?,
+            arg.into_iter().map(|a| a as usize).collect(),
+        ))
+    }
+
     /// The margin layer's forward on host data: a copy of `cos` ([n, c]) with each valid row's
     /// target replaced. A label outside [0, C) that is not the ignore value is an error
     /// naming the first such row (the kernel leaves that row untouched).
