@@ -392,14 +392,17 @@ fn per_row_params(dt: Dtype) -> Vec<Params> {
         .collect()
 }
 
-fn per_row_case<T: HostEval>() {
+/// The per-row case under the argument `mutate` makes of the true one: (entries checked,
+/// failures).
+fn per_row_case<T: HostEval>(mutate: impl Fn(&mut KernelRows)) -> (u64, Vec<String>) {
     let dt = T::DTYPE;
     let rows = per_row_params(dt);
     let mut failures = Vec::new();
     let mut checked = 0u64;
     for profile in Profile::presets() {
         let table = RowTable::new(&profile, &rows, dt);
-        let kr = table.host_rows();
+        let mut kr = table.host_rows();
+        mutate(&mut kr);
         // The scalar argument is another configuration: every row must override it.
         let base = params_as(&Params::new(1.0, 0.5, 0.0), dt);
         let kp = KernelProfile::new(&profile, &base, dt);
@@ -427,21 +430,39 @@ fn per_row_case<T: HostEval>() {
             }
         }
     }
-    assert!(checked > 1000);
-    assert!(
-        failures.is_empty(),
-        "{} of {checked} per-row entries fail:\n{}",
-        failures.len(),
-        failures[..failures.len().min(20)].join("\n")
-    );
+    (checked, failures)
 }
 
 /// Per-row m1, m2, m3 (negative m2 included) agree with the reference row by row within the
-/// budget, and each row equals the scalar argument at its parameters bit for bit.
+/// budget, and each row equals the scalar argument at its parameters bit for bit. The check
+/// has teeth: per-row parameters with the scalar's constants (threshold, fallback offset,
+/// cos m2 and sin m2 not per row) are rejected.
 #[test]
 fn host_per_row_params_match_reference_row_by_row() {
-    per_row_case::<f32>();
-    per_row_case::<f64>();
+    fn run<T: HostEval>() {
+        let (checked, failures) = per_row_case::<T>(|_| {});
+        assert!(checked > 1000);
+        assert!(
+            failures.is_empty(),
+            "{} of {checked} per-row entries fail:\n{}",
+            failures.len(),
+            failures[..failures.len().min(20)].join("\n")
+        );
+        let (_, wrong) = per_row_case::<T>(|kr| {
+            for q in [
+                &mut kr.threshold,
+                &mut kr.fallback_mm,
+                &mut kr.cos_m,
+                &mut kr.sin_m,
+                &mut kr.has_threshold,
+            ] {
+                *q = Default::default();
+            }
+        });
+        assert!(wrong.len() > 100, "scalar constants pass: {}", wrong.len());
+    }
+    run::<f32>();
+    run::<f64>();
 }
 
 fn stride_zero_case<T: HostEval>() {
