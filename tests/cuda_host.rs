@@ -371,7 +371,7 @@ fn row_status_matches_reference_labels() {
 /// The parameters of a per-row case: AdaFace's norm-dependent angular margin (negative for
 /// low-norm rows, so its kinks move to the other side) with a per-row additive margin,
 /// ElasticFace's drawn margins, and a few m1 values (SphereFace-like rows).
-fn per_row_params(dt: Dtype) -> Vec<Params> {
+pub(crate) fn per_row_params(dt: Dtype) -> Vec<Params> {
     let m1 = [1.0, 1.0, 1.35, 1.0, 2.0, 1.0];
     let m2 = [
         -0.016_700_321_7,

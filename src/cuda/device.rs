@@ -6,14 +6,14 @@
 //! every entry point here checks [`driver_present`] / [`nvrtc_present`] first and reports
 //! absence as a value, never a panic.
 
-use super::{code, KernelFloat, KernelProfile, KernelRows};
+use super::{code, KernelFloat, KernelProfile, KernelRows, RowTable};
 use crate::error::Error;
 use crate::layer;
 use crate::params::Params;
 use crate::profile::Profile;
 use cudarc::driver::{
-    CudaContext, CudaModule, CudaSlice, CudaStream, CudaView, CudaViewMut, LaunchConfig,
-    PushKernelArg,
+    CudaContext, CudaModule, CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr, LaunchConfig,
+    PushKernelArg, SyncOnDrop,
 };
 use cudarc::nvrtc::{CompileOptions, Ptx};
 use std::sync::Arc;
@@ -318,7 +318,9 @@ impl Gpu {
     }
 
     /// Launches `cm_margin_forward_*`: `logits` ([n, c], cos on entry) has each valid row's
-    /// target replaced by the margin; `status` ([n]) gets every row's status.
+    /// target replaced by the margin; `status` ([n]) gets every row's status. `rows`: per-row
+    /// parameters (None: the profile's scalars for every row).
+    #[allow(clippy::too_many_arguments)]
     pub fn launch_margin_forward<T: KernelFloat>(
         &self,
         logits: &mut CudaViewMut<T>,
@@ -327,14 +329,15 @@ impl Gpu {
         n: usize,
         c: usize,
         kp: &KernelProfile,
+        rows: Option<&DeviceRows>,
     ) -> Result<(), CudaError> {
         check_device_shapes(n, c, logits.len(), labels.len(), status.len())?;
+        check_rows(rows, n)?;
         if n == 0 {
             return Ok(());
         }
         let f = self.function(&format!("cm_margin_forward{}", T::SUFFIX))?;
-        // Scalar parameters: no per-row arrays on the device (all pointers null).
-        let rows = KernelRows::scalar();
+        let (rows, _guards) = self.kernel_rows(rows);
         let (n64, c64) = (n as i64, c as i64);
         let mut b = self.stream.launch_builder(&f);
         b.arg(logits)
@@ -363,14 +366,16 @@ impl Gpu {
         n: usize,
         c: usize,
         kp: &KernelProfile,
+        rows: Option<&DeviceRows>,
     ) -> Result<(), CudaError> {
         check_device_shapes(n, c, grad.len(), labels.len(), status.len())?;
         check_len("cos", n * c, cos.len())?;
+        check_rows(rows, n)?;
         if n == 0 {
             return Ok(());
         }
         let f = self.function(&format!("cm_margin_backward{}", T::SUFFIX))?;
-        let rows = KernelRows::scalar();
+        let (rows, _guards) = self.kernel_rows(rows);
         let (n64, c64) = (n as i64, c as i64);
         let mut b = self.stream.launch_builder(&f);
         b.arg(cos)
@@ -477,6 +482,37 @@ impl Gpu {
         Ok(())
     }
 
+    /// Uploads the columns of a per-row table (SPEC.md §9.2) for the margin launches.
+    pub fn upload_rows(&self, table: &RowTable) -> Result<DeviceRows, CudaError> {
+        let mut columns = Vec::with_capacity(8);
+        for col in table.columns() {
+            columns.push(self.upload(col)?);
+        }
+        Ok(DeviceRows {
+            columns,
+            stride: table.stride(),
+        })
+    }
+
+    /// The kernel argument for `rows` (None: all pointers null), with the guards that order the
+    /// columns' use on this stream: keep them until the launch is queued.
+    fn kernel_rows<'a>(
+        &'a self,
+        rows: Option<&'a DeviceRows>,
+    ) -> (KernelRows, Vec<SyncOnDrop<'a>>) {
+        let Some(r) = rows else {
+            return (KernelRows::scalar(), Vec::new());
+        };
+        let mut guards = Vec::with_capacity(8);
+        let mut ptrs = [0u64; 8];
+        for (p, col) in ptrs.iter_mut().zip(&r.columns) {
+            let (ptr, guard) = col.device_ptr(&self.stream);
+            *p = ptr;
+            guards.push(guard);
+        }
+        (KernelRows::at(ptrs, r.stride), guards)
+    }
+
     /// The sub-centre max on host data (`cm_subcenter_max_*`, SPEC.md §11.2): `cos` [cells, K]
     /// (k fastest) -> the max of each cell and its first arg-max, as `layer::subcenter_max`.
     pub fn subcenter_max<T: KernelFloat>(
@@ -527,6 +563,63 @@ impl Gpu {
         profile: &Profile,
         p: &Params,
     ) -> Result<Vec<T>, CudaError> {
+        self.margin_forward_with(cos, labels, classes, profile, p, None)
+    }
+
+    /// [`Gpu::margin_forward`] with per-row parameters: row i evaluates at `rows[i]` (one
+    /// per row; SPEC.md §9.2).
+    pub fn margin_forward_rows<T: KernelFloat>(
+        &self,
+        cos: &[T],
+        labels: &[i64],
+        classes: usize,
+        profile: &Profile,
+        rows: &[Params],
+    ) -> Result<Vec<T>, CudaError> {
+        let (p, d_rows) = self.row_call::<T>(labels.len(), profile, rows)?;
+        self.margin_forward_with(cos, labels, classes, profile, &p, Some(&d_rows))
+    }
+
+    /// [`Gpu::margin_backward`] with per-row parameters, as [`Gpu::margin_forward_rows`].
+    pub fn margin_backward_rows<T: KernelFloat>(
+        &self,
+        cos: &[T],
+        labels: &[i64],
+        top_diff: &[T],
+        classes: usize,
+        profile: &Profile,
+        rows: &[Params],
+    ) -> Result<Vec<T>, CudaError> {
+        let (p, d_rows) = self.row_call::<T>(labels.len(), profile, rows)?;
+        self.margin_backward_with(cos, labels, top_diff, classes, profile, &p, Some(&d_rows))
+    }
+
+    /// Checks one parameter set per row, uploads their table; returns row 0's parameters
+    /// (the scalar argument the per-row values override) and the device columns.
+    fn row_call<T: KernelFloat>(
+        &self,
+        n: usize,
+        profile: &Profile,
+        rows: &[Params],
+    ) -> Result<(Params, DeviceRows), CudaError> {
+        check_len("per-row parameters (one per row)", n, rows.len())?;
+        for p in rows {
+            p.validate()?;
+        }
+        let table = RowTable::new(profile, rows, T::DTYPE);
+        let p = rows.first().copied().unwrap_or(Params::new(1.0, 0.0, 0.0));
+        Ok((p, self.upload_rows(&table)?))
+    }
+
+    fn margin_forward_with<T: KernelFloat>(
+        &self,
+        cos: &[T],
+        labels: &[i64],
+        classes: usize,
+        profile: &Profile,
+        p: &Params,
+        rows: Option<&DeviceRows>,
+    ) -> Result<Vec<T>, CudaError> {
         let kp = host_call::<T>(p, profile, labels.len(), classes, &[("cos", cos.len())])?;
         let mut d_logits = self.upload(cos)?;
         self.with_row_status(labels, classes, profile, |d_labels, d_status| {
@@ -537,6 +630,7 @@ impl Gpu {
                 labels.len(),
                 classes,
                 &kp,
+                rows,
             )
         })?;
         self.download(&d_logits)
@@ -552,6 +646,20 @@ impl Gpu {
         classes: usize,
         profile: &Profile,
         p: &Params,
+    ) -> Result<Vec<T>, CudaError> {
+        self.margin_backward_with(cos, labels, top_diff, classes, profile, p, None)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn margin_backward_with<T: KernelFloat>(
+        &self,
+        cos: &[T],
+        labels: &[i64],
+        top_diff: &[T],
+        classes: usize,
+        profile: &Profile,
+        p: &Params,
+        rows: Option<&DeviceRows>,
     ) -> Result<Vec<T>, CudaError> {
         let kp = host_call::<T>(
             p,
@@ -571,6 +679,7 @@ impl Gpu {
                 labels.len(),
                 classes,
                 &kp,
+                rows,
             )
         })?;
         self.download(&d_grad)
@@ -733,6 +842,28 @@ fn check_len(what: &str, expected: usize, got: usize) -> Result<(), Error> {
             expected,
             got,
         });
+    }
+    Ok(())
+}
+
+/// Per-row parameters on the device: the columns of a [`RowTable`] ([`Gpu::upload_rows`]).
+pub struct DeviceRows {
+    columns: Vec<CudaSlice<f64>>,
+    stride: i64,
+}
+
+/// Per-row columns must cover the n rows (stride 0: one value for all).
+fn check_rows(rows: Option<&DeviceRows>, n: usize) -> Result<(), Error> {
+    let Some(r) = rows else { return Ok(()) };
+    let need = if r.stride == 0 { 1 } else { n };
+    for col in &r.columns {
+        if n > 0 && col.len() < need {
+            return Err(Error::ShapeMismatch {
+                what: "per-row parameters (one per row)".into(),
+                expected: need,
+                got: col.len(),
+            });
+        }
     }
     Ok(())
 }

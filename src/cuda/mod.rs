@@ -299,19 +299,38 @@ impl RowTable {
     /// The argument pointing at this table in host memory (for the host build): valid while
     /// `self` lives and is not modified.
     pub fn host_rows(&self) -> KernelRows {
-        let at = |i: usize| RowParam {
-            ptr: self.columns[i].as_ptr() as u64,
-            stride: self.stride,
-        };
+        KernelRows::at(
+            self.columns.each_ref().map(|c| c.as_ptr() as u64),
+            self.stride,
+        )
+    }
+
+    /// The columns in `CM_ROW_FIELDS` order.
+    pub fn columns(&self) -> &[Vec<f64>; 8] {
+        &self.columns
+    }
+
+    /// The row stride the columns are read with (1, or 0 for a broadcast table).
+    pub fn stride(&self) -> i64 {
+        self.stride
+    }
+}
+
+impl KernelRows {
+    /// The argument reading column i (`CM_ROW_FIELDS` order) at address `ptrs[i]` with
+    /// `stride`.
+    pub fn at(ptrs: [u64; 8], stride: i64) -> KernelRows {
+        let [m1, m2, m3, threshold, fallback_mm, cos_m, sin_m, has_threshold] =
+            ptrs.map(|ptr| RowParam { ptr, stride });
         KernelRows {
-            m1: at(0),
-            m2: at(1),
-            m3: at(2),
-            threshold: at(3),
-            fallback_mm: at(4),
-            cos_m: at(5),
-            sin_m: at(6),
-            has_threshold: at(7),
+            m1,
+            m2,
+            m3,
+            threshold,
+            fallback_mm,
+            cos_m,
+            sin_m,
+            has_threshold,
         }
     }
 }
