@@ -109,4 +109,33 @@ struct cm_profile {
 #undef CM_DECLARE_F64
 #undef CM_DECLARE_I32
 
+// Per-row parameters (AdaFace, ElasticFace, MagFace: SPEC.md §11.1). Each quantity that may
+// vary by row is a pointer and a row stride, in elements: row i reads ptr[i * stride]; stride 0
+// is one value for every row; a null pointer leaves the profile's scalar in force. m1, m2, m3
+// are the parameters (already rounded to the dtype, as cm_profile's); the rest are the
+// comparison constants that depend on them (threshold, fallback_mm, cos_m, sin_m and
+// has_threshold as 0.0 / 1.0), computed by the host per row with margin::Constants exactly as
+// for a scalar profile, so the kernels still never compute a threshold. Doubles, as the
+// profile's. src/cuda/mod.rs mirrors it (`KernelRows`, checked against the C++ layout).
+#define CM_ROW_FIELDS(X) \
+    X(m1)                \
+    X(m2)                \
+    X(m3)                \
+    X(threshold)         \
+    X(fallback_mm)       \
+    X(cos_m)             \
+    X(sin_m)             \
+    X(has_threshold)
+
+struct cm_row_param {
+    const double* ptr;
+    long long stride;
+};
+
+#define CM_DECLARE_ROW(name) cm_row_param name;
+struct cm_rows {
+    CM_ROW_FIELDS(CM_DECLARE_ROW)
+};
+#undef CM_DECLARE_ROW
+
 #endif  // CM_ABI_H

@@ -7,6 +7,10 @@
 // CM_ROW_BAD_LABEL): a label outside [0, C) never indexes memory; the host counts the
 // CM_ROW_BAD_LABEL rows and reports the first as an error.
 //
+// Every margin kernel also takes a cm_rows (cm_abi.h): per-row m1, m2, m3 and the constants
+// that depend on them, each a pointer and a row stride; all pointers null is the scalar
+// profile. Row i evaluates under cm_row_profile(pr, rows, i).
+//
 // src/cuda/device.rs compiles this file with NVRTC at run time (the text is embedded in the
 // binary; the #include below is replaced by the header's text), with --fmad=false.
 #include "combined_margin.cuh"
@@ -27,38 +31,63 @@ __device__ inline int cm_row(const long long* labels, int* status, long long n, 
     return st;
 }
 
+// cm_row, and where the row is evaluated (a target or none) pr = row i's profile under the
+// per-row parameters (cm_row_profile).
+__device__ inline int cm_row_with_profile(const long long* labels, int* status, long long n,
+                                          long long c, const cm_profile& pr0,
+                                          const cm_rows& rows, long long& i, long long& y,
+                                          cm_profile& pr) {
+    const int st = cm_row(labels, status, n, c, pr0, i, y);
+    if (st != CM_ROW_IGNORED && st != CM_ROW_BAD_LABEL) pr = cm_row_profile(pr0, rows, i);
+    return st;
+}
+
 // Forward, in place: `logits` holds cos on entry; each row's target becomes the margin, and
-// its other entries get the non-target treatment.
-template <typename T>
+// its other entries get the non-target treatment. CUR (the (a'') kernels): under CurricularFace
+// with statistic t, the non-targets of a row with a target get cm_curricular against the tau
+// of the target's input, read before the target is overwritten.
+template <typename T, bool CUR>
 __device__ void cm_margin_forward(T* logits, const long long* labels, int* status, long long n,
-                                  long long c, const cm_profile& pr) {
+                                  long long c, const cm_profile& pr0, const cm_rows& rows,
+                                  T t) {
     long long i, y;
-    const int st = cm_row(labels, status, n, c, pr, i, y);
+    cm_profile pr;
+    const int st = cm_row_with_profile(labels, status, n, c, pr0, rows, i, y, pr);
     if (st == CM_ROW_IGNORED || st == CM_ROW_BAD_LABEL) return;
     T* row = logits + i * c;
-    if (cm_transforms_non_targets(pr)) {
+    const T tau = CUR && st == CM_ROW_TARGET ? cm_curricular_tau<T>(row[y], pr) : T(0);
+    if ((CUR && st == CM_ROW_TARGET) || cm_transforms_non_targets(pr)) {
         for (long long j = 0; j < c; ++j) {
             if (st == CM_ROW_TARGET && j == y) continue;
-            row[j] = cm_non_target<T>(row[j], pr).out;
+            int hard;
+            row[j] = CUR && st == CM_ROW_TARGET ? cm_curricular<T>(row[j], t, tau, pr, &hard).out
+                                                : cm_non_target<T>(row[j], pr).out;
         }
     }
     if (st == CM_ROW_TARGET) row[y] = cm_eval<T>(row[y], pr).out;
 }
 
 // Backward, in place: `grad` holds top_diff on entry; each row's target is multiplied by the
-// factor d out / d c at cos[i, y], and its other entries by the non-target factor.
-template <typename T>
+// factor d out / d c at cos[i, y], and its other entries by the non-target factor (under CUR,
+// cm_curricular's).
+template <typename T, bool CUR>
 __device__ void cm_margin_backward(const T* cos, T* grad, const long long* labels, int* status,
-                                   long long n, long long c, const cm_profile& pr) {
+                                   long long n, long long c, const cm_profile& pr0,
+                                   const cm_rows& rows, T t) {
     long long i, y;
-    const int st = cm_row(labels, status, n, c, pr, i, y);
+    cm_profile pr;
+    const int st = cm_row_with_profile(labels, status, n, c, pr0, rows, i, y, pr);
     if (st == CM_ROW_IGNORED || st == CM_ROW_BAD_LABEL) return;
     const T* x = cos + i * c;
     T* g = grad + i * c;
-    if (cm_transforms_non_targets(pr)) {
+    const T tau = CUR && st == CM_ROW_TARGET ? cm_curricular_tau<T>(x[y], pr) : T(0);
+    if ((CUR && st == CM_ROW_TARGET) || cm_transforms_non_targets(pr)) {
         for (long long j = 0; j < c; ++j) {
             if (st == CM_ROW_TARGET && j == y) continue;
-            const T f = cm_non_target<T>(x[j], pr).factor;
+            int hard;
+            const T f = CUR && st == CM_ROW_TARGET
+                            ? cm_curricular<T>(x[j], t, tau, pr, &hard).factor
+                            : cm_non_target<T>(x[j], pr).factor;
             if (f != T(1)) g[j] = g[j] * f;
         }
     }
@@ -67,23 +96,25 @@ __device__ void cm_margin_backward(const T* cos, T* grad, const long long* label
 
 extern "C" __global__ void cm_margin_forward_f32(float* logits, const long long* labels,
                                                  int* status, long long n, long long c,
-                                                 cm_profile pr) {
-    cm_margin_forward<float>(logits, labels, status, n, c, pr);
+                                                 cm_profile pr, cm_rows rows) {
+    cm_margin_forward<float, false>(logits, labels, status, n, c, pr, rows, 0.0f);
 }
 extern "C" __global__ void cm_margin_forward_f64(double* logits, const long long* labels,
                                                  int* status, long long n, long long c,
-                                                 cm_profile pr) {
-    cm_margin_forward<double>(logits, labels, status, n, c, pr);
+                                                 cm_profile pr, cm_rows rows) {
+    cm_margin_forward<double, false>(logits, labels, status, n, c, pr, rows, 0.0);
 }
 extern "C" __global__ void cm_margin_backward_f32(const float* cos, float* grad,
                                                   const long long* labels, int* status,
-                                                  long long n, long long c, cm_profile pr) {
-    cm_margin_backward<float>(cos, grad, labels, status, n, c, pr);
+                                                  long long n, long long c, cm_profile pr,
+                                                  cm_rows rows) {
+    cm_margin_backward<float, false>(cos, grad, labels, status, n, c, pr, rows, 0.0f);
 }
 extern "C" __global__ void cm_margin_backward_f64(const double* cos, double* grad,
                                                   const long long* labels, int* status,
-                                                  long long n, long long c, cm_profile pr) {
-    cm_margin_backward<double>(cos, grad, labels, status, n, c, pr);
+                                                  long long n, long long c, cm_profile pr,
+                                                  cm_rows rows) {
+    cm_margin_backward<double, false>(cos, grad, labels, status, n, c, pr, rows, 0.0);
 }
 
 // (a') Half storage, f32 opmath (SPEC.md §5.5, §9.4): IEEE binary16 (`__half`'s layout) and
@@ -120,9 +151,10 @@ struct cm_bf16 {
 template <typename H>
 __device__ void cm_margin_forward_half(unsigned short* logits, const long long* labels,
                                        int* status, long long n, long long c,
-                                       const cm_profile& pr) {
+                                       const cm_profile& pr0, const cm_rows& rows) {
     long long i, y;
-    const int st = cm_row(labels, status, n, c, pr, i, y);
+    cm_profile pr;
+    const int st = cm_row_with_profile(labels, status, n, c, pr0, rows, i, y, pr);
     if (st == CM_ROW_IGNORED || st == CM_ROW_BAD_LABEL) return;
     unsigned short* row = logits + i * c;
     if (cm_transforms_non_targets(pr)) {
@@ -138,9 +170,10 @@ __device__ void cm_margin_forward_half(unsigned short* logits, const long long* 
 template <typename H>
 __device__ void cm_margin_backward_half(const unsigned short* cos, unsigned short* grad,
                                         const long long* labels, int* status, long long n,
-                                        long long c, const cm_profile& pr) {
+                                        long long c, const cm_profile& pr0, const cm_rows& rows) {
     long long i, y;
-    const int st = cm_row(labels, status, n, c, pr, i, y);
+    cm_profile pr;
+    const int st = cm_row_with_profile(labels, status, n, c, pr0, rows, i, y, pr);
     if (st == CM_ROW_IGNORED || st == CM_ROW_BAD_LABEL) return;
     const unsigned short* x = cos + i * c;
     unsigned short* g = grad + i * c;
@@ -156,24 +189,91 @@ __device__ void cm_margin_backward_half(const unsigned short* cos, unsigned shor
 
 extern "C" __global__ void cm_margin_forward_f16(unsigned short* logits, const long long* labels,
                                                  int* status, long long n, long long c,
-                                                 cm_profile pr) {
-    cm_margin_forward_half<cm_f16>(logits, labels, status, n, c, pr);
+                                                 cm_profile pr, cm_rows rows) {
+    cm_margin_forward_half<cm_f16>(logits, labels, status, n, c, pr, rows);
 }
 extern "C" __global__ void cm_margin_forward_bf16(unsigned short* logits,
                                                   const long long* labels, int* status,
-                                                  long long n, long long c, cm_profile pr) {
-    cm_margin_forward_half<cm_bf16>(logits, labels, status, n, c, pr);
+                                                  long long n, long long c, cm_profile pr,
+                                                  cm_rows rows) {
+    cm_margin_forward_half<cm_bf16>(logits, labels, status, n, c, pr, rows);
 }
 extern "C" __global__ void cm_margin_backward_f16(const unsigned short* cos, unsigned short* grad,
                                                   const long long* labels, int* status,
-                                                  long long n, long long c, cm_profile pr) {
-    cm_margin_backward_half<cm_f16>(cos, grad, labels, status, n, c, pr);
+                                                  long long n, long long c, cm_profile pr,
+                                                  cm_rows rows) {
+    cm_margin_backward_half<cm_f16>(cos, grad, labels, status, n, c, pr, rows);
 }
 extern "C" __global__ void cm_margin_backward_bf16(const unsigned short* cos,
                                                    unsigned short* grad,
                                                    const long long* labels, int* status,
-                                                   long long n, long long c, cm_profile pr) {
-    cm_margin_backward_half<cm_bf16>(cos, grad, labels, status, n, c, pr);
+                                                   long long n, long long c, cm_profile pr,
+                                                  cm_rows rows) {
+    cm_margin_backward_half<cm_bf16>(cos, grad, labels, status, n, c, pr, rows);
+}
+
+// ---------------------------------------------------------------------------------------
+// (a'') The margin layer under CurricularFace (SPEC.md §11.3): the (a) kernels with CUR and the
+// running statistic t the forward used. In a row with a target, the mask threshold tau comes
+// from the target's input, each non-target gets cm_curricular (the profile's treatment, then
+// c~*(t + c~) where hard), the target the margin. Rows without a target are as in (a).
+extern "C" __global__ void cm_curricular_forward_f32(float* logits, const long long* labels,
+                                                     int* status, long long n, long long c,
+                                                     float t, cm_profile pr, cm_rows rows) {
+    cm_margin_forward<float, true>(logits, labels, status, n, c, pr, rows, t);
+}
+extern "C" __global__ void cm_curricular_forward_f64(double* logits, const long long* labels,
+                                                     int* status, long long n, long long c,
+                                                     double t, cm_profile pr, cm_rows rows) {
+    cm_margin_forward<double, true>(logits, labels, status, n, c, pr, rows, t);
+}
+extern "C" __global__ void cm_curricular_backward_f32(const float* cos, float* grad,
+                                                      const long long* labels, int* status,
+                                                      long long n, long long c, float t,
+                                                      cm_profile pr, cm_rows rows) {
+    cm_margin_backward<float, true>(cos, grad, labels, status, n, c, pr, rows, t);
+}
+extern "C" __global__ void cm_curricular_backward_f64(const double* cos, double* grad,
+                                                      const long long* labels, int* status,
+                                                      long long n, long long c, double t,
+                                                      cm_profile pr, cm_rows rows) {
+    cm_margin_backward<double, true>(cos, grad, labels, status, n, c, pr, rows, t);
+}
+
+// ---------------------------------------------------------------------------------------
+// (a''') Sub-centres (SPEC.md §11.2): cos [N, C, K] -> [N, C] by the max over K (first index on
+// ties, NaN wins) with its arg-max [N, C] (int64), and the backward that scatters d_cos [N, C]
+// to the arg-max of each cell of grad [N, C, K] (zeros elsewhere). One thread per cell
+// (cells = N*C); the margin kernels then run on the [N, C] maxima.
+template <typename T>
+__device__ void cm_subcenter_max(const T* cos, T* out, long long* arg, long long cells,
+                                 long long k) {
+    const long long cell = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (cell < cells) cm_subcenter_max_cell<T>(cos, cell, k, out, arg);
+}
+template <typename T>
+__device__ void cm_subcenter_backward(const T* d_cos, const long long* arg, T* grad,
+                                      long long cells, long long k) {
+    const long long cell = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (cell < cells) cm_subcenter_backward_cell<T>(d_cos, arg, cell, k, grad);
+}
+
+extern "C" __global__ void cm_subcenter_max_f32(const float* cos, float* out, long long* arg,
+                                                long long cells, long long k) {
+    cm_subcenter_max<float>(cos, out, arg, cells, k);
+}
+extern "C" __global__ void cm_subcenter_max_f64(const double* cos, double* out, long long* arg,
+                                                long long cells, long long k) {
+    cm_subcenter_max<double>(cos, out, arg, cells, k);
+}
+extern "C" __global__ void cm_subcenter_backward_f32(const float* d_cos, const long long* arg,
+                                                     float* grad, long long cells, long long k) {
+    cm_subcenter_backward<float>(d_cos, arg, grad, cells, k);
+}
+extern "C" __global__ void cm_subcenter_backward_f64(const double* d_cos, const long long* arg,
+                                                     double* grad, long long cells,
+                                                     long long k) {
+    cm_subcenter_backward<double>(d_cos, arg, grad, cells, k);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -320,9 +420,11 @@ template <typename T>
 __device__ void cm_fused(const T* __restrict__ cos, const long long* __restrict__ labels,
                          const long long* __restrict__ n_valid, T* __restrict__ grad,
                          T* __restrict__ row_loss, int* __restrict__ status, long long c,
-                         const cm_profile& pr) {
+                         const cm_profile& pr0, const cm_rows& rows) {
     const int W = cm_width<T>::value;
     const long long i = blockIdx.x;
+    // Row i's parameters and the constants that depend on them (stride 0 / null: the scalar).
+    const cm_profile pr = cm_row_profile(pr0, rows, i);
     const long long tid = threadIdx.x, nt = blockDim.x;
     const T* x = cos + i * c;
     T* g = grad + i * c;
@@ -406,15 +508,15 @@ extern "C" __global__ void __launch_bounds__(CM_FUSED_THREADS)
     cm_fused_f32(const float* __restrict__ cos, const long long* __restrict__ labels,
                  const long long* __restrict__ n_valid, float* __restrict__ grad,
                  float* __restrict__ row_loss, int* __restrict__ status, long long c,
-                 cm_profile pr) {
-    cm_fused<float>(cos, labels, n_valid, grad, row_loss, status, c, pr);
+                 cm_profile pr, cm_rows rows) {
+    cm_fused<float>(cos, labels, n_valid, grad, row_loss, status, c, pr, rows);
 }
 extern "C" __global__ void __launch_bounds__(CM_FUSED_THREADS)
     cm_fused_f64(const double* __restrict__ cos, const long long* __restrict__ labels,
                  const long long* __restrict__ n_valid, double* __restrict__ grad,
                  double* __restrict__ row_loss, int* __restrict__ status, long long c,
-                 cm_profile pr) {
-    cm_fused<double>(cos, labels, n_valid, grad, row_loss, status, c, pr);
+                 cm_profile pr, cm_rows rows) {
+    cm_fused<double>(cos, labels, n_valid, grad, row_loss, status, c, pr, rows);
 }
 
 // n_valid = #{i : 0 <= labels[i] < c}. One block of CM_SMALL_THREADS; integer sums are exact.

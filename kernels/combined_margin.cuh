@@ -203,6 +203,25 @@ template <typename T> CM_HD T cm_round_trip_factor(T c_eff, const cm_profile& pr
     return T(1);
 }
 
+// The profile of row i under per-row parameters: a copy of pr with every quantity of `rows`
+// that has a pointer replaced by row i's value (ptr[i * stride]; stride 0: the one value).
+// With no pointer set this is pr itself, so the scalar path is unchanged bit for bit.
+CM_HD double cm_row_value(const cm_row_param& p, long long i, double scalar) {
+    return p.ptr ? p.ptr[i * p.stride] : scalar;
+}
+CM_HD cm_profile cm_row_profile(const cm_profile& pr, const cm_rows& rows, long long i) {
+    cm_profile q = pr;
+    q.m1 = cm_row_value(rows.m1, i, pr.m1);
+    q.m2 = cm_row_value(rows.m2, i, pr.m2);
+    q.m3 = cm_row_value(rows.m3, i, pr.m3);
+    q.threshold = cm_row_value(rows.threshold, i, pr.threshold);
+    q.fallback_mm = cm_row_value(rows.fallback_mm, i, pr.fallback_mm);
+    q.cos_m = cm_row_value(rows.cos_m, i, pr.cos_m);
+    q.sin_m = cm_row_value(rows.sin_m, i, pr.sin_m);
+    q.has_threshold = cm_row_value(rows.has_threshold, i, (double)pr.has_threshold) != 0.0;
+    return q;
+}
+
 // margin::eval_with in T.
 template <typename T> CM_HD cm_entry<T> cm_eval(T c, const cm_profile& pr) {
     const T m1 = (T)pr.m1, m2 = (T)pr.m2, m3 = (T)pr.m3;
@@ -338,6 +357,70 @@ template <typename T> CM_HD cm_plain<T> cm_non_target(T c, const cm_profile& pr)
         if (singular) r.factor = cm_inf<T>() - cm_inf<T>();
     }
     return r;
+}
+
+// CurricularFace's modulation of hard negatives (src/modulation.rs, SPEC.md §11.3). A row's
+// non-target c~ (after the profile's own non-target treatment, cm_non_target) is hard iff
+// c~ > tau, tau = cos(m1*theta_y + m2) - m3 the target's margin branch BEFORE any th/mm
+// fallback (both sources: mask = cos_theta > cos_theta_m). A hard negative becomes
+// c~*(t + c~) with d/dc~ = t + 2c~, computed as autograd does: (t + c~) + c~; t (the running
+// statistic the forward used) and the mask are detached. The reference decides the mask with
+// a band of a few ulp around tau (modulation::MASK_BAND_ULP), so tau's own roundings here
+// (acos, cos in T) may put a boundary entry on either side.
+template <typename T> CM_HD T cm_curricular_tau(T c_target, const cm_profile& pr) {
+    T mul;
+    const T c_eff = cm_clamp_input(c_target, pr, &mul);
+    T theta = cm_acos(c_eff);
+    if (pr.theta == CM_THETA_F32) theta = (T)(float)theta;
+    return cm_cos((T)pr.m1 * theta + (T)pr.m2) - (T)pr.m3;
+}
+
+// One non-target entry of a row under CurricularFace: (out, factor) and whether it was hard.
+// A NaN c~ is never hard; where the treatment blocks the gradient (factor 0) it stays 0.
+template <typename T>
+CM_HD cm_plain<T> cm_curricular(T c, T t, T tau, const cm_profile& pr, int* hard) {
+    cm_plain<T> r = cm_non_target<T>(c, pr);
+    *hard = r.out > tau;
+    if (!*hard) return r;
+    const T ct = r.out, f = r.factor;
+    const T tc = t + ct;
+    r.out = ct * tc;
+    r.factor = f == T(0) ? T(0) : f * (tc + ct);
+    return r;
+}
+
+// Sub-centres (layer::subcenter_max, SPEC.md §11.2): cos of shape [N, C, K], row-major with k
+// fastest, reduced to [N, C] by the max over K. Ties go to the FIRST index (torch.max(dim)); a
+// NaN sub-centre wins, the first NaN on several (torch's max propagates NaN). Comparisons only,
+// so the value is one of the inputs, bit for bit, and the reduction is exact in any dtype.
+template <typename T> CM_HD long long cm_subcenter_argmax(const T* cell, long long k) {
+    long long best = 0;
+    for (long long j = 1; j < k; ++j) {
+        const T v = cell[j], b = cell[best];
+        if ((cm_isnan(v) && !cm_isnan(b)) || v > b) best = j;
+    }
+    return best;
+}
+
+// Cell `cell` (= i*C + j) of [N, C, K]: out[cell] = the max over its K sub-centres, arg[cell] its
+// first index.
+template <typename T>
+CM_HD void cm_subcenter_max_cell(const T* cos, long long cell, long long k, T* out,
+                                 long long* arg) {
+    const T* x = cos + cell * k;
+    const long long a = cm_subcenter_argmax(x, k);
+    out[cell] = x[a];
+    arg[cell] = a;
+}
+
+// layer::subcenter_backward of one cell: the gradient d_cos[cell] goes to the arg-max
+// sub-centre, every other sub-centre of the cell gets exactly +0.
+template <typename T>
+CM_HD void cm_subcenter_backward_cell(const T* d_cos, const long long* arg, long long cell,
+                                      long long k, T* grad) {
+    T* g = grad + cell * k;
+    for (long long j = 0; j < k; ++j) g[j] = T(0);
+    g[arg[cell]] = d_cos[cell];
 }
 
 // The label of a row, classified by the label policy (layer::LabelPolicy::row). Only a label

@@ -25,6 +25,69 @@ void cm_host_eval_f64(double c, const cm_profile* pr, double* out, double* facto
     eval_into<double>(c, pr, out, factor, branch);
 }
 
+// Row i of a per-row case: cm_eval under cm_row_profile(pr, rows, i), as the kernels do.
+void cm_host_eval_row_f32(float c, const cm_profile* pr, const cm_rows* rows, long long i,
+                          float* out, float* factor, int* branch) {
+    const cm_profile q = cm_row_profile(*pr, *rows, i);
+    eval_into<float>(c, &q, out, factor, branch);
+}
+
+void cm_host_eval_row_f64(double c, const cm_profile* pr, const cm_rows* rows, long long i,
+                          double* out, double* factor, int* branch) {
+    const cm_profile q = cm_row_profile(*pr, *rows, i);
+    eval_into<double>(c, &q, out, factor, branch);
+}
+
+// The layout of cm_rows: size, then the offset of each field in declaration order.
+size_t cm_host_rows_layout(size_t* offsets, size_t capacity) {
+#define CM_ROW_OFFSET(name) offsetof(cm_rows, name),
+    const size_t o[] = {CM_ROW_FIELDS(CM_ROW_OFFSET)};
+#undef CM_ROW_OFFSET
+    const size_t n = sizeof(o) / sizeof(o[0]);
+    for (size_t i = 0; i < n && i < capacity; ++i) offsets[i] = o[i];
+    return sizeof(cm_rows);
+}
+
+// CurricularFace (combined_margin.cuh): tau of a row's target, and one non-target entry.
+float cm_host_curricular_tau_f32(float c_target, const cm_profile* pr) {
+    return cm_curricular_tau<float>(c_target, *pr);
+}
+double cm_host_curricular_tau_f64(double c_target, const cm_profile* pr) {
+    return cm_curricular_tau<double>(c_target, *pr);
+}
+void cm_host_curricular_f32(float c, float t, float tau, const cm_profile* pr, float* out,
+                            float* factor, int* hard) {
+    const cm_plain<float> r = cm_curricular<float>(c, t, tau, *pr, hard);
+    *out = r.out;
+    *factor = r.factor;
+}
+void cm_host_curricular_f64(double c, double t, double tau, const cm_profile* pr, double* out,
+                            double* factor, int* hard) {
+    const cm_plain<double> r = cm_curricular<double>(c, t, tau, *pr, hard);
+    *out = r.out;
+    *factor = r.factor;
+}
+
+// The sub-centre max over `cells` cells of K, and its backward (combined_margin.cuh).
+void cm_host_subcenter_max_f32(const float* cos, long long cells, long long k, float* out,
+                               long long* arg) {
+    for (long long cell = 0; cell < cells; ++cell) cm_subcenter_max_cell<float>(cos, cell, k, out, arg);
+}
+void cm_host_subcenter_max_f64(const double* cos, long long cells, long long k, double* out,
+                               long long* arg) {
+    for (long long cell = 0; cell < cells; ++cell) cm_subcenter_max_cell<double>(cos, cell, k, out, arg);
+}
+void cm_host_subcenter_backward_f32(const float* d_cos, const long long* arg, long long cells,
+                                    long long k, float* grad) {
+    for (long long cell = 0; cell < cells; ++cell)
+        cm_subcenter_backward_cell<float>(d_cos, arg, cell, k, grad);
+}
+void cm_host_subcenter_backward_f64(const double* d_cos, const long long* arg, long long cells,
+                                    long long k, double* grad) {
+    for (long long cell = 0; cell < cells; ++cell)
+        cm_subcenter_backward_cell<double>(d_cos, arg, cell, k, grad);
+}
+
 int cm_host_row_status(long long label, long long classes, int labels) {
     return cm_row_status(label, classes, labels);
 }

@@ -300,6 +300,7 @@ fn canaries<T: KernelFloat>(gpu: &Gpu, profile: &Profile) {
         n,
         c,
         &kp,
+        None,
     )
     .expect("launch");
     let out = logits.read(gpu, "forward logits", same_bits::<T>);
@@ -338,6 +339,7 @@ fn canaries<T: KernelFloat>(gpu: &Gpu, profile: &Profile) {
         n,
         c,
         &kp,
+        None,
     )
     .expect("launch");
     let g = grad.read(gpu, "backward grad", same_bits::<T>);
@@ -1048,4 +1050,83 @@ fn fused_budget_admits_an_emulation_of_the_kernel() {
     lines.push(fractions_header("preset (f64)"));
     lines.extend(budget_admits_emulation::<f64>());
     say(&lines.join("\n"));
+}
+
+/// `cm_subcenter_max_*` on the device is `layer::subcenter_max` bit for bit (values and
+/// arg-max), ties to the first index and NaN winning included.
+#[test]
+#[ignore = "needs a CUDA GPU: scripts/gpu-check.sh runs it with --include-ignored"]
+fn gpu_subcenter_max_matches_layer() {
+    fn run<T: HostEval>(gpu: &Gpu) {
+        for k in [1usize, 2, 3, 5] {
+            let cells = 1000;
+            // The host test's cells: ties, signed zeros, infinities, NaN payloads.
+            let cos_t: Vec<T> = crate::cuda_host::subcenter_input(cells, k, 31 * k as u64);
+            let wide: Vec<f64> = cos_t.iter().map(|x| x.f64()).collect();
+            let (max, arg) = gpu.subcenter_max(&cos_t, k).unwrap();
+            let (want, want_arg) = layer::subcenter_max(&wide, 1, cells, k).unwrap();
+            assert_eq!(arg, want_arg, "{} K = {k}: arg-max", T::DTYPE);
+            for (i, (m, w)) in max.iter().zip(&want).enumerate() {
+                assert!(
+                    m.f64().to_bits() == w.to_bits() || (m.f64().is_nan() && w.is_nan()),
+                    "{} K = {k}, cell {i}: {m:?} against {w}",
+                    T::DTYPE
+                );
+            }
+        }
+    }
+    let g = gpu("cuda_gpu::gpu_subcenter_max_matches_layer");
+    run::<f32>(&g);
+    run::<f64>(&g);
+}
+
+/// Per-row parameters on the device (`Gpu::margin_forward_rows` / `margin_backward_rows`):
+/// each row's target agrees with the reference at that row's parameters within the budget,
+/// for the host test's 33 rows (negative m2 included) under every preset.
+#[test]
+#[ignore = "needs a CUDA GPU: scripts/gpu-check.sh runs it with --include-ignored"]
+fn gpu_per_row_params_match_reference() {
+    fn run<T: KernelFloat>(gpu: &Gpu) {
+        let dt = T::DTYPE;
+        let rows = crate::cuda_host::per_row_params(dt);
+        let (n, c) = (rows.len(), 7usize);
+        let labels: Vec<i64> = (0..n).map(|i| (i % c) as i64).collect();
+        let cos: Vec<f64> = (0..n * c)
+            .map(|k| dt.round(((k * 7919) % 2001) as f64 / 1000.0 - 1.0))
+            .collect();
+        let top = vec![1.0; n * c];
+        for profile in Profile::presets() {
+            let out = gpu
+                .margin_forward_rows(&to_t::<T>(&cos), &labels, c, &profile, &rows)
+                .expect("forward");
+            let grad = gpu
+                .margin_backward_rows(
+                    &to_t::<T>(&cos),
+                    &labels,
+                    &to_t::<T>(&top),
+                    c,
+                    &profile,
+                    &rows,
+                )
+                .expect("backward");
+            for (i, p) in rows.iter().enumerate() {
+                let k = i * c + labels[i] as usize;
+                let want = margin::eval(cos[k], p, &profile, dt);
+                let b = target_budget(cos[k], 1.0, p, &profile, dt);
+                assert!(
+                    error_fraction(out[k].f64(), want.out, b.forward) <= 1.0
+                        && error_fraction(grad[k].f64(), want.factor, b.backward) <= 1.0,
+                    "{profile} {dt} row {i} ({p}), c = {}: ({:?}, {:?}) against ({}, {})",
+                    cos[k],
+                    out[k],
+                    grad[k],
+                    want.out,
+                    want.factor
+                );
+            }
+        }
+    }
+    let g = gpu("cuda_gpu::gpu_per_row_params_match_reference");
+    run::<f32>(&g);
+    run::<f64>(&g);
 }

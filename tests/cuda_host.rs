@@ -4,16 +4,20 @@
 
 use crate::common::{cos_for, params};
 use combined_margin::catalogue::{edge_cases, next_float};
-use combined_margin::cuda::host::{self, HostEval};
-use combined_margin::cuda::{code, params_as, KernelProfile};
+use combined_margin::compare::Reference;
+use combined_margin::cuda::host::{self, HostEntry, HostEval};
+use combined_margin::cuda::{code, params_as, KernelProfile, KernelRows, RowTable};
 use combined_margin::layer;
 use combined_margin::margin;
+use combined_margin::modulation::{
+    Curricular, CurricularGradient, CurricularMask, Modulation, Treatment,
+};
 use combined_margin::params::PAPER_CONFIGS;
 use combined_margin::profile::{
     AnglePolicy, BoundGradient, ClampScope, EvalForm, Fallback, InputDomain, SineGuard,
     ThresholdTest,
 };
-use combined_margin::tolerance::{error_fraction, target_budget};
+use combined_margin::tolerance::{error_fraction, target_budget, Budget};
 use combined_margin::{Dtype, Params, Profile};
 use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
@@ -50,9 +54,13 @@ fn same_value(a: f64, b: f64) -> bool {
 /// Kernel math in T at `c` (already a T value) with the argument `kp`, against the reference at
 /// `p` (already rounded to T). The backward is the factor (top_diff = 1, s = 1).
 fn compare<T: HostEval>(profile: &Profile, p: Params, kp: &KernelProfile, c: f64) -> Cmp {
+    compare_entry(profile, p, c, T::host_eval(T::of(c), kp))
+}
+
+/// An entry the kernel math computed at `c`, against the reference at `p`.
+fn compare_entry<T: HostEval>(profile: &Profile, p: Params, c: f64, got: HostEntry<T>) -> Cmp {
     let reference = margin::eval(c, &p, profile, T::DTYPE);
     let budget = target_budget(c, 1.0, &p, profile, T::DTYPE);
-    let got = T::host_eval(T::of(c), kp);
     Cmp {
         c,
         p,
@@ -358,4 +366,349 @@ fn row_status_matches_reference_labels() {
             }
         }
     }
+}
+
+/// The parameters of a per-row case: AdaFace's norm-dependent angular margin (negative for
+/// low-norm rows, so its kinks move to the other side) with a per-row additive margin,
+/// ElasticFace's drawn margins, and a few m1 values (SphereFace-like rows).
+pub(crate) fn per_row_params(dt: Dtype) -> Vec<Params> {
+    let m1 = [1.0, 1.0, 1.35, 1.0, 2.0, 1.0];
+    let m2 = [
+        -0.016_700_321_7,
+        -0.4,
+        0.0,
+        0.25,
+        0.5,
+        0.537,
+        0.463,
+        -0.1,
+        0.0,
+        0.3,
+        0.9,
+    ];
+    let m3 = [0.0, 0.016_700_321_7, -0.05, 0.2, 0.0, 0.35, 0.1];
+    (0..33)
+        .map(|i| params_as(&Params::new(m1[i % 6], m2[i % 11], m3[i % 7]), dt))
+        .collect()
+}
+
+/// The per-row case under the argument `mutate` makes of the true one: (entries checked,
+/// failures).
+fn per_row_case<T: HostEval>(mutate: impl Fn(&mut KernelRows)) -> (u64, Vec<String>) {
+    let dt = T::DTYPE;
+    let rows = per_row_params(dt);
+    let mut failures = Vec::new();
+    let mut checked = 0u64;
+    for profile in Profile::presets() {
+        let table = RowTable::new(&profile, &rows, dt);
+        let mut kr = table.host_rows();
+        mutate(&mut kr);
+        // The scalar argument is another configuration: every row must override it.
+        let base = params_as(&Params::new(1.0, 0.5, 0.0), dt);
+        let kp = KernelProfile::new(&profile, &base, dt);
+        for (i, p) in rows.iter().enumerate() {
+            let alone = KernelProfile::new(&profile, p, dt);
+            let mut inputs = edge_cases(&profile, p, dt);
+            inputs.extend((0..=64).map(|k| dt.round(-1.0 + k as f64 / 32.0)));
+            for c in inputs {
+                // SAFETY: `table` lives and has rows.len() > i rows.
+                let got = unsafe { T::host_eval_row(T::of(c), &kp, &kr, i) };
+                // The per-row path is the scalar path at the row's parameters, bit for bit.
+                let scalar = T::host_eval(T::of(c), &alone);
+                let same = same_value(got.out.f64(), scalar.out.f64())
+                    && same_value(got.factor.f64(), scalar.factor.f64())
+                    && got.branch == scalar.branch;
+                let m = compare_entry::<T>(&profile, *p, c, got);
+                checked += 1;
+                if !m.passes() || !same {
+                    failures.push(format!(
+                        "{} {dt} row {i} ({p}), c = {c:e}: forward {:.3} x budget, backward \
+                         {:.3} x budget, branch agrees: {}, equals the scalar path: {same}",
+                        profile.name, m.fwd, m.bwd, m.branch_ok
+                    ));
+                }
+            }
+        }
+    }
+    (checked, failures)
+}
+
+/// Per-row m1, m2, m3 (negative m2 included) agree with the reference row by row within the
+/// budget, and each row equals the scalar argument at its parameters bit for bit. The check
+/// has teeth: per-row parameters with the scalar's constants (threshold, fallback offset,
+/// cos m2 and sin m2 not per row) are rejected.
+#[test]
+fn host_per_row_params_match_reference_row_by_row() {
+    fn run<T: HostEval>() {
+        let (checked, failures) = per_row_case::<T>(|_| {});
+        assert!(checked > 1000);
+        assert!(
+            failures.is_empty(),
+            "{} of {checked} per-row entries fail:\n{}",
+            failures.len(),
+            failures[..failures.len().min(20)].join("\n")
+        );
+        let (_, wrong) = per_row_case::<T>(|kr| {
+            for q in [
+                &mut kr.threshold,
+                &mut kr.fallback_mm,
+                &mut kr.cos_m,
+                &mut kr.sin_m,
+                &mut kr.has_threshold,
+            ] {
+                *q = Default::default();
+            }
+        });
+        assert!(wrong.len() > 100, "scalar constants pass: {}", wrong.len());
+    }
+    run::<f32>();
+    run::<f64>();
+}
+
+fn stride_zero_case<T: HostEval>() {
+    for profile in Profile::presets() {
+        for (p, c) in fixed_inputs(&profile, T::DTYPE) {
+            let kp = KernelProfile::new(&profile, &p, T::DTYPE);
+            let want = T::host_eval(T::of(c), &kp);
+            let table = RowTable::broadcast(&kp);
+            for rows in [KernelRows::scalar(), table.host_rows()] {
+                for i in [0usize, 1, 7, 1 << 20] {
+                    // SAFETY: null pointers or stride 0 into a live one-row table.
+                    let got = unsafe { T::host_eval_row(T::of(c), &kp, &rows, i) };
+                    assert!(
+                        got.out.f64().to_bits() == want.out.f64().to_bits()
+                            && got.factor.f64().to_bits() == want.factor.f64().to_bits()
+                            && got.branch == want.branch,
+                        "{} {} {p}, c = {c:e}, row {i}: {got:?} against the scalar {want:?}",
+                        profile.name,
+                        T::DTYPE
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Stride 0 (one value for every row), and no per-row pointer at all, give the scalar path's
+/// bits.
+#[test]
+fn host_stride_zero_is_the_scalar_path_bit_for_bit() {
+    stride_zero_case::<f32>();
+    stride_zero_case::<f64>();
+}
+
+/// `cm_rows` as the C++ compiler lays it out is `KernelRows`.
+#[test]
+fn rows_struct_layout_matches_c() {
+    let (size, offsets) = host::rows_layout();
+    assert!(
+        host::rows_layout_matches(),
+        "C: size {size}, offsets {offsets:?}"
+    );
+    assert_eq!(size, 8 * 16);
+}
+
+/// Values for sub-centre cells: ties, signed zeros, infinities, NaNs with distinct payloads
+/// (so "the first NaN" is visible in the bits), and a few uniform draws.
+fn subcenter_pool<T: HostEval>() -> Vec<T> {
+    let nan = |payload: u64| match T::DTYPE {
+        Dtype::F32 => T::of(f32::from_bits(0x7fc0_0000 | payload as u32) as f64),
+        _ => T::of(f64::from_bits(0x7ff8_0000_0000_0000 | payload)),
+    };
+    let mut v: Vec<T> = [
+        0.5,
+        0.5,
+        -0.0,
+        0.0,
+        1.0,
+        -1.0,
+        0.25,
+        f64::INFINITY,
+        -f64::INFINITY,
+    ]
+    .iter()
+    .map(|&x| T::of(x))
+    .collect();
+    v.extend([nan(1), nan(2), nan(3)]);
+    v
+}
+
+/// A deterministic [cells, K] input from the pool and uniform draws (xorshift).
+pub(crate) fn subcenter_input<T: HostEval>(cells: usize, k: usize, seed: u64) -> Vec<T> {
+    let pool = subcenter_pool::<T>();
+    let mut x = seed | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..cells * k)
+        .map(|_| {
+            let r = next();
+            if r % 3 == 0 {
+                T::of((r >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)
+            } else {
+                pool[(r >> 8) as usize % pool.len()]
+            }
+        })
+        .collect()
+}
+
+fn bits<T: HostEval>(v: &[T]) -> Vec<u64> {
+    v.iter().map(|x| x.f64().to_bits()).collect()
+}
+
+fn subcenter_case<T: HostEval>() {
+    let wide = |v: &[T]| v.iter().map(|x| x.f64()).collect::<Vec<f64>>();
+    for k in [1usize, 2, 3, 5, 8] {
+        for seed in 1..=20u64 {
+            let cells = 64;
+            let cos = subcenter_input::<T>(cells, k, seed * 7919 + k as u64);
+            let (max, arg) = T::host_subcenter_max(&cos, k);
+            let (want_max, want_arg) = layer::subcenter_max(&wide(&cos), 1, cells, k).unwrap();
+            assert_eq!(arg, want_arg, "{} K = {k}, seed {seed}: arg-max", T::DTYPE);
+            let want_bits: Vec<u64> = want_max.iter().map(|x| x.to_bits()).collect();
+            assert_eq!(
+                bits(&max),
+                want_bits,
+                "{} K = {k}, seed {seed}: max",
+                T::DTYPE
+            );
+            let d = subcenter_input::<T>(cells, 1, seed * 104_729 + k as u64);
+            let grad = T::host_subcenter_backward(&d, &arg, k);
+            let want = layer::subcenter_backward(&wide(&d), &want_arg, k).unwrap();
+            let want_bits: Vec<u64> = want.iter().map(|x| x.to_bits()).collect();
+            assert_eq!(
+                bits(&grad),
+                want_bits,
+                "{} K = {k}, seed {seed}: backward",
+                T::DTYPE
+            );
+        }
+    }
+    // The tie rule, spelled out: the first index wins a tie (−0 and +0 tie), a NaN wins, the
+    // first NaN on several; K = 1 is the identity.
+    let pool = subcenter_pool::<T>();
+    let (half, nz, pz, one, n1, n2) = (pool[0], pool[2], pool[3], pool[4], pool[9], pool[10]);
+    let cells = [
+        [half, half, half],
+        [nz, pz, nz],
+        [pz, nz, pz],
+        [half, one, one],
+        [one, n1, n2],
+        [n2, n1, one],
+    ];
+    let flat: Vec<T> = cells.iter().flatten().copied().collect();
+    let (max, arg) = T::host_subcenter_max(&flat, 3);
+    assert_eq!(arg, vec![0, 0, 0, 1, 1, 0], "{}", T::DTYPE);
+    let picked: Vec<T> = cells.iter().zip(&arg).map(|(c, &a)| c[a]).collect();
+    assert_eq!(bits(&max), bits(&picked));
+    assert_eq!(max[1].f64().to_bits(), (-0.0f64).to_bits());
+    let grad = T::host_subcenter_backward(&[T::of(2.0), T::of(-0.0)], &[1, 2], 3);
+    assert_eq!(
+        bits(&grad),
+        bits(&[0.0, 2.0, 0.0, 0.0, 0.0, -0.0].map(T::of))
+    );
+}
+
+/// The header's sub-centre max and its backward are `layer::subcenter_max` and
+/// `subcenter_backward` bit for bit (values, arg-max, gradient), float and double, K = 1 … 8.
+#[test]
+fn host_subcenter_max_matches_layer_bit_for_bit() {
+    subcenter_case::<f32>();
+    subcenter_case::<f64>();
+}
+
+/// CurricularFace's modulation in the header against the reference (`compare::Reference`'s
+/// `row_plan` for the mask, `modulated` / `non_target` for the value and its budget): returns
+/// (entries, modulated entries, failures under the reference's gradient `gradient`).
+fn curricular_case<T: HostEval>(gradient: CurricularGradient) -> (u64, u64, Vec<String>) {
+    let dt = T::DTYPE;
+    let (mut entries, mut hard, mut failures) = (0u64, 0u64, Vec::new());
+    for profile in Profile::presets() {
+        for &(a, b, c) in &[PAPER_CONFIGS[0], PAPER_CONFIGS[3], PAPER_CONFIGS[7]] {
+            let p = params_as(&Params::new(a, b, c), dt);
+            let kp = KernelProfile::new(&profile, &p, dt);
+            let r = Reference::new(&profile, &p, dt);
+            let mut nts = edge_cases(&profile, &p, dt);
+            nts.extend((0..=200).map(|k| dt.round(-1.0 + k as f64 / 100.0)));
+            for t in [0.0, 0.1, 0.37, 0.8].map(|t| dt.round(t)) {
+                let m = Modulation::Curricular(Curricular {
+                    t,
+                    t_other: None,
+                    mask: CurricularMask::MarginBranch,
+                    gradient,
+                });
+                for cy in [-0.9, -0.3, 0.2, 0.5, 0.85, 0.99].map(|x| dt.round(x)) {
+                    let tau = T::host_curricular_tau(T::of(cy), &kp);
+                    for &cj in &nts {
+                        let plan = r
+                            .row_plan(&m, layer::Row::Target(0), &[cy, cj])
+                            .expect("an active modulation plans the row");
+                        let (out, factor, is_hard) =
+                            T::host_curricular(T::of(cj), T::of(t), tau, &kp);
+                        let modulated = r.modulated(&m, cj, 1.0);
+                        let plain = r.non_target(cj, 1.0);
+                        let within = |(f, g, b): (f64, f64, Budget)| {
+                            error_fraction(out.f64(), f, b.forward) <= 1.0
+                                && error_fraction(factor.f64(), g, b.backward) <= 1.0
+                        };
+                        let ok = match plan[1] {
+                            Treatment::Modulated => is_hard && within(modulated),
+                            Treatment::Unchanged => !is_hard && within(plain),
+                            Treatment::Either => {
+                                if is_hard {
+                                    within(modulated)
+                                } else {
+                                    within(plain)
+                                }
+                            }
+                        };
+                        entries += 1;
+                        hard += is_hard as u64;
+                        if !ok {
+                            failures.push(format!(
+                                "{} {dt} {p} t = {t}, c_y = {cy}, c = {cj:e}: plan {:?}, hard \
+                                 {is_hard}, out {:e}, factor {:e}; modulated ref ({:e}, {:e})",
+                                profile.name,
+                                plan[1],
+                                out.f64(),
+                                factor.f64(),
+                                modulated.0,
+                                modulated.1
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (entries, hard, failures)
+}
+
+/// The header's CurricularFace modulation: hard negatives (c̃ above the target's margin
+/// branch) become c̃·(t + c̃) with gradient t + 2c̃, the others keep the profile's treatment,
+/// within the budget of the reference, for every preset in float and double; the mask agrees
+/// with the reference's outside its rounding band. The check has teeth: the gradient t + c
+/// (one factor detached) is rejected.
+#[test]
+fn host_curricular_matches_reference() {
+    fn run<T: HostEval>() {
+        let (entries, hard, failures) = curricular_case::<T>(CurricularGradient::Full);
+        assert!(
+            entries > 50_000 && hard > 5_000,
+            "{entries} entries, {hard} hard"
+        );
+        assert!(
+            failures.is_empty(),
+            "{} of {entries} fail:\n{}",
+            failures.len(),
+            failures[..failures.len().min(20)].join("\n")
+        );
+        let (_, _, wrong) = curricular_case::<T>(CurricularGradient::OneFactor);
+        assert!(wrong.len() > 1000, "t + c passes: {} failures", wrong.len());
+    }
+    run::<f32>();
+    run::<f64>();
 }

@@ -6,14 +6,14 @@
 //! every entry point here checks [`driver_present`] / [`nvrtc_present`] first and reports
 //! absence as a value, never a panic.
 
-use super::{code, KernelFloat, KernelProfile};
+use super::{code, KernelFloat, KernelProfile, KernelRows, RowTable};
 use crate::error::Error;
 use crate::layer;
 use crate::params::Params;
 use crate::profile::Profile;
 use cudarc::driver::{
-    CudaContext, CudaModule, CudaSlice, CudaStream, CudaView, CudaViewMut, LaunchConfig,
-    PushKernelArg,
+    CudaContext, CudaModule, CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr, LaunchConfig,
+    PushKernelArg, SyncOnDrop,
 };
 use cudarc::nvrtc::{CompileOptions, Ptx};
 use std::sync::Arc;
@@ -32,7 +32,7 @@ pub const ABI: &str = include_str!("../../kernels/cm_abi.h");
 pub const ABI_INCLUDE_LINE: &str = "#include \"cm_abi.h\"";
 
 /// Every `extern "C"` kernel of [`SOURCE`].
-pub const KERNELS: [&str; 13] = [
+pub const KERNELS: [&str; 21] = [
     "cm_margin_forward_f32",
     "cm_margin_forward_f64",
     "cm_margin_backward_f32",
@@ -41,6 +41,14 @@ pub const KERNELS: [&str; 13] = [
     "cm_margin_forward_bf16",
     "cm_margin_backward_f16",
     "cm_margin_backward_bf16",
+    "cm_curricular_forward_f32",
+    "cm_curricular_forward_f64",
+    "cm_curricular_backward_f32",
+    "cm_curricular_backward_f64",
+    "cm_subcenter_max_f32",
+    "cm_subcenter_max_f64",
+    "cm_subcenter_backward_f32",
+    "cm_subcenter_backward_f64",
     "cm_fused_f32",
     "cm_fused_f64",
     "cm_count_valid",
@@ -310,7 +318,9 @@ impl Gpu {
     }
 
     /// Launches `cm_margin_forward_*`: `logits` ([n, c], cos on entry) has each valid row's
-    /// target replaced by the margin; `status` ([n]) gets every row's status.
+    /// target replaced by the margin; `status` ([n]) gets every row's status. `rows`: per-row
+    /// parameters (None: the profile's scalars for every row).
+    #[allow(clippy::too_many_arguments)]
     pub fn launch_margin_forward<T: KernelFloat>(
         &self,
         logits: &mut CudaViewMut<T>,
@@ -319,12 +329,15 @@ impl Gpu {
         n: usize,
         c: usize,
         kp: &KernelProfile,
+        rows: Option<&DeviceRows>,
     ) -> Result<(), CudaError> {
         check_device_shapes(n, c, logits.len(), labels.len(), status.len())?;
+        check_rows(rows, n)?;
         if n == 0 {
             return Ok(());
         }
         let f = self.function(&format!("cm_margin_forward{}", T::SUFFIX))?;
+        let (rows, _guards) = self.kernel_rows(rows);
         let (n64, c64) = (n as i64, c as i64);
         let mut b = self.stream.launch_builder(&f);
         b.arg(logits)
@@ -332,7 +345,8 @@ impl Gpu {
             .arg(status)
             .arg(&n64)
             .arg(&c64)
-            .arg(kp);
+            .arg(kp)
+            .arg(&rows);
         // SAFETY: argument types and order are the kernel's; the kernel indexes only
         // [0, n·c) of logits (labels checked in it) and [0, n) of labels and status, and the
         // views hold at least that many elements (checked above).
@@ -352,13 +366,16 @@ impl Gpu {
         n: usize,
         c: usize,
         kp: &KernelProfile,
+        rows: Option<&DeviceRows>,
     ) -> Result<(), CudaError> {
         check_device_shapes(n, c, grad.len(), labels.len(), status.len())?;
         check_len("cos", n * c, cos.len())?;
+        check_rows(rows, n)?;
         if n == 0 {
             return Ok(());
         }
         let f = self.function(&format!("cm_margin_backward{}", T::SUFFIX))?;
+        let (rows, _guards) = self.kernel_rows(rows);
         let (n64, c64) = (n as i64, c as i64);
         let mut b = self.stream.launch_builder(&f);
         b.arg(cos)
@@ -367,7 +384,8 @@ impl Gpu {
             .arg(status)
             .arg(&n64)
             .arg(&c64)
-            .arg(kp);
+            .arg(kp)
+            .arg(&rows);
         // SAFETY: as launch_margin_forward.
         unsafe { b.launch(rows_config(n)?) }.map_err(drv("cm_margin_backward"))?;
         Ok(())
@@ -425,6 +443,7 @@ impl Gpu {
                 .filter(|&g| g <= i32::MAX as u32)
                 .ok_or_else(|| Error::Invalid(format!("N = {n} rows exceed the grid limit")))?;
             let f = self.function(&format!("cm_fused{}", T::SUFFIX))?;
+            let rows = KernelRows::scalar();
             let n_valid = bufs.n_valid.as_view();
             let mut b = self.stream.launch_builder(&f);
             b.arg(cos)
@@ -434,7 +453,8 @@ impl Gpu {
                 .arg(&mut bufs.row_loss)
                 .arg(&mut bufs.status)
                 .arg(&c64)
-                .arg(kp);
+                .arg(kp)
+                .arg(&rows);
             let cfg = LaunchConfig {
                 grid_dim: (grid, 1, 1),
                 block_dim: (FUSED_THREADS, 1, 1),
@@ -462,6 +482,76 @@ impl Gpu {
         Ok(())
     }
 
+    /// Uploads the columns of a per-row table (SPEC.md §9.2) for the margin launches.
+    pub fn upload_rows(&self, table: &RowTable) -> Result<DeviceRows, CudaError> {
+        let mut columns = Vec::with_capacity(8);
+        for col in table.columns() {
+            columns.push(self.upload(col)?);
+        }
+        Ok(DeviceRows {
+            columns,
+            stride: table.stride(),
+        })
+    }
+
+    /// The kernel argument for `rows` (None: all pointers null), with the guards that order the
+    /// columns' use on this stream: keep them until the launch is queued.
+    fn kernel_rows<'a>(
+        &'a self,
+        rows: Option<&'a DeviceRows>,
+    ) -> (KernelRows, Vec<SyncOnDrop<'a>>) {
+        let Some(r) = rows else {
+            return (KernelRows::scalar(), Vec::new());
+        };
+        let mut guards = Vec::with_capacity(8);
+        let mut ptrs = [0u64; 8];
+        for (p, col) in ptrs.iter_mut().zip(&r.columns) {
+            let (ptr, guard) = col.device_ptr(&self.stream);
+            *p = ptr;
+            guards.push(guard);
+        }
+        (KernelRows::at(ptrs, r.stride), guards)
+    }
+
+    /// The sub-centre max on host data (`cm_subcenter_max_*`, SPEC.md §11.2): `cos` [cells, K]
+    /// (k fastest) -> the max of each cell and its first arg-max, as `layer::subcenter_max`.
+    pub fn subcenter_max<T: KernelFloat>(
+        &self,
+        cos: &[T],
+        k: usize,
+    ) -> Result<(Vec<T>, Vec<usize>), CudaError> {
+        if k == 0 || !cos.len().is_multiple_of(k) {
+            return Err(Error::Invalid(format!(
+                "cos of {} values is not [cells, K = {k}]",
+                cos.len()
+            ))
+            .into());
+        }
+        let cells = cos.len() / k;
+        if cells == 0 {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let d_cos = self.upload(cos)?;
+        let mut d_out = self.upload(&vec![T::poison(); cells])?;
+        let mut d_arg = self.upload(&vec![-1i64; cells])?;
+        let f = self.function(&format!("cm_subcenter_max{}", T::SUFFIX))?;
+        let (cells64, k64) = (cells as i64, k as i64);
+        let mut b = self.stream.launch_builder(&f);
+        b.arg(&d_cos)
+            .arg(&mut d_out)
+            .arg(&mut d_arg)
+            .arg(&cells64)
+            .arg(&k64);
+        // SAFETY: thread `cell` < cells reads cos [cell·k, (cell+1)·k) and writes out[cell],
+        // arg[cell]; the buffers hold cells·k and cells elements.
+        unsafe { b.launch(rows_config(cells)?) }.map_err(drv("cm_subcenter_max"))?;
+        let arg = self.download(&d_arg)?;
+        Ok((
+            self.download(&d_out)?,
+            arg.into_iter().map(|a| a as usize).collect(),
+        ))
+    }
+
     /// The margin layer's forward on host data: a copy of `cos` ([n, c]) with each valid row's
     /// target replaced. A label outside [0, C) that is not the ignore value is an error
     /// naming the first such row (the kernel leaves that row untouched).
@@ -473,6 +563,63 @@ impl Gpu {
         profile: &Profile,
         p: &Params,
     ) -> Result<Vec<T>, CudaError> {
+        self.margin_forward_with(cos, labels, classes, profile, p, None)
+    }
+
+    /// [`Gpu::margin_forward`] with per-row parameters: row i evaluates at `rows[i]` (one
+    /// per row; SPEC.md §9.2).
+    pub fn margin_forward_rows<T: KernelFloat>(
+        &self,
+        cos: &[T],
+        labels: &[i64],
+        classes: usize,
+        profile: &Profile,
+        rows: &[Params],
+    ) -> Result<Vec<T>, CudaError> {
+        let (p, d_rows) = self.row_call::<T>(labels.len(), profile, rows)?;
+        self.margin_forward_with(cos, labels, classes, profile, &p, Some(&d_rows))
+    }
+
+    /// [`Gpu::margin_backward`] with per-row parameters, as [`Gpu::margin_forward_rows`].
+    pub fn margin_backward_rows<T: KernelFloat>(
+        &self,
+        cos: &[T],
+        labels: &[i64],
+        top_diff: &[T],
+        classes: usize,
+        profile: &Profile,
+        rows: &[Params],
+    ) -> Result<Vec<T>, CudaError> {
+        let (p, d_rows) = self.row_call::<T>(labels.len(), profile, rows)?;
+        self.margin_backward_with(cos, labels, top_diff, classes, profile, &p, Some(&d_rows))
+    }
+
+    /// Checks one parameter set per row, uploads their table; returns row 0's parameters
+    /// (the scalar argument the per-row values override) and the device columns.
+    fn row_call<T: KernelFloat>(
+        &self,
+        n: usize,
+        profile: &Profile,
+        rows: &[Params],
+    ) -> Result<(Params, DeviceRows), CudaError> {
+        check_len("per-row parameters (one per row)", n, rows.len())?;
+        for p in rows {
+            p.validate()?;
+        }
+        let table = RowTable::new(profile, rows, T::DTYPE);
+        let p = rows.first().copied().unwrap_or(Params::new(1.0, 0.0, 0.0));
+        Ok((p, self.upload_rows(&table)?))
+    }
+
+    fn margin_forward_with<T: KernelFloat>(
+        &self,
+        cos: &[T],
+        labels: &[i64],
+        classes: usize,
+        profile: &Profile,
+        p: &Params,
+        rows: Option<&DeviceRows>,
+    ) -> Result<Vec<T>, CudaError> {
         let kp = host_call::<T>(p, profile, labels.len(), classes, &[("cos", cos.len())])?;
         let mut d_logits = self.upload(cos)?;
         self.with_row_status(labels, classes, profile, |d_labels, d_status| {
@@ -483,6 +630,7 @@ impl Gpu {
                 labels.len(),
                 classes,
                 &kp,
+                rows,
             )
         })?;
         self.download(&d_logits)
@@ -498,6 +646,20 @@ impl Gpu {
         classes: usize,
         profile: &Profile,
         p: &Params,
+    ) -> Result<Vec<T>, CudaError> {
+        self.margin_backward_with(cos, labels, top_diff, classes, profile, p, None)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn margin_backward_with<T: KernelFloat>(
+        &self,
+        cos: &[T],
+        labels: &[i64],
+        top_diff: &[T],
+        classes: usize,
+        profile: &Profile,
+        p: &Params,
+        rows: Option<&DeviceRows>,
     ) -> Result<Vec<T>, CudaError> {
         let kp = host_call::<T>(
             p,
@@ -517,6 +679,7 @@ impl Gpu {
                 labels.len(),
                 classes,
                 &kp,
+                rows,
             )
         })?;
         self.download(&d_grad)
@@ -679,6 +842,28 @@ fn check_len(what: &str, expected: usize, got: usize) -> Result<(), Error> {
             expected,
             got,
         });
+    }
+    Ok(())
+}
+
+/// Per-row parameters on the device: the columns of a [`RowTable`] ([`Gpu::upload_rows`]).
+pub struct DeviceRows {
+    columns: Vec<CudaSlice<f64>>,
+    stride: i64,
+}
+
+/// Per-row columns must cover the n rows (stride 0: one value for all).
+fn check_rows(rows: Option<&DeviceRows>, n: usize) -> Result<(), Error> {
+    let Some(r) = rows else { return Ok(()) };
+    let need = if r.stride == 0 { 1 } else { n };
+    for col in &r.columns {
+        if n > 0 && col.len() < need {
+            return Err(Error::ShapeMismatch {
+                what: "per-row parameters (one per row)".into(),
+                expected: need,
+                got: col.len(),
+            });
+        }
     }
     Ok(())
 }

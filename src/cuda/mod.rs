@@ -191,6 +191,150 @@ impl KernelProfile {
     }
 }
 
+/// One per-row quantity of `struct cm_rows` (`cm_row_param` in `kernels/cm_abi.h`): the address
+/// of its first value and the row stride in elements (row i reads `ptr[i * stride]`; stride 0:
+/// one value for every row; address 0: the profile's scalar).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RowParam {
+    pub ptr: u64,
+    pub stride: i64,
+}
+
+/// `struct cm_rows` of `kernels/cm_abi.h`, field for field (`CM_ROW_FIELDS`): per-row m1, m2,
+/// m3 and the comparison constants that depend on them. The host shim reports the C++ layout
+/// ([`host::rows_layout`]); tests compare it with [`KernelRows::field_offsets`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct KernelRows {
+    pub m1: RowParam,
+    pub m2: RowParam,
+    pub m3: RowParam,
+    pub threshold: RowParam,
+    pub fallback_mm: RowParam,
+    pub cos_m: RowParam,
+    pub sin_m: RowParam,
+    pub has_threshold: RowParam,
+}
+
+/// The per-row quantities of [`KernelRows`] in declaration order.
+pub const KERNEL_ROWS_FIELDS: [&str; 8] = [
+    "m1",
+    "m2",
+    "m3",
+    "threshold",
+    "fallback_mm",
+    "cos_m",
+    "sin_m",
+    "has_threshold",
+];
+
+// SAFETY: plain #[repr(C)] data (addresses and strides), passed by value.
+unsafe impl cudarc::driver::DeviceRepr for KernelRows {}
+
+impl KernelRows {
+    /// No per-row quantity: every row evaluates under the scalar profile.
+    pub fn scalar() -> KernelRows {
+        KernelRows::default()
+    }
+
+    /// Byte offsets of the fields in declaration order, as Rust lays them out.
+    pub fn field_offsets() -> [usize; 8] {
+        [
+            std::mem::offset_of!(KernelRows, m1),
+            std::mem::offset_of!(KernelRows, m2),
+            std::mem::offset_of!(KernelRows, m3),
+            std::mem::offset_of!(KernelRows, threshold),
+            std::mem::offset_of!(KernelRows, fallback_mm),
+            std::mem::offset_of!(KernelRows, cos_m),
+            std::mem::offset_of!(KernelRows, sin_m),
+            std::mem::offset_of!(KernelRows, has_threshold),
+        ]
+    }
+}
+
+/// The values behind a [`KernelRows`]: one column per quantity of `CM_ROW_FIELDS`, built with
+/// [`KernelProfile::new`] row by row (so each row's constants are the reference's,
+/// [`margin::Constants`] at that row's parameters), and the stride they are read with.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RowTable {
+    columns: [Vec<f64>; 8],
+    stride: i64,
+}
+
+impl RowTable {
+    /// One row per entry of `rows` (stride 1).
+    pub fn new(profile: &Profile, rows: &[Params], dtype: Dtype) -> RowTable {
+        let mut columns: [Vec<f64>; 8] = Default::default();
+        for p in rows {
+            let kp = KernelProfile::new(profile, p, dtype);
+            for (col, v) in columns.iter_mut().zip(Self::values(&kp)) {
+                col.push(v);
+            }
+        }
+        RowTable { columns, stride: 1 }
+    }
+
+    /// The quantities of one argument, each read with stride 0: every row gets `kp`'s.
+    pub fn broadcast(kp: &KernelProfile) -> RowTable {
+        RowTable {
+            columns: Self::values(kp).map(|v| vec![v]),
+            stride: 0,
+        }
+    }
+
+    fn values(kp: &KernelProfile) -> [f64; 8] {
+        [
+            kp.m1,
+            kp.m2,
+            kp.m3,
+            kp.threshold,
+            kp.fallback_mm,
+            kp.cos_m,
+            kp.sin_m,
+            kp.has_threshold as f64,
+        ]
+    }
+
+    /// The argument pointing at this table in host memory (for the host build): valid while
+    /// `self` lives and is not modified.
+    pub fn host_rows(&self) -> KernelRows {
+        KernelRows::at(
+            self.columns.each_ref().map(|c| c.as_ptr() as u64),
+            self.stride,
+        )
+    }
+
+    /// The columns in `CM_ROW_FIELDS` order.
+    pub fn columns(&self) -> &[Vec<f64>; 8] {
+        &self.columns
+    }
+
+    /// The row stride the columns are read with (1, or 0 for a broadcast table).
+    pub fn stride(&self) -> i64 {
+        self.stride
+    }
+}
+
+impl KernelRows {
+    /// The argument reading column i (`CM_ROW_FIELDS` order) at address `ptrs[i]` with
+    /// `stride`.
+    pub fn at(ptrs: [u64; 8], stride: i64) -> KernelRows {
+        let [m1, m2, m3, threshold, fallback_mm, cos_m, sin_m, has_threshold] =
+            ptrs.map(|ptr| RowParam { ptr, stride });
+        KernelRows {
+            m1,
+            m2,
+            m3,
+            threshold,
+            fallback_mm,
+            cos_m,
+            sin_m,
+            has_threshold,
+        }
+    }
+}
+
 /// A float type the kernels are instantiated for.
 pub trait KernelFloat:
     crate::dtype::Float + cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits
