@@ -4,47 +4,27 @@
 //! it under the claimed profile; the correct layers pass under --profile auto.
 
 use combined_margin::deviation::{self, Declared, Kind, Verdict};
-use combined_margin::fixture::npz::read_layer_npz;
-use combined_margin::fixture::{LayerCase, Limits};
+use combined_margin::fixture::LayerCase;
 use combined_margin::verdict::search as fingerprint;
 use combined_margin::{Dtype, Profile};
-use std::path::Path;
-use std::process::Command;
 
 /// An edge + uniform fixture under `textbook` at (1, 0.5, 0), filled by implementation `name`.
 fn filled(name: &str, dtype: &str, scale: Option<f64>) -> LayerCase {
-    let dir =
-        std::env::temp_dir().join(format!("cmargin-fit-{}-{name}-{dtype}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}-{dtype}.npz"));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cmargin"));
-    cmd.args(["generate", "--profile", "textbook", "--params", "1,0.5,0"])
-        .args(["--inputs", "edges", "--dtype", dtype, "--force", "-o"])
-        .arg(&path);
-    if let Some(s) = scale {
-        cmd.args(["--scale", &s.to_string()]);
+    let scale = scale.map(|s| s.to_string());
+    let mut generate = vec![
+        "--profile",
+        "textbook",
+        "--params",
+        "1,0.5,0",
+        "--inputs",
+        "edges",
+        "--dtype",
+        dtype,
+    ];
+    if let Some(s) = &scale {
+        generate.extend_from_slice(&["--scale", s]);
     }
-    let st = cmd.output().unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fit_impls.py");
-    let st = Command::new("python3")
-        .arg(script)
-        .args([name, path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    let f = read_layer_npz(&path, Limits::default()).unwrap();
-    let _ = std::fs::remove_file(&path);
-    let _ = std::fs::remove_dir(&dir);
-    f.case
+    crate::common::numpy_filled(&generate, "fit_impls.py", name, &[])
 }
 
 fn close(v: f64, truth: f64) -> bool {

@@ -2,61 +2,38 @@
 //! written independently in numpy from the library's code (tests/data/form_impls.py): the
 //! `--profile auto` search finds the form, and fits its constant (κ, ε, b) within 0.2%.
 
-use combined_margin::fixture::npz::read_layer_npz;
-use combined_margin::fixture::Limits;
 use combined_margin::profile::{
     AnglePolicy, BoundGradient, EvalForm, Fallback, InputDomain, ParamPrecision, Profile, SineGuard,
 };
 use combined_margin::verdict::search::{self as fingerprint, Search};
 use combined_margin::Dtype;
-use std::path::Path;
-use std::process::Command;
-
-fn numpy_available() -> bool {
-    Command::new("python3")
-        .args(["-c", "import numpy"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
 
 const M2: f64 = 0.5;
 
 /// Generates an f64 edge fixture at (1, M2, 0), fills it with the numpy form `name`, and
 /// returns the search result.
 fn search(name: &str, constant: Option<f64>) -> Search {
-    let dir = std::env::temp_dir().join(format!("cmargin-forms-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.npz"));
-    let st = Command::new(env!("CARGO_BIN_EXE_cmargin"))
-        .args(["generate", "--profile", "textbook", "--params"])
-        .arg(format!("1,{M2},0"))
-        .args(["--inputs", "edges", "--dtype", "f64", "--force", "-o"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/form_impls.py");
-    let mut cmd = Command::new("python3");
-    cmd.arg(script)
-        .args([name, path.to_str().unwrap(), &M2.to_string(), "0"]);
+    let mut args = vec![M2.to_string(), "0".to_string()];
     if let Some(k) = constant {
-        cmd.arg(k.to_string());
+        args.push(k.to_string());
     }
-    let st = cmd.output().unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
+    let params = format!("1,{M2},0");
+    let case = crate::common::numpy_filled(
+        &[
+            "--profile",
+            "textbook",
+            "--params",
+            &params,
+            "--inputs",
+            "edges",
+            "--dtype",
+            "f64",
+        ],
+        "form_impls.py",
+        name,
+        &args,
     );
-    let f = read_layer_npz(&path, Limits::default()).unwrap();
-    let _ = std::fs::remove_file(&path);
-    let _ = std::fs::remove_dir(&dir);
-    let s = fingerprint::search(std::slice::from_ref(&f.case), Dtype::F64).unwrap();
+    let s = fingerprint::search(std::slice::from_ref(&case), Dtype::F64).unwrap();
     println!(
         "{name:<17} auto: {} ({:.4} within, worst {:.3})",
         s.best().profile.name,
@@ -93,7 +70,10 @@ fn guard_of(p: &Profile) -> Option<(SineGuard, bool)> {
 #[test]
 #[ignore = "needs python3 with numpy (CI installs it; run with --ignored)"]
 fn trig_identity_forms_are_found_with_their_guard() {
-    assert!(numpy_available(), "python3 with numpy is required");
+    assert!(
+        crate::common::numpy_available(),
+        "python3 with numpy is required"
+    );
     for (name, whole) in [("trig_unguarded", false), ("trig_unguarded_whole", true)] {
         let s = search(name, None);
         let g = guard_of(best(&s));
@@ -133,7 +113,10 @@ fn trig_identity_forms_are_found_with_their_guard() {
 #[test]
 #[ignore = "needs python3 with numpy (CI installs it; run with --ignored)"]
 fn fallback_forms_are_found_and_kappa_fitted() {
-    assert!(numpy_available(), "python3 with numpy is required");
+    assert!(
+        crate::common::numpy_available(),
+        "python3 with numpy is required"
+    );
     let s = search("fallback_offset", None);
     match best(&s).angle {
         AnglePolicy::Threshold {
@@ -163,7 +146,10 @@ fn fallback_forms_are_found_and_kappa_fitted() {
 #[test]
 #[ignore = "needs python3 with numpy (CI installs it; run with --ignored)"]
 fn output_clip_f32_constants_and_jax_bound_gradient_are_found() {
-    assert!(numpy_available(), "python3 with numpy is required");
+    assert!(
+        crate::common::numpy_available(),
+        "python3 with numpy is required"
+    );
     let s = search("output_clip", Some(0.75));
     match best(&s).output_clip {
         Some(b) => assert!(within(b, 0.75), "b fits {b}"),

@@ -4,21 +4,9 @@
 //! it conforms or its out-of-budget elements carry the right named cause.
 
 use combined_margin::deviation::{self, Declared, Kind, Verdict};
-use combined_margin::fixture::npz::read_layer_npz;
-use combined_margin::fixture::Limits;
 use combined_margin::profile::{ExactForm, GradientMode};
 use combined_margin::verdict::search as fingerprint;
 use combined_margin::{Dtype, Profile};
-use std::path::Path;
-use std::process::Command;
-
-fn numpy_available() -> bool {
-    Command::new("python3")
-        .args(["-c", "import numpy"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
 
 /// Generates an f64 fixture (edges and uniform rows) under `claimed`, fills it with the numpy
 /// implementation `name`, and returns the check under `claimed` and the search result.
@@ -36,38 +24,19 @@ fn run_on(
     (m1, m2, m3): (f64, f64, f64),
     inputs: &[&str],
 ) -> (deviation::CaseCheck, fingerprint::Search) {
-    let dir = crate::common::ScratchDir::new("independent");
-    let path = dir.join(format!("{name}.npz"));
     let params = format!("{m1},{m2},{m3}");
-    let st = Command::new(env!("CARGO_BIN_EXE_cmargin"))
-        .args(["generate", "--profile", claimed, "--params", &params])
-        .args(inputs)
-        .args(["--dtype", "f64", "--force", "-o"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
+    let mut generate = vec!["--profile", claimed, "--params", &params];
+    generate.extend_from_slice(inputs);
+    generate.extend_from_slice(&["--dtype", "f64"]);
+    let case = crate::common::numpy_filled(
+        &generate,
+        "independent_impls.py",
+        name,
+        &[m1.to_string(), m2.to_string(), m3.to_string()],
     );
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/independent_impls.py");
-    let st = Command::new("python3")
-        .arg(script)
-        .args([name, path.to_str().unwrap()])
-        .args([m1.to_string(), m2.to_string(), m3.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    let f = read_layer_npz(&path, Limits::default()).unwrap();
-    let _ = std::fs::remove_file(&path);
     let prof = Profile::preset(claimed).unwrap();
-    let check = deviation::check(&f.case, &prof, Dtype::F64, &Declared::default()).unwrap();
-    let search = fingerprint::search(std::slice::from_ref(&f.case), Dtype::F64).unwrap();
+    let check = deviation::check(&case, &prof, Dtype::F64, &Declared::default()).unwrap();
+    let search = fingerprint::search(std::slice::from_ref(&case), Dtype::F64).unwrap();
     println!(
         "{name:<15} claimed {claimed:<13} verdict {:<8} kinds {:?}; auto: {} ({:.4} within, {} ties)",
         check.verdict().name(),
@@ -88,7 +57,7 @@ fn named_only(check: &deviation::CaseCheck, allowed: &[Kind]) -> bool {
 #[ignore = "needs python3 with numpy (CI installs it; run with --ignored)"]
 fn independent_numpy_implementations_are_recognised_or_named() {
     assert!(
-        numpy_available(),
+        crate::common::numpy_available(),
         "python3 with numpy is required for this test"
     );
     let arcface = (1.0, 0.5, 0.0);

@@ -167,3 +167,50 @@ pub fn numpy_available() -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false)
 }
+
+/// An `.npz` fixture from `cmargin generate GENERATE_ARGS`, filled in by the numpy
+/// implementation `tests/data/SCRIPT` (run as `python3 SCRIPT NAME FIXTURE SCRIPT_ARGS…`; it
+/// writes `impl_forward`/`impl_backward`), read back as a layer case. The scratch directory
+/// is removed before returning.
+pub fn numpy_filled(
+    generate_args: &[&str],
+    script: &str,
+    name: &str,
+    script_args: &[String],
+) -> combined_margin::fixture::LayerCase {
+    let dir = ScratchDir::new("numpy");
+    let path = dir.join(format!("{name}.npz"));
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_cmargin"))
+        .arg("generate")
+        .args(generate_args)
+        .args(["--force", "-o"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(script);
+    let st = std::process::Command::new("python3")
+        .arg(script)
+        .arg(name)
+        .arg(&path)
+        .args(script_args)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    combined_margin::fixture::npz::read_layer_npz(
+        &path,
+        combined_margin::fixture::Limits::default(),
+    )
+    .unwrap()
+    .case
+}
