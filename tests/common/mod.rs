@@ -187,11 +187,7 @@ pub fn numpy_filled(
         .arg(&path)
         .output()
         .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
+    succeeded(&st);
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data")
         .join(script);
@@ -202,15 +198,20 @@ pub fn numpy_filled(
         .args(script_args)
         .output()
         .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
+    succeeded(&st);
     combined_margin::fixture::npz::read_layer_npz(
         &path,
         combined_margin::fixture::Limits::default(),
     )
     .unwrap()
     .case
+}
+
+/// Asserts that a child process exited 0, showing its stderr otherwise.
+fn succeeded(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
