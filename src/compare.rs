@@ -135,6 +135,12 @@ impl Reference {
         }
     }
 
+    /// The reference a case is judged by: `profile` at `p`, with the case's own λ (one place,
+    /// so no scorer of targets forgets it).
+    pub fn for_case(profile: &Profile, p: &Params, dtype: Dtype, case: &LayerCase) -> Reference {
+        Reference::new(profile, p, dtype).with_lambda(case.lambda)
+    }
+
     /// The same reference with A-Softmax's annealing weight λ (SPEC.md §11.4).
     pub fn with_lambda(mut self, lambda: Option<f64>) -> Reference {
         self.lambda = lambda;
@@ -583,10 +589,10 @@ pub fn compare_with_params(
     for q in &row_params {
         q.validate()?;
     }
-    let reference = Reference::new(profile, p, dtype).with_lambda(case.lambda);
+    let reference = Reference::for_case(profile, p, dtype, case);
     let row_refs: Vec<Reference> = row_params
         .iter()
-        .map(|q| Reference::new(profile, q, dtype).with_lambda(case.lambda))
+        .map(|q| Reference::for_case(profile, q, dtype, case))
         .collect();
     let reference_of = |row: usize| row_refs.get(row).unwrap_or(&reference);
     let row_kinks = row_params

@@ -473,7 +473,7 @@ fn target_measure(
         let Ok(rows) = layer::rows(case.n, case.c, &case.labels, profile) else {
             return (f64::INFINITY, 0, 1);
         };
-        let reference = Reference::new(profile, &p, dtype);
+        let reference = Reference::for_case(profile, &p, dtype, case);
         let top = |k: usize| case.top_diff.as_ref().map_or(1.0, |t| t[k]);
         for (row, r) in rows.iter().enumerate() {
             let Row::Target(col) = *r else { continue };

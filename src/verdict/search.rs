@@ -230,7 +230,7 @@ impl<'a> Scorer<'a> {
     fn modulated(&self, i: usize, profile: &Profile, rows: &[Row]) -> Tally {
         let case = &self.cases[i];
         let p = self.overrides.apply(&compare::output_params(case));
-        let reference = Reference::new(profile, &p, self.dtype).with_lambda(case.lambda);
+        let reference = Reference::for_case(profile, &p, self.dtype, case);
         let top = |k: usize| case.top_diff.as_ref().map_or(1.0, |t| t[k]);
         let mut t = Tally::default();
         for (row, &r) in rows.iter().enumerate() {
@@ -284,7 +284,7 @@ impl<'a> Scorer<'a> {
         if let Some(t) = self.cache.get(&cache_key) {
             return *t;
         }
-        let reference = Reference::new(profile, &p, self.dtype).with_lambda(case.lambda);
+        let reference = Reference::for_case(profile, &p, self.dtype, case);
         let top = |k: usize| case.top_diff.as_ref().map_or(1.0, |t| t[k]);
         let mut t = Tally::default();
         let mut add = |row: usize, col: usize, r: Row| {
@@ -365,7 +365,7 @@ impl<'a> Scorer<'a> {
             };
             let p: Params = self.overrides.apply(&compare::output_params(case));
             p.validate()?;
-            let reference = Reference::new(profile, &p, self.dtype).with_lambda(case.lambda);
+            let reference = Reference::for_case(profile, &p, self.dtype, case);
             let top = |k: usize| case.top_diff.as_ref().map_or(1.0, |t| t[k]);
             for (row, r) in rows.iter().enumerate() {
                 let Row::Target(col) = *r else { continue };
