@@ -94,6 +94,30 @@ impl Tally {
     pub fn max_fraction(&self) -> f64 {
         self.worst.map_or(0.0, |w| w.fraction)
     }
+
+    /// Adds the tally of elements that come after this one's: of equal worst fractions the
+    /// earlier (this one's) stays, as [`Tally::add`] would keep it.
+    fn merge(&mut self, later: &Tally) {
+        self.count += later.count;
+        self.within += later.within;
+        if let Some(w) = later.worst {
+            if self.worst.is_none_or(|s| worse(&w, &s)) {
+                self.worst = Some(w);
+            }
+        }
+    }
+}
+
+/// One row of one side of a comparison (merged in row order into the report's tallies).
+#[derive(Default)]
+struct RowPart {
+    target: Tally,
+    passthrough: Tally,
+    /// The elements the comparison's detail keeps, in column order.
+    elements: Vec<Element>,
+    /// Out-of-budget pass-through elements, kept or not.
+    failing_passthrough: usize,
+    non_finite_within: usize,
 }
 
 /// Strictly worse: larger fraction (NaN fractions never occur: non-finite mismatch is +inf).
@@ -345,8 +369,18 @@ pub struct CaseReport {
     pub forward_passthrough: Tally,
     pub backward_targets: Tally,
     pub backward_passthrough: Tally,
-    /// Every compared element, forward first, row-major within a side.
+    /// The compared elements, forward first, row-major within a side: every one under
+    /// [`Detail::Every`]; under [`Detail::Bounded`] the targets and the out-of-budget
+    /// pass-through elements (at most [`LISTED_MAX`] of those).
     pub elements: Vec<Element>,
+    /// Which elements `elements` holds.
+    pub detail: Detail,
+    /// Elements whose output is not finite and within budget: the reference predicts the
+    /// non-finite value there (agreement), counted whatever the detail.
+    pub non_finite_within: usize,
+    /// Out-of-budget pass-through elements a [`Detail::Bounded`] comparison counted but did
+    /// not list (beyond [`LISTED_MAX`]); 0 under [`Detail::Every`].
+    pub unlisted: usize,
     /// Scalars compared besides the elements (the loss of a loss-only dump); usually empty.
     pub scalars: Vec<Scalar>,
     pub kinks: Vec<Kink>,
@@ -385,25 +419,91 @@ impl Scalar {
     }
 }
 
+/// How many element records a comparison keeps (SPEC.md §8.5). The tallies (counts, the
+/// worst element of each group) are exact either way; only the per-element list differs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detail {
+    /// Every compared element: what the deviation detectors and the per-element outputs
+    /// (fractions and budgets of the Python package) read.
+    Every,
+    /// Every target element (N per side), and out-of-budget pass-through elements up to
+    /// [`LISTED_MAX`]; pass-through elements within budget are only counted. The memory of a
+    /// check at 10^5–10^6 classes is then the arrays', not 88 bytes per element and side.
+    Bounded,
+}
+
+/// The most entries per side (N·C) a comparison keeps every element of under
+/// [`Detail::for_shape`]: 2 × 2^20 records of 88 bytes, 185 MB. Every shipped golden dump is
+/// far below it, so their comparisons are [`Detail::Every`].
+pub const EVERY_ELEMENT_MAX: usize = 1 << 20;
+
+/// The most entries a bounded check diagnoses (at least one row): the detectors read every
+/// element of the rows they are given, and try variants on each, so their time grows with
+/// the out-of-budget elements they see (SPEC.md §8.5).
+pub const DIAGNOSED_MAX: usize = 1 << 17;
+
+/// The most out-of-budget pass-through elements a [`Detail::Bounded`] comparison lists; the
+/// rest are counted in [`CaseReport::unlisted`].
+pub const LISTED_MAX: usize = 1 << 16;
+
+impl Detail {
+    /// [`Detail::Every`] up to [`EVERY_ELEMENT_MAX`] entries per side, else [`Detail::Bounded`].
+    pub fn for_shape(n: usize, c: usize) -> Detail {
+        if n.saturating_mul(c) <= EVERY_ELEMENT_MAX {
+            Detail::Every
+        } else {
+            Detail::Bounded
+        }
+    }
+}
+
 /// Radius in cos-space within which a report says "near <kink>".
 pub const REGION_RADIUS: f64 = 1e-3;
 
 impl CaseReport {
     /// Every element (and every scalar) within budget.
     pub fn passed(&self) -> bool {
-        self.elements.iter().all(Element::passed) && !self.scalars_failing()
+        self.tallies().iter().all(|(_, t)| t.within == t.count) && !self.scalars_failing()
+    }
+
+    /// Whether the case has outputs on `side` (some element of it was compared).
+    pub fn has_side(&self, side: Side) -> bool {
+        let [ft, fp, bt, bp] = self.tallies();
+        let n = match side {
+            Side::Forward => ft.1.count + fp.1.count,
+            Side::Backward => bt.1.count + bp.1.count,
+        };
+        n > 0
+    }
+
+    /// Whether `elements` holds every compared element ([`Detail::Every`]).
+    pub fn is_complete(&self) -> bool {
+        self.detail == Detail::Every
     }
 
     /// Sets every element's budget to `budget(element)` and recomputes its fraction and the
     /// tallies (a loss-only case widens the layer budgets by the softmax's, `crate::loss_only`).
-    pub fn rebudget(&mut self, budget: impl Fn(&Element) -> f64) {
+    /// Only a [`Detail::Every`] report can be re-budgeted: a bounded one has not kept the
+    /// elements within budget.
+    pub fn rebudget(&mut self, budget: impl Fn(&Element) -> f64) -> Result<()> {
+        if self.detail != Detail::Every {
+            return Err(Error::Invalid(format!(
+                "case {:?}: a bounded comparison ({} entries per side) cannot be re-budgeted",
+                self.name,
+                self.n * self.c
+            )));
+        }
         self.forward_targets = Tally::default();
         self.forward_passthrough = Tally::default();
         self.backward_targets = Tally::default();
         self.backward_passthrough = Tally::default();
+        self.non_finite_within = 0;
         for e in &mut self.elements {
             e.budget = budget(e);
             e.fraction = tolerance::error_fraction(e.actual, e.reference, e.budget);
+            if !e.actual.is_finite() && e.passed() {
+                self.non_finite_within += 1;
+            }
             match (e.side, e.role) {
                 (Side::Forward, Role::Target) => self.forward_targets.add(e),
                 (Side::Forward, Role::PassThrough) => self.forward_passthrough.add(e),
@@ -411,6 +511,7 @@ impl CaseReport {
                 (Side::Backward, Role::PassThrough) => self.backward_passthrough.add(e),
             }
         }
+        Ok(())
     }
 
     /// Some scalar (the loss of a loss-only dump) is out of budget.
@@ -418,24 +519,31 @@ impl CaseReport {
         self.scalars.iter().any(|x| !x.passed())
     }
 
+    /// Compared elements, both sides.
     pub fn count(&self) -> usize {
-        self.elements.len()
+        self.tallies().iter().map(|(_, t)| t.count).sum()
     }
 
+    /// Compared elements within budget, both sides.
     pub fn within(&self) -> usize {
-        self.elements.iter().filter(|e| e.passed()).count()
+        self.tallies().iter().map(|(_, t)| t.within).sum()
     }
 
     pub fn failing(&self) -> impl Iterator<Item = &Element> {
         self.elements.iter().filter(|e| !e.passed())
     }
 
-    /// The element with the largest error fraction.
+    /// The element with the largest error fraction; of equals, the first in element order
+    /// (forward first, row-major). From the tallies, so a bounded report has it too.
     pub fn worst(&self) -> Option<&Element> {
-        self.elements
-            .iter()
+        let order = |e: &Element| (e.side, e.row, e.col);
+        self.tallies()
+            .into_iter()
+            .filter_map(|(_, t)| t.worst.as_ref())
             .fold(None, |w: Option<&Element>, e| match w {
-                Some(w) if !worse(e, w) => Some(w),
+                Some(w) if !worse(e, w) && !(e.fraction == w.fraction && order(e) < order(w)) => {
+                    Some(w)
+                }
                 _ => Some(e),
             })
     }
@@ -546,6 +654,17 @@ pub fn compare_with_params(
     p: &Params,
     dtype: Dtype,
 ) -> Result<CaseReport> {
+    compare_with_detail(case, profile, p, dtype, Detail::for_shape(case.n, case.c))
+}
+
+/// [`compare_with_params`] keeping the elements `detail` asks for.
+pub fn compare_with_detail(
+    case: &LayerCase,
+    profile: &Profile,
+    p: &Params,
+    dtype: Dtype,
+    detail: Detail,
+) -> Result<CaseReport> {
     p.validate()?;
     let (n, c) = (case.n, case.c);
     if case.forward.is_none() && case.backward.is_none() {
@@ -612,7 +731,13 @@ pub fn compare_with_params(
         forward_passthrough: Tally::default(),
         backward_targets: Tally::default(),
         backward_passthrough: Tally::default(),
-        elements: Vec::with_capacity(2 * n * c),
+        elements: Vec::with_capacity(match detail {
+            Detail::Every => 2 * n * c,
+            Detail::Bounded => 2 * n,
+        }),
+        detail,
+        non_finite_within: 0,
+        unlisted: 0,
         scalars: Vec::new(),
         kinks: kinks::kinks(profile, &Params { s: 1.0, ..*p }, dtype),
         row_params: row_params.clone(),
@@ -650,60 +775,117 @@ pub fn compare_with_params(
         );
         Some(reference_of(row).treated(&case.modulation, tr, case.cos[i], top(i), actual))
     };
+    // One row of one side: its tallies, and the elements it keeps (every one, or under
+    // Detail::Bounded its target and at most `room` out-of-budget pass-through elements).
+    let row_part = |side: Side, out: &[f64], row: usize, room: usize| -> RowPart {
+        let mut part = RowPart::default();
+        for col in 0..c {
+            let i = row * c + col;
+            let x = case.cos[i];
+            let md = match targets[row] {
+                Some(t) if t != col => modulated(row, col),
+                Some(_) | None => None,
+            };
+            let (role, want, budget) = match (targets[row], &refs[row]) {
+                (Some(t), Some(r)) if t == col => match side {
+                    Side::Forward => (Role::Target, r.forward, r.budget.forward),
+                    Side::Backward => (Role::Target, r.backward, r.budget.backward),
+                },
+                _ => {
+                    let (f, b, bud) = match md {
+                        Some(r) => r,
+                        None => {
+                            let (_, f, b, bud) = reference_of(row).entry(rows[row], col, x, top(i));
+                            (f, b, bud)
+                        }
+                    };
+                    match side {
+                        Side::Forward => (Role::PassThrough, f, bud.forward),
+                        Side::Backward => (Role::PassThrough, b, bud.backward),
+                    }
+                }
+            };
+            let e = Element {
+                side,
+                role,
+                row,
+                col,
+                input: x,
+                label: case.labels[row],
+                top_diff: top(i),
+                actual: out[i],
+                reference: want,
+                budget,
+                fraction: tolerance::error_fraction(out[i], want, budget),
+            };
+            match role {
+                Role::Target => part.target.add(&e),
+                Role::PassThrough => part.passthrough.add(&e),
+            }
+            if !e.actual.is_finite() && e.passed() {
+                part.non_finite_within += 1;
+            }
+            let failing_passthrough = role == Role::PassThrough && !e.passed();
+            part.failing_passthrough += usize::from(failing_passthrough);
+            let keep = match detail {
+                Detail::Every => true,
+                Detail::Bounded => {
+                    role == Role::Target || failing_passthrough && part.failing_passthrough <= room
+                }
+            };
+            if keep {
+                part.elements.push(e);
+            }
+        }
+        part
+    };
+    // Rows are compared in parallel, a wave of ROWS_PER_WAVE at a time, and merged in row
+    // order: the report (tallies, worst elements, the list) does not depend on the threads.
+    use rayon::prelude::*;
+    const ROWS_PER_WAVE: usize = 64;
+    // Out-of-budget pass-through elements listed so far (Detail::Bounded lists LISTED_MAX).
+    let mut listed = 0usize;
     for (side, out) in [
         (Side::Forward, &case.forward),
         (Side::Backward, &case.backward),
     ] {
         let Some(out) = out else { continue };
-        for row in 0..n {
-            for col in 0..c {
-                let i = row * c + col;
-                let x = case.cos[i];
-                let md = match targets[row] {
-                    Some(t) if t != col => modulated(row, col),
-                    Some(_) | None => None,
-                };
-                let (role, want, budget) = match (targets[row], &refs[row]) {
-                    (Some(t), Some(r)) if t == col => match side {
-                        Side::Forward => (Role::Target, r.forward, r.budget.forward),
-                        Side::Backward => (Role::Target, r.backward, r.budget.backward),
-                    },
-                    _ => {
-                        let (f, b, bud) = match md {
-                            Some(r) => r,
-                            None => {
-                                let (_, f, b, bud) =
-                                    reference_of(row).entry(rows[row], col, x, top(i));
-                                (f, b, bud)
-                            }
-                        };
-                        match side {
-                            Side::Forward => (Role::PassThrough, f, bud.forward),
-                            Side::Backward => (Role::PassThrough, b, bud.backward),
+        let (targets_tally, passthrough_tally) = match side {
+            Side::Forward => (&mut report.forward_targets, &mut report.forward_passthrough),
+            Side::Backward => (
+                &mut report.backward_targets,
+                &mut report.backward_passthrough,
+            ),
+        };
+        let mut start = 0;
+        while start < n {
+            let end = (start + ROWS_PER_WAVE).min(n);
+            let room = LISTED_MAX - listed;
+            let parts: Vec<RowPart> = (start..end)
+                .into_par_iter()
+                .map(|row| row_part(side, out, row, room))
+                .collect();
+            for part in parts {
+                targets_tally.merge(&part.target);
+                passthrough_tally.merge(&part.passthrough);
+                report.non_finite_within += part.non_finite_within;
+                let mut kept_failing = 0;
+                for e in part.elements {
+                    let failing_passthrough = e.role == Role::PassThrough && !e.passed();
+                    if detail == Detail::Bounded && failing_passthrough {
+                        if listed == LISTED_MAX {
+                            continue;
                         }
+                        listed += 1;
+                        kept_failing += 1;
                     }
-                };
-                let e = Element {
-                    side,
-                    role,
-                    row,
-                    col,
-                    input: x,
-                    label: case.labels[row],
-                    top_diff: top(i),
-                    actual: out[i],
-                    reference: want,
-                    budget,
-                    fraction: tolerance::error_fraction(out[i], want, budget),
-                };
-                match (side, role) {
-                    (Side::Forward, Role::Target) => report.forward_targets.add(&e),
-                    (Side::Forward, Role::PassThrough) => report.forward_passthrough.add(&e),
-                    (Side::Backward, Role::Target) => report.backward_targets.add(&e),
-                    (Side::Backward, Role::PassThrough) => report.backward_passthrough.add(&e),
+                    report.elements.push(e);
                 }
-                report.elements.push(e);
+                if detail == Detail::Bounded {
+                    report.unlisted += part.failing_passthrough - kept_failing;
+                }
             }
+            start = end;
         }
     }
     Ok(report)

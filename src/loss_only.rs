@@ -122,7 +122,10 @@ pub fn compare(
         lambda: None,
         subcenters: None,
     };
-    let mut report = compare::compare(&layer, profile, dtype)?;
+    // Every element: each one's budget is widened by the softmax's below.
+    let p = compare::output_params(&layer);
+    let mut report =
+        compare::compare_with_detail(&layer, profile, &p, dtype, compare::Detail::Every)?;
     report.rebudget(|e: &Element| match e.side {
         Side::Forward => e.budget,
         Side::Backward => {
@@ -133,7 +136,7 @@ pub fn compare(
                 e.budget + head
             }
         }
-    });
+    })?;
     if let Some(actual) = case.loss {
         report
             .scalars

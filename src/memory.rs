@@ -12,6 +12,12 @@
 /// per-element records). The one place the CLI's figure lives.
 pub const CHECK_BYTES_PER_ELEMENT: u64 = 368;
 
+/// Peak bytes of `cmargin generate` per element of one array when every output is `.npz`:
+/// cos, top_diff and the reference's forward and backward in f64 (32), and the encoded file
+/// of six arrays, up to f64 (48). An estimate from the arrays it holds; the figure measured at
+/// 512 × 360,000 is in SPEC.md §8.5.
+pub const GENERATE_BYTES_PER_ELEMENT: u64 = 80;
+
 /// Used where /proc/meminfo cannot be read.
 pub const FALLBACK_BYTES: u64 = 8 << 30;
 

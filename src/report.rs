@@ -155,10 +155,7 @@ pub fn outcomes_report(
         };
         let r = &ck.report;
         // A loss-only case's forward is its loss, a scalar (SPEC.md §8.7).
-        let has = |side: Side| {
-            r.elements.iter().any(|e| e.side == side)
-                || (side == Side::Forward && !r.scalars.is_empty())
-        };
+        let has = |side: Side| r.has_side(side) || (side == Side::Forward && !r.scalars.is_empty());
         let lacking: Vec<&str> = [Side::Forward, Side::Backward]
             .into_iter()
             .filter(|&s| !has(s))
@@ -188,11 +185,7 @@ pub fn outcomes_report(
             fraction_text(r.max_fraction()),
         );
         let _ = writeln!(out, "  {:<8} worst: {}", "", worst_line(r));
-        let predicted = r
-            .elements
-            .iter()
-            .filter(|e| !e.actual.is_finite() && e.passed())
-            .count();
+        let predicted = r.non_finite_within;
         if predicted > 0 {
             let _ = writeln!(
                 out,
@@ -234,7 +227,23 @@ pub fn outcomes_report(
                 "",
                 ck.unexplained.len()
             );
-            for line in crate::verdict::residual::describe(r, &ck.unexplained) {
+            // The residual is described on the rows the detectors saw (all of them, or a
+            // bounded check's subset, whose report holds every element of those rows).
+            let lines = match &ck.subset {
+                None => crate::verdict::residual::describe(r, &ck.unexplained),
+                Some(sub) => {
+                    let local: Vec<_> = ck
+                        .unexplained
+                        .iter()
+                        .filter_map(|e| {
+                            let row = sub.rows.binary_search(&e.row).ok()?;
+                            Some(crate::compare::Element { row, ..*e })
+                        })
+                        .collect();
+                    crate::verdict::residual::describe(&sub.report, &local)
+                }
+            };
+            for line in lines {
                 let _ = writeln!(out, "  {:<8}   residual: {line}", "");
             }
             if o.verbose {
@@ -250,6 +259,25 @@ pub fn outcomes_report(
                     );
                 }
             }
+        }
+        if let Some((sub, Some(first), Some(last))) = ck
+            .subset
+            .as_ref()
+            .map(|s| (s, s.rows.first(), s.rows.last()))
+        {
+            let _ = writeln!(
+                out,
+                "  {:<8} bounded check ({} entries per side): diagnosed on {} of {} rows ({first}..={last}){}",
+                "",
+                r.n * r.c,
+                sub.rows.len(),
+                r.n,
+                if sub.undiagnosed > 0 {
+                    format!("; {} out-of-budget element(s) in other rows not diagnosed", sub.undiagnosed)
+                } else {
+                    String::new()
+                }
+            );
         }
     }
     let [pass, allowed, dev, fail, missing] = counts;

@@ -1,5 +1,6 @@
 //! The integration tests: one binary, shared strategies (tests/common).
 
+mod bounded;
 mod cli_args;
 mod cli_check;
 mod cli_loss;

@@ -390,7 +390,10 @@ fn misplaced_gradients(ck: &mut CaseCheck, k: usize, off: &[Misplaced]) {
             }
         }
     }
-    ck.report.rebudget(|e| e.budget);
+    // A check of every element (Detail::Every above) can always be re-budgeted.
+    if ck.report.rebudget(|e| e.budget).is_err() {
+        return;
+    }
     let key = |e: &Element| (e.side, e.index(c));
     let explains: std::collections::HashSet<deviation::Key> = ck
         .report
@@ -535,8 +538,15 @@ pub fn check_cases(
             };
             let mut checks = Vec::with_capacity(layer.len());
             for (case, off) in layer.iter().zip(&misplaced) {
-                let mut ck = deviation::check(case, &prof, dtype, &Declared::default())
-                    .map_err(|e| format!("{label_s}: case {:?}: {e}", case.name))?;
+                // Every element: the per-element fractions and budgets go back to Python.
+                let mut ck = deviation::check_with(
+                    case,
+                    &prof,
+                    dtype,
+                    &Declared::default(),
+                    combined_margin::compare::Detail::Every,
+                )
+                .map_err(|e| format!("{label_s}: case {:?}: {e}", case.name))?;
                 if let Some((k, off)) = off {
                     misplaced_gradients(&mut ck, *k, off);
                 }

@@ -118,7 +118,13 @@ pub fn reference<'py>(
             fam.apply(label, &mut case)?;
             let (fwd, bwd) = py
                 .allow_threads(|| -> Result<_, combined_margin::Error> {
-                    let r = combined_margin::compare::compare(&case, &prof, dtype)?;
+                    let r = combined_margin::compare::compare_with_detail(
+                        &case,
+                        &prof,
+                        &combined_margin::compare::output_params(&case),
+                        dtype,
+                        combined_margin::compare::Detail::Every,
+                    )?;
                     let canon = |x: f64| if x.is_nan() { f64::NAN } else { dtype.round(x) };
                     let (mut f, mut b) = (vec![0.0; n * c], vec![0.0; n * c]);
                     for e in &r.elements {

@@ -243,8 +243,31 @@ pub struct Declared {
 pub struct CaseCheck {
     pub report: CaseReport,
     pub deviations: Vec<Deviation>,
-    /// Out-of-budget elements no deviation accounts for.
+    /// Out-of-budget elements no deviation accounts for (of the diagnosed rows).
     pub unexplained: Vec<Element>,
+    /// `None`: the detectors saw every element. `Some`: the comparison was bounded
+    /// ([`compare::Detail::Bounded`]) and the detectors ran on a subset of the rows.
+    pub subset: Option<Box<Subset>>,
+}
+
+/// The rows a bounded check diagnosed (SPEC.md §8.5): the detectors read every element, so a
+/// case too large to keep them all is diagnosed on its first rows with out-of-budget elements
+/// then its first other rows, as many as [`compare::DIAGNOSED_MAX`] entries allow.
+#[derive(Clone, Debug)]
+pub struct Subset {
+    /// The rows of the case, ascending; row i of `report` is `rows[i]` of the case.
+    pub rows: Vec<usize>,
+    /// The complete comparison of those rows.
+    pub report: CaseReport,
+    /// Out-of-budget elements outside `rows`: not diagnosed.
+    pub undiagnosed: usize,
+}
+
+impl Subset {
+    /// The case's key of the subset report's element key.
+    fn case_key(&self, (side, i): Key, c: usize) -> Key {
+        (side, self.rows[i / c] * c + i % c)
+    }
 }
 
 /// A case's verdict (SPEC.md §6.5, the one rule): FAIL iff an element (or the loss) is out of
@@ -289,10 +312,21 @@ impl CaseCheck {
     /// case within budget). Notes are listed and never fail a case.
     pub fn is_note(&self, d: &Deviation) -> bool {
         let c = self.report.c;
-        !self
-            .report
-            .failing()
-            .any(|e| d.explains.contains(&(e.side, e.index(c))))
+        // A bounded report may not list every failing element; the subset report does.
+        let failing: Box<dyn Iterator<Item = Key> + '_> = match &self.subset {
+            None => Box::new(self.report.failing().map(move |e| key(e, c))),
+            Some(sub) => Box::new(
+                sub.report
+                    .failing()
+                    .map(move |e| sub.case_key(key(e, c), c)),
+            ),
+        };
+        !failing.into_iter().any(|k| d.explains.contains(&k))
+    }
+
+    /// Out-of-budget elements outside the diagnosed rows of a bounded check (0 otherwise).
+    pub fn undiagnosed(&self) -> usize {
+        self.subset.as_ref().map_or(0, |s| s.undiagnosed)
     }
 
     /// The deviations that account for out-of-budget elements.
@@ -316,20 +350,99 @@ impl CaseCheck {
     /// no allowance) is of a kind in `allowed`.
     pub fn accepted_with(&self, allowed: &[Kind]) -> bool {
         self.unexplained.is_empty()
+            && self.undiagnosed() == 0
             && !self.report.scalars_failing()
             && self.findings().all(|d| allowed.contains(&d.kind))
     }
 }
 
-/// Compares `case` with `profile` and runs every detector.
+/// Compares `case` with `profile` and runs every detector. A case of more than
+/// [`compare::EVERY_ELEMENT_MAX`] entries per side is compared bounded and diagnosed on a
+/// [`Subset`] of its rows.
 pub fn check(
     case: &LayerCase,
     profile: &Profile,
     dtype: Dtype,
     declared: &Declared,
 ) -> Result<CaseCheck> {
-    let report = compare::compare(case, profile, dtype)?;
-    check_report(case, report, declared)
+    check_with(
+        case,
+        profile,
+        dtype,
+        declared,
+        compare::Detail::for_shape(case.n, case.c),
+    )
+}
+
+/// [`check`] with the comparison keeping the elements `detail` asks for.
+pub fn check_with(
+    case: &LayerCase,
+    profile: &Profile,
+    dtype: Dtype,
+    declared: &Declared,
+    detail: compare::Detail,
+) -> Result<CaseCheck> {
+    let p = compare::output_params(case);
+    let report = compare::compare_with_detail(case, profile, &p, dtype, detail)?;
+    if report.is_complete() {
+        return check_report(case, report, declared);
+    }
+    let c = case.c.max(1);
+    // The first rows with an out-of-budget element, then the first other rows (where notes
+    // are found), as many as compare::DIAGNOSED_MAX entries.
+    let most = (compare::DIAGNOSED_MAX / c).max(1);
+    let mut rows: Vec<usize> = report.failing().map(|e| e.row).collect();
+    rows.sort_unstable();
+    rows.dedup();
+    rows.truncate(most);
+    let failing_rows = rows.clone();
+    rows.extend(
+        (0..case.n)
+            .filter(|r| failing_rows.binary_search(r).is_err())
+            .take(most - failing_rows.len()),
+    );
+    rows.sort_unstable();
+    let sub_case = case.select_rows(&rows);
+    let position = |r: usize| rows.binary_search(&r).ok();
+    let sub_declared = Declared {
+        forward_rows_not_executed: declared
+            .forward_rows_not_executed
+            .iter()
+            .filter_map(|&r| position(r))
+            .collect(),
+    };
+    let sub_report =
+        compare::compare_with_detail(&sub_case, profile, &p, dtype, compare::Detail::Every)?;
+    let failing = |r: &CaseReport| r.count() - r.within();
+    let undiagnosed = failing(&report) - failing(&sub_report);
+    let sub_check = check_report(&sub_case, sub_report, &sub_declared)?;
+    let subset = Subset {
+        rows,
+        report: sub_check.report,
+        undiagnosed,
+    };
+    let deviations = sub_check
+        .deviations
+        .into_iter()
+        .map(|mut d| {
+            d.explains = d.explains.iter().map(|&k| subset.case_key(k, c)).collect();
+            d
+        })
+        .collect();
+    let unexplained = sub_check
+        .unexplained
+        .into_iter()
+        .map(|mut e| {
+            e.row = subset.rows[e.row];
+            e
+        })
+        .collect();
+    Ok(CaseCheck {
+        report,
+        deviations,
+        unexplained,
+        subset: Some(Box::new(subset)),
+    })
 }
 
 /// [`check`] on a comparison already made (a loss-only case's, `crate::loss_only`).
@@ -352,6 +465,7 @@ pub fn check_report(
         report,
         deviations,
         unexplained,
+        subset: None,
     })
 }
 

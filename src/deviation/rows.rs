@@ -176,13 +176,16 @@ pub(super) fn non_target_altered(
         }
         InputDomain::Raw => None,
     };
+    // The (side, row) pairs whose target output is not finite: one pass, not one per hit.
+    let nonfinite_targets: HashSet<(Side, usize)> = r
+        .elements
+        .iter()
+        .filter(|o| r.targets[o.row] == Some(o.col) && !o.actual.is_finite())
+        .map(|o| (o.side, o.row))
+        .collect();
     let mut classes: BTreeMap<&'static str, usize> = BTreeMap::new();
     for e in &hits {
-        let target_nonfinite = r.targets[e.row].is_some_and(|t| {
-            r.elements
-                .iter()
-                .any(|o| o.row == e.row && o.col == t && o.side == e.side && !o.actual.is_finite())
-        });
+        let target_nonfinite = nonfinite_targets.contains(&(e.side, e.row));
         let class = if !e.actual.is_finite() && e.input.abs() > 1.0 {
             "NaN for |x| > 1"
         } else if !e.actual.is_finite() && target_nonfinite {

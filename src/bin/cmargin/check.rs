@@ -16,7 +16,9 @@ use combined_margin::compare::Side;
 use combined_margin::conformance;
 use combined_margin::deviation::{self, CaseCheck, Kind};
 use combined_margin::filecheck::{self, Choice};
-use combined_margin::fixture::{file_is_zip, read_dump, read_layer_npz, Dump, Limits};
+use combined_margin::fixture::{
+    file_is_zip, read_dump, read_layer_npz_arrays, Arrays, Dump, Limits,
+};
 use combined_margin::report::{self, ReportOptions};
 use combined_margin::Dtype;
 use combined_margin::Profile;
@@ -158,7 +160,8 @@ fn check_npz(
     opts: &ReportOptions,
     searches: &mut Vec<serde_json::Value>,
 ) -> Result<bool, String> {
-    let npz = read_layer_npz(file, check_limits()).map_err(|e| e.to_string())?;
+    let npz =
+        read_layer_npz_arrays(file, check_limits(), Arrays::ForCheck).map_err(|e| e.to_string())?;
     let label = npz.file.clone();
     let case = npz.case;
     if case.forward.is_none() && case.backward.is_none() {

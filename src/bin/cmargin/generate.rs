@@ -2,7 +2,8 @@
 //! forward and backward of a profile (SPEC.md §7).
 
 use combined_margin::fixture::generate::{
-    generate_family, rows_for, Family, Inputs, MarginParam, RowMargin, RowValues, Spec, TopDiff,
+    generate_within, rows_for, EntryLimit, Family, Inputs, MarginParam, RowMargin, RowValues, Spec,
+    TopDiff,
 };
 use combined_margin::fixture::write_atomic;
 use combined_margin::{Dtype, Params, Profile};
@@ -72,6 +73,7 @@ pub struct Args {
     force: bool,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Format {
     Json,
     Npz,
@@ -163,7 +165,13 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         ignore_every: a.ignore_every,
     };
     let family = family(&a, n)?;
-    let g = generate_family(&spec, &family).map_err(|e| e.to_string())?;
+    // .npz alone is read by a reader whose limit follows memory; JSON by one with a fixed cap.
+    let limit = if formats.iter().all(|f| *f == Format::Npz) {
+        EntryLimit::npz_memory()
+    } else {
+        EntryLimit::json()
+    };
+    let g = generate_within(&spec, &family, &limit).map_err(|e| e.to_string())?;
     if inputs == Inputs::Edges && g.catalogue_placed < g.catalogue_len {
         eprintln!(
             "cmargin: note: {} of the {} catalogue values have a row; omit --shape or use N >= {}",

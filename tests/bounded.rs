@@ -1,0 +1,214 @@
+//! The bounded comparison (SPEC.md §8.5) against the complete one: on every shipped golden
+//! case, under its mapped profile and under a profile it does not follow (so that cases fail
+//! and the subset diagnosis runs), the bounded check gives the same tallies, the same worst
+//! element, the same verdict and the same named causes. The complete comparison is the
+//! independent side here: it keeps every element and its detectors read them all.
+
+use crate::golden::golden_dir;
+use combined_margin::compare::{Detail, Side};
+use combined_margin::conformance;
+use combined_margin::deviation::{self, CaseCheck, Declared};
+use combined_margin::profile::{mapped_profile, Profile};
+use combined_margin::scope::{self, Scope};
+
+/// What a user sees of a check: verdict, tallies, worst element, causes, unexplained count.
+fn digest(ck: &CaseCheck) -> String {
+    let r = &ck.report;
+    let w = r.worst().map(|e| {
+        (
+            e.side,
+            e.row,
+            e.col,
+            e.fraction.to_bits(),
+            e.actual.to_bits(),
+            e.reference.to_bits(),
+        )
+    });
+    let tallies: Vec<(usize, usize, Option<u64>)> = r
+        .tallies()
+        .iter()
+        .map(|(_, t)| (t.count, t.within, t.worst.map(|e| e.fraction.to_bits())))
+        .collect();
+    let mut findings: Vec<String> = ck.findings().map(|d| d.kind.to_string()).collect();
+    findings.sort();
+    let mut notes: Vec<String> = ck.notes().map(|d| d.kind.to_string()).collect();
+    notes.sort();
+    format!(
+        "{:?} passed {} count {} within {} non-finite within {} worst {w:?} tallies {tallies:?} findings {findings:?} notes {notes:?} unexplained {} sides {} {}",
+        ck.verdict(),
+        r.passed(),
+        r.count(),
+        r.within(),
+        r.non_finite_within,
+        ck.unexplained.len() + ck.undiagnosed(),
+        r.has_side(Side::Forward),
+        r.has_side(Side::Backward),
+    )
+}
+
+#[test]
+fn a_bounded_check_of_every_golden_case_reads_as_the_complete_one() {
+    let set = conformance::golden_set(Some(&golden_dir())).expect("golden set");
+    let other = Profile::preset("analytic").unwrap();
+    let (mut cases, mut failing, mut subsets) = (0, 0, 0);
+    for (rel, dump) in &set.dumps {
+        for raw in &dump.cases {
+            let sc = scope::classify(dump.kind, &dump.implementation, raw).unwrap();
+            if sc != Scope::CombinedMargin {
+                continue;
+            }
+            let case = dump.layer_view(raw).unwrap();
+            let mapped = mapped_profile(&dump.implementation, case.easy_margin);
+            for prof in mapped.iter().chain([&other]) {
+                let check = |detail| {
+                    deviation::check_with(&case, prof, dump.dtype, &Declared::default(), detail)
+                };
+                let (every, bounded) = match (check(Detail::Every), check(Detail::Bounded)) {
+                    (Ok(e), Ok(b)) => (e, b),
+                    // Refused input (a label out of range) is refused alike.
+                    (Err(e), Err(b)) => {
+                        assert_eq!(e.to_string(), b.to_string(), "{rel} {}", raw.name);
+                        continue;
+                    }
+                    (e, b) => panic!("{rel} {}: {:?} vs {:?}", raw.name, e.err(), b.err()),
+                };
+                assert!(every.subset.is_none() && bounded.subset.is_some());
+                assert!(bounded.report.elements.len() <= every.report.elements.len());
+                assert_eq!(
+                    digest(&every),
+                    digest(&bounded),
+                    "{rel} case {:?} under {}",
+                    raw.name,
+                    prof.name
+                );
+                cases += 1;
+                failing += usize::from(!every.report.passed());
+                subsets += bounded.subset.as_ref().map_or(0, |s| s.rows.len());
+            }
+        }
+    }
+    println!("{cases} (case, profile) pairs, {failing} failing; {subsets} rows diagnosed");
+    assert!(
+        cases > 100 && failing > 20,
+        "{cases} pairs, {failing} failing"
+    );
+}
+
+/// CosFace at s = 1 in f64 with `n` rows of `c` classes: the closed form is the target
+/// `c − m3` (one rounding) and a copy elsewhere, forward and backward (top_diff copied).
+/// `scale` multiplies every non-target forward of the rows in `scaled`.
+fn cosface(
+    n: usize,
+    c: usize,
+    scale: f64,
+    scaled: &[usize],
+) -> combined_margin::fixture::LayerCase {
+    let m3 = 0.35;
+    // A fixed LCG: inputs in [-0.5, 0.5), targets in [0.25, 0.75).
+    let mut x = 0x2545F4914F6CDD1Du64;
+    let mut draw = move || {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (x >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+    };
+    let labels: Vec<i64> = (0..n).map(|i| ((i * 7919) % c) as i64).collect();
+    let mut cos = vec![0.0; n * c];
+    let mut fwd = vec![0.0; n * c];
+    for i in 0..n {
+        for j in 0..c {
+            let k = i * c + j;
+            if labels[i] as usize == j {
+                cos[k] = 0.5 + draw() / 2.0;
+                fwd[k] = cos[k] - m3;
+            } else {
+                cos[k] = draw();
+                fwd[k] = if scaled.contains(&i) {
+                    scale * cos[k]
+                } else {
+                    cos[k]
+                };
+            }
+        }
+    }
+    let top: Vec<f64> = (0..n * c)
+        .map(|k| if k % 3 == 0 { -1.0 } else { 0.5 })
+        .collect();
+    combined_margin::fixture::LayerCase {
+        name: "cosface-bounded".into(),
+        params: combined_margin::params::Params::new(1.0, 0.0, m3),
+        params_effective: combined_margin::params::Params::new(1.0, 0.0, m3),
+        scaled: false,
+        easy_margin: None,
+        n,
+        c,
+        cos,
+        labels,
+        top_diff: Some(top.clone()),
+        forward: Some(fwd),
+        backward: Some(top),
+        row_params: None,
+        modulation: Default::default(),
+        lambda: None,
+        subcenters: None,
+    }
+}
+
+/// A case over [`combined_margin::compare::EVERY_ELEMENT_MAX`] entries per side is compared
+/// bounded: a correct layer passes with no per-element list beyond its targets; a layer that
+/// scales the non-targets of three rows by 1.01 fails with the complete check's cause named
+/// from a subset of rows, the failures beyond the listing counted, and the failing row
+/// outside the subset counted as not diagnosed.
+#[test]
+fn a_large_case_is_checked_bounded_and_diagnosed_on_a_subset_of_rows() {
+    use combined_margin::compare::{DIAGNOSED_MAX, EVERY_ELEMENT_MAX, LISTED_MAX};
+    let (n, c) = (18, 60_000);
+    let most = DIAGNOSED_MAX / c;
+    assert!(n * c > EVERY_ELEMENT_MAX && most == 2);
+    let prof = Profile::preset("analytic").unwrap();
+    let dtype = combined_margin::dtype::Dtype::F64;
+    let check = |case: &combined_margin::fixture::LayerCase, detail| {
+        deviation::check_with(case, &prof, dtype, &Declared::default(), detail).unwrap()
+    };
+
+    let good = cosface(n, c, 1.0, &[]);
+    let ck = deviation::check(&good, &prof, dtype, &Declared::default()).unwrap();
+    assert_eq!(ck.verdict(), deviation::Verdict::Pass);
+    assert_eq!(ck.report.elements.len(), 2 * n, "targets only");
+    assert_eq!(
+        (ck.report.count(), ck.report.within()),
+        (2 * n * c, 2 * n * c)
+    );
+    let sub = ck.subset.as_ref().expect("a bounded check");
+    assert_eq!((sub.rows.clone(), sub.undiagnosed), (vec![0, 1], 0));
+
+    let bad = cosface(n, c, 1.01, &[0, 5, 17]);
+    let (every, bounded) = (check(&bad, Detail::Every), check(&bad, Detail::Bounded));
+    let failing = every.report.count() - every.report.within();
+    assert!(failing > LISTED_MAX, "{failing} failing elements");
+    assert_eq!(bounded.report.unlisted, failing - LISTED_MAX);
+    let kinds = |ck: &CaseCheck| {
+        let mut k: Vec<String> = ck.findings().map(|d| d.kind.to_string()).collect();
+        k.sort();
+        k
+    };
+    assert!(
+        !kinds(&every).is_empty(),
+        "the complete check names a cause"
+    );
+    assert_eq!(kinds(&every), kinds(&bounded));
+    assert_eq!(every.verdict(), bounded.verdict());
+    let sub = bounded.subset.as_ref().unwrap();
+    // Rows 0 and 5 are diagnosed; row 17 fails too and is not.
+    assert_eq!(sub.rows, vec![0, 5]);
+    assert_eq!(sub.undiagnosed, failing / 3, "row 17's failures");
+    assert!(!bounded.accepted_with(&[]));
+    let w = (
+        every.report.worst().unwrap(),
+        bounded.report.worst().unwrap(),
+    );
+    assert_eq!(
+        (w.0.row, w.0.col, w.0.fraction),
+        (w.1.row, w.1.col, w.1.fraction)
+    );
+}
