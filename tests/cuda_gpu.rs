@@ -369,7 +369,7 @@ fn canaries<T: KernelFloat>(gpu: &Gpu, profile: &Profile) {
             status: status.view_mut(),
             loss: loss.view_mut(),
         };
-        gpu.launch_fused(&cos_f.view(), &lab.view(), &mut bufs, n, c, &kp)
+        gpu.launch_fused(&cos_f.view(), &lab.view(), &mut bufs, n, c, &kp, None)
             .expect("launch");
     }
     let g = gradf.read(gpu, "fused grad", same_bits::<T>);
@@ -810,6 +810,7 @@ fn bench_fused_bandwidth() {
             n,
             c,
             &kp,
+            None,
         )
         .unwrap()
     });
