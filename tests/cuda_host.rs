@@ -761,6 +761,62 @@ fn host_order_key_is_the_total_order() {
     run::<f64>();
 }
 
+/// One row of a modulated margin layer as an implementation computed it (unscaled, top_diff
+/// = 1): the inputs, the target column, the outputs and factors d out / d c, and, where the
+/// implementation reports it, which columns it modulated.
+pub(crate) struct ModulatedRow<'a> {
+    pub row: &'a [f64],
+    pub y: usize,
+    pub out: &'a [f64],
+    pub factor: &'a [f64],
+    pub top: Option<&'a [bool]>,
+}
+
+/// The failures of one modulated row against the reference: the target within its budget; each
+/// non-target on a side the reference's plan allows (`Reference::row_plan`: either side inside
+/// its tie band) and within that side's budget (`Reference::modulated` / `non_target`). Where
+/// `top` is not reported, a non-target passes on any side the plan allows.
+pub(crate) fn check_modulated_row(r: &Reference, m: &Modulation, x: &ModulatedRow) -> Vec<String> {
+    let plan = r.row_plan(m, layer::Row::Target(x.y), x.row);
+    let within = |j: usize, (f, g, b): (f64, f64, Budget)| {
+        error_fraction(x.out[j], f, b.forward) <= 1.0
+            && error_fraction(x.factor[j], g, b.backward) <= 1.0
+    };
+    let mut failures = Vec::new();
+    for j in 0..x.row.len() {
+        let ok = if j == x.y {
+            let t = r.target(x.row[j], 1.0);
+            x.top.is_none_or(|top| !top[j]) && within(j, (t.forward, t.backward, t.budget))
+        } else {
+            let tr = plan.as_ref().map_or(Treatment::Unchanged, |pl| pl[j]);
+            let (may_modulate, may_keep) = match tr {
+                Treatment::Modulated => (true, false),
+                Treatment::Unchanged => (false, true),
+                Treatment::Either => (true, true),
+            };
+            let modulated = || within(j, r.modulated(m, x.row[j], 1.0));
+            let kept = || within(j, r.non_target(x.row[j], 1.0));
+            match x.top.map(|top| top[j]) {
+                Some(true) => may_modulate && modulated(),
+                Some(false) => may_keep && kept(),
+                None => (may_modulate && modulated()) || (may_keep && kept()),
+            }
+        };
+        if !ok {
+            failures.push(format!(
+                "row {:?}, y = {}, column {j}: plan {:?}, top {:?}, out {:e}, factor {:e}",
+                x.row,
+                x.y,
+                plan.as_ref().map(|pl| pl[j]),
+                x.top.map(|top| top[j]),
+                x.out[j],
+                x.factor[j],
+            ));
+        }
+    }
+    failures
+}
+
 /// What one inter-top-k sweep saw: entries compared, entries the kernel modulated, failures.
 struct TopkSweep {
     entries: u64,
@@ -769,7 +825,7 @@ struct TopkSweep {
 }
 
 /// Rows of `c` columns from `pool`, with repeats (ties at the cut) drawn on purpose.
-fn topk_rows(pool: &[f64], rows: usize, c: usize, seed: u64) -> Vec<Vec<f64>> {
+pub(crate) fn topk_rows(pool: &[f64], rows: usize, c: usize, seed: u64) -> Vec<Vec<f64>> {
     let mut x = seed | 1;
     let mut next = move || {
         x ^= x << 13;
@@ -796,10 +852,9 @@ fn topk_rows(pool: &[f64], rows: usize, c: usize, seed: u64) -> Vec<Vec<f64>> {
 
 /// The header's inter-top-k (one row at a time, as the `cm_intertopk_*` kernels) against the
 /// reference (`compare::Reference::row_plan` for which entries are modulated, `modulated` /
-/// `non_target` / `target` for values and budgets), every preset, under the kernel arguments
-/// `mutate` makes of the true ones. Per row: exactly min(k, C − 1) entries taken, each
-/// planned entry on its side (either side inside the reference's tie band), every value within
-/// its budget.
+/// `non_target` / `target` for values and budgets: `check_modulated_row`), every preset, under
+/// the kernel arguments `mutate` makes of the true ones. Per row: exactly min(k, C − 1) entries
+/// taken, each planned entry on its side, every value within its budget.
 fn intertopk_case<T: HostEval>(mutate: impl Fn(&mut KernelInterTopK<T>)) -> TopkSweep {
     let dt = T::DTYPE;
     let mut sw = TopkSweep {
@@ -834,7 +889,6 @@ fn intertopk_case<T: HostEval>(mutate: impl Fn(&mut KernelInterTopK<T>)) -> Topk
                     let y = ri % c;
                     let x: Vec<T> = row.iter().map(|&v| T::of(v)).collect();
                     let got = T::host_intertopk_row(&x, y, &args, &kp);
-                    let plan = r.row_plan(&md, layer::Row::Target(y), row);
                     let taken = got.top.iter().filter(|&&t| t).count();
                     if taken != k.min(c - 1) {
                         sw.failures.push(format!(
@@ -842,42 +896,22 @@ fn intertopk_case<T: HostEval>(mutate: impl Fn(&mut KernelInterTopK<T>)) -> Topk
                             profile.name
                         ));
                     }
-                    for j in 0..c {
-                        sw.entries += 1;
-                        sw.modulated += got.top[j] as u64;
-                        let (want, on_side) = if j == y {
-                            let t = r.target(row[j], 1.0);
-                            ((t.forward, t.backward, t.budget), !got.top[j])
-                        } else {
-                            let tr = plan.as_ref().map_or(Treatment::Unchanged, |pl| pl[j]);
-                            let side = match tr {
-                                Treatment::Modulated => got.top[j],
-                                Treatment::Unchanged => !got.top[j],
-                                Treatment::Either => true,
-                            };
-                            let v = if got.top[j] {
-                                r.modulated(&md, row[j], 1.0)
-                            } else {
-                                r.non_target(row[j], 1.0)
-                            };
-                            (v, side)
-                        };
-                        let (f, g, bud) = want;
-                        let ok = on_side
-                            && error_fraction(got.out[j].f64(), f, bud.forward) <= 1.0
-                            && error_fraction(got.factor[j].f64(), g, bud.backward) <= 1.0;
-                        if !ok {
-                            sw.failures.push(format!(
-                                "{} {dt} {p} k = {k}, m' = {mp} (active {active}), row \
-                                 {row:?}, y = {y}, column {j}: plan {:?}, top {}, out {:e}, \
-                                 factor {:e}; reference ({f:e}, {g:e})",
-                                profile.name,
-                                plan.as_ref().map(|pl| pl[j]),
-                                got.top[j],
-                                got.out[j].f64(),
-                                got.factor[j].f64(),
-                            ));
-                        }
+                    let wide = |v: &[T]| v.iter().map(|x| x.f64()).collect::<Vec<f64>>();
+                    let (out, factor) = (wide(&got.out), wide(&got.factor));
+                    sw.entries += c as u64;
+                    sw.modulated += taken as u64;
+                    let seen = ModulatedRow {
+                        row,
+                        y,
+                        out: &out,
+                        factor: &factor,
+                        top: Some(&got.top),
+                    };
+                    for e in check_modulated_row(&r, &md, &seen) {
+                        sw.failures.push(format!(
+                            "{} {dt} {p} k = {k}, m' = {mp} (active {active}): {e}",
+                            profile.name
+                        ));
                     }
                 }
             }
@@ -985,4 +1019,61 @@ fn host_intertopk_tie_rule() {
     }
     run::<f32>();
     run::<f64>();
+}
+
+/// The kernel arguments of a modulation: the one match over `Modulation` picks the kernel
+/// family; the detector's CurricularFace variants (which no kernel implements) and an inactive
+/// inter-top-k's m′ are handled there, without a GPU.
+#[test]
+fn kernel_modulation_arguments() {
+    use combined_margin::cuda::device::KernelModulation;
+    let cur = |mask, gradient| {
+        Modulation::Curricular(Curricular {
+            t: 0.3,
+            t_other: None,
+            mask,
+            gradient,
+        })
+    };
+    assert_eq!(
+        KernelModulation::<f32>::new(&cur(CurricularMask::MarginBranch, CurricularGradient::Full))
+            .unwrap(),
+        KernelModulation::Curricular { t: 0.3f32 }
+    );
+    for bad in [
+        cur(CurricularMask::AfterFallback, CurricularGradient::Full),
+        cur(CurricularMask::MarginBranch, CurricularGradient::OneFactor),
+    ] {
+        let e = KernelModulation::<f64>::new(&bad).unwrap_err().to_string();
+        assert!(e.contains("CurricularFace kernels"), "{e}");
+    }
+    let topk = |active| {
+        Modulation::InterTopK(InterTopK {
+            k: 5,
+            m: 0.2,
+            active,
+        })
+    };
+    // Active: cos and sin of m′ in f64, rounded once to T (closed form).
+    assert_eq!(
+        KernelModulation::<f32>::new(&topk(true)).unwrap(),
+        KernelModulation::InterTopK(KernelInterTopK {
+            k: 5,
+            cos_mp: 0.2f64.cos() as f32,
+            sin_mp: 0.2f64.sin() as f32,
+        })
+    );
+    // Inactive (ESPnet before update()): m′ = 0, so cos 1 and sin 0, whatever m′ was recorded.
+    assert_eq!(
+        KernelModulation::<f64>::new(&topk(false)).unwrap(),
+        KernelModulation::InterTopK(KernelInterTopK {
+            k: 5,
+            cos_mp: 1.0,
+            sin_mp: 0.0,
+        })
+    );
+    assert_eq!(
+        KernelModulation::<f64>::new(&Modulation::None).unwrap(),
+        KernelModulation::None
+    );
 }
