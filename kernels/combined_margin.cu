@@ -96,24 +96,28 @@ __device__ void cm_margin_backward(const T* cos, T* grad, const long long* label
 extern "C" __global__ void cm_margin_forward_f32(float* logits, const long long* labels,
                                                  int* status, long long n, long long c,
                                                  cm_profile pr, cm_rows rows) {
-    cm_margin_forward<float, CM_MOD_NONE>(logits, labels, status, n, c, pr, rows, cm_no_mod<float>());
+    cm_margin_forward<float, CM_MOD_NONE>(logits, labels, status, n, c, pr, rows,
+                                          cm_no_mod<float>());
 }
 extern "C" __global__ void cm_margin_forward_f64(double* logits, const long long* labels,
                                                  int* status, long long n, long long c,
                                                  cm_profile pr, cm_rows rows) {
-    cm_margin_forward<double, CM_MOD_NONE>(logits, labels, status, n, c, pr, rows, cm_no_mod<double>());
+    cm_margin_forward<double, CM_MOD_NONE>(logits, labels, status, n, c, pr, rows,
+                                           cm_no_mod<double>());
 }
 extern "C" __global__ void cm_margin_backward_f32(const float* cos, float* grad,
                                                   const long long* labels, int* status,
                                                   long long n, long long c, cm_profile pr,
                                                   cm_rows rows) {
-    cm_margin_backward<float, CM_MOD_NONE>(cos, grad, labels, status, n, c, pr, rows, cm_no_mod<float>());
+    cm_margin_backward<float, CM_MOD_NONE>(cos, grad, labels, status, n, c, pr, rows,
+                                           cm_no_mod<float>());
 }
 extern "C" __global__ void cm_margin_backward_f64(const double* cos, double* grad,
                                                   const long long* labels, int* status,
                                                   long long n, long long c, cm_profile pr,
                                                   cm_rows rows) {
-    cm_margin_backward<double, CM_MOD_NONE>(cos, grad, labels, status, n, c, pr, rows, cm_no_mod<double>());
+    cm_margin_backward<double, CM_MOD_NONE>(cos, grad, labels, status, n, c, pr, rows,
+                                            cm_no_mod<double>());
 }
 
 // (a') Half storage, f32 opmath (SPEC.md §5.5, §9.4): IEEE binary16 (`__half`'s layout) and
@@ -213,9 +217,10 @@ extern "C" __global__ void cm_margin_backward_bf16(const unsigned short* cos,
 
 // ---------------------------------------------------------------------------------------
 // (a'') The margin layer under CurricularFace (SPEC.md §11.3): the (a) kernels with
-// CM_MOD_CURRICULAR and the running statistic t the forward used. In a row with a target, the mask threshold tau comes
-// from the target's input, each non-target gets cm_curricular (the profile's treatment, then
-// c~*(t + c~) where hard), the target the margin. Rows without a target are as in (a).
+// CM_MOD_CURRICULAR and the running statistic t the forward used. In a row with a target, the
+// mask threshold tau comes from the target's input, each non-target gets cm_curricular (the
+// profile's treatment, then c~*(t + c~) where hard), the target the margin. Rows without a
+// target are as in (a).
 extern "C" __global__ void cm_curricular_forward_f32(float* logits, const long long* labels,
                                                      int* status, long long n, long long c,
                                                      float t, cm_profile pr, cm_rows rows) {

@@ -666,6 +666,7 @@ impl Gpu {
         arg: &[usize],
         k: usize,
     ) -> Result<Vec<T>, CudaError> {
+        check_subcenter_count(k)?;
         check_len("arg (one per cell)", d_cos.len(), arg.len())?;
         if let Some((cell, &a)) = arg.iter().enumerate().find(|&(_, &a)| a >= k) {
             return Err(Error::Invalid(format!(
@@ -1161,6 +1162,14 @@ impl<T: KernelFloat> KernelModulation<T> {
     }
 }
 
+/// K ≥ 1 sub-centres per cell.
+fn check_subcenter_count(k: usize) -> Result<(), Error> {
+    if k == 0 {
+        return Err(Error::Invalid("sub-centres need K >= 1 (K = 0)".into()));
+    }
+    Ok(())
+}
+
 /// [cells, K] and [cells] views for the sub-centre kernels: K ≥ 1, cells·K without overflow.
 fn check_subcenter_shapes(
     cells: usize,
@@ -1169,9 +1178,7 @@ fn check_subcenter_shapes(
     cells_len_a: usize,
     cells_len_b: usize,
 ) -> Result<(), Error> {
-    if k == 0 {
-        return Err(Error::Invalid("sub-centres need K >= 1 (K = 0)".into()));
-    }
+    check_subcenter_count(k)?;
     let wide = cells
         .checked_mul(k)
         .filter(|&v| v <= i64::MAX as usize)
