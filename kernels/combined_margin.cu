@@ -43,51 +43,50 @@ __device__ inline int cm_row_with_profile(const long long* labels, int* status, 
 }
 
 // Forward, in place: `logits` holds cos on entry; each row's target becomes the margin, and
-// its other entries get the non-target treatment. CUR (the (a'') kernels): under CurricularFace
-// with statistic t, the non-targets of a row with a target get cm_curricular against the tau
-// of the target's input, read before the target is overwritten.
-template <typename T, bool CUR>
+// its other entries get the non-target treatment. MOD (CM_MOD_*, the (a'') kernels): in a row
+// with a target, the non-targets get the modulation `md` (cm_mod_entry), its row state set up
+// from the row's input (cm_mod_setup) before anything is overwritten.
+template <typename T, int MOD>
 __device__ void cm_margin_forward(T* logits, const long long* labels, int* status, long long n,
                                   long long c, const cm_profile& pr0, const cm_rows& rows,
-                                  T t) {
+                                  const cm_mod_args<T>& md) {
     long long i, y;
     cm_profile pr;
     const int st = cm_row_with_profile(labels, status, n, c, pr0, rows, i, y, pr);
     if (st == CM_ROW_IGNORED || st == CM_ROW_BAD_LABEL) return;
     T* row = logits + i * c;
-    const T tau = CUR && st == CM_ROW_TARGET ? cm_curricular_tau<T>(row[y], pr) : T(0);
-    if ((CUR && st == CM_ROW_TARGET) || cm_transforms_non_targets(pr)) {
+    const int mod = st == CM_ROW_TARGET ? MOD : CM_MOD_NONE;
+    cm_mod_row<T> mr = cm_mod_setup<T>(mod, row, c, y, md, pr);
+    if (mod != CM_MOD_NONE || cm_transforms_non_targets(pr)) {
         for (long long j = 0; j < c; ++j) {
             if (st == CM_ROW_TARGET && j == y) continue;
-            int hard;
-            row[j] = CUR && st == CM_ROW_TARGET ? cm_curricular<T>(row[j], t, tau, pr, &hard).out
-                                                : cm_non_target<T>(row[j], pr).out;
+            int changed;
+            row[j] = cm_mod_entry<T>(mod, row[j], md, &mr, pr, &changed).out;
         }
     }
     if (st == CM_ROW_TARGET) row[y] = cm_eval<T>(row[y], pr).out;
 }
 
 // Backward, in place: `grad` holds top_diff on entry; each row's target is multiplied by the
-// factor d out / d c at cos[i, y], and its other entries by the non-target factor (under CUR,
-// cm_curricular's).
-template <typename T, bool CUR>
+// factor d out / d c at cos[i, y], and its other entries by the non-target factor (under MOD,
+// the modulation's).
+template <typename T, int MOD>
 __device__ void cm_margin_backward(const T* cos, T* grad, const long long* labels, int* status,
                                    long long n, long long c, const cm_profile& pr0,
-                                   const cm_rows& rows, T t) {
+                                   const cm_rows& rows, const cm_mod_args<T>& md) {
     long long i, y;
     cm_profile pr;
     const int st = cm_row_with_profile(labels, status, n, c, pr0, rows, i, y, pr);
     if (st == CM_ROW_IGNORED || st == CM_ROW_BAD_LABEL) return;
     const T* x = cos + i * c;
     T* g = grad + i * c;
-    const T tau = CUR && st == CM_ROW_TARGET ? cm_curricular_tau<T>(x[y], pr) : T(0);
-    if ((CUR && st == CM_ROW_TARGET) || cm_transforms_non_targets(pr)) {
+    const int mod = st == CM_ROW_TARGET ? MOD : CM_MOD_NONE;
+    cm_mod_row<T> mr = cm_mod_setup<T>(mod, x, c, y, md, pr);
+    if (mod != CM_MOD_NONE || cm_transforms_non_targets(pr)) {
         for (long long j = 0; j < c; ++j) {
             if (st == CM_ROW_TARGET && j == y) continue;
-            int hard;
-            const T f = CUR && st == CM_ROW_TARGET
-                            ? cm_curricular<T>(x[j], t, tau, pr, &hard).factor
-                            : cm_non_target<T>(x[j], pr).factor;
+            int changed;
+            const T f = cm_mod_entry<T>(mod, x[j], md, &mr, pr, &changed).factor;
             if (f != T(1)) g[j] = g[j] * f;
         }
     }
@@ -97,24 +96,28 @@ __device__ void cm_margin_backward(const T* cos, T* grad, const long long* label
 extern "C" __global__ void cm_margin_forward_f32(float* logits, const long long* labels,
                                                  int* status, long long n, long long c,
                                                  cm_profile pr, cm_rows rows) {
-    cm_margin_forward<float, false>(logits, labels, status, n, c, pr, rows, 0.0f);
+    cm_margin_forward<float, CM_MOD_NONE>(logits, labels, status, n, c, pr, rows,
+                                          cm_no_mod<float>());
 }
 extern "C" __global__ void cm_margin_forward_f64(double* logits, const long long* labels,
                                                  int* status, long long n, long long c,
                                                  cm_profile pr, cm_rows rows) {
-    cm_margin_forward<double, false>(logits, labels, status, n, c, pr, rows, 0.0);
+    cm_margin_forward<double, CM_MOD_NONE>(logits, labels, status, n, c, pr, rows,
+                                           cm_no_mod<double>());
 }
 extern "C" __global__ void cm_margin_backward_f32(const float* cos, float* grad,
                                                   const long long* labels, int* status,
                                                   long long n, long long c, cm_profile pr,
                                                   cm_rows rows) {
-    cm_margin_backward<float, false>(cos, grad, labels, status, n, c, pr, rows, 0.0f);
+    cm_margin_backward<float, CM_MOD_NONE>(cos, grad, labels, status, n, c, pr, rows,
+                                           cm_no_mod<float>());
 }
 extern "C" __global__ void cm_margin_backward_f64(const double* cos, double* grad,
                                                   const long long* labels, int* status,
                                                   long long n, long long c, cm_profile pr,
                                                   cm_rows rows) {
-    cm_margin_backward<double, false>(cos, grad, labels, status, n, c, pr, rows, 0.0);
+    cm_margin_backward<double, CM_MOD_NONE>(cos, grad, labels, status, n, c, pr, rows,
+                                            cm_no_mod<double>());
 }
 
 // (a') Half storage, f32 opmath (SPEC.md §5.5, §9.4): IEEE binary16 (`__half`'s layout) and
@@ -213,35 +216,77 @@ extern "C" __global__ void cm_margin_backward_bf16(const unsigned short* cos,
 }
 
 // ---------------------------------------------------------------------------------------
-// (a'') The margin layer under CurricularFace (SPEC.md §11.3): the (a) kernels with CUR and the
-// running statistic t the forward used. In a row with a target, the mask threshold tau comes
-// from the target's input, each non-target gets cm_curricular (the profile's treatment, then
-// c~*(t + c~) where hard), the target the margin. Rows without a target are as in (a).
+// (a'') The margin layer under CurricularFace (SPEC.md §11.3): the (a) kernels with
+// CM_MOD_CURRICULAR and the running statistic t the forward used. In a row with a target, the
+// mask threshold tau comes from the target's input, each non-target gets cm_curricular (the
+// profile's treatment, then c~*(t + c~) where hard), the target the margin. Rows without a
+// target are as in (a).
 extern "C" __global__ void cm_curricular_forward_f32(float* logits, const long long* labels,
                                                      int* status, long long n, long long c,
                                                      float t, cm_profile pr, cm_rows rows) {
-    cm_margin_forward<float, true>(logits, labels, status, n, c, pr, rows, t);
+    cm_margin_forward<float, CM_MOD_CURRICULAR>(logits, labels, status, n, c, pr, rows,
+                                                cm_curricular_mod<float>(t));
 }
 extern "C" __global__ void cm_curricular_forward_f64(double* logits, const long long* labels,
                                                      int* status, long long n, long long c,
                                                      double t, cm_profile pr, cm_rows rows) {
-    cm_margin_forward<double, true>(logits, labels, status, n, c, pr, rows, t);
+    cm_margin_forward<double, CM_MOD_CURRICULAR>(logits, labels, status, n, c, pr, rows,
+                                                 cm_curricular_mod<double>(t));
 }
 extern "C" __global__ void cm_curricular_backward_f32(const float* cos, float* grad,
                                                       const long long* labels, int* status,
                                                       long long n, long long c, float t,
                                                       cm_profile pr, cm_rows rows) {
-    cm_margin_backward<float, true>(cos, grad, labels, status, n, c, pr, rows, t);
+    cm_margin_backward<float, CM_MOD_CURRICULAR>(cos, grad, labels, status, n, c, pr, rows,
+                                                 cm_curricular_mod<float>(t));
 }
 extern "C" __global__ void cm_curricular_backward_f64(const double* cos, double* grad,
                                                       const long long* labels, int* status,
                                                       long long n, long long c, double t,
                                                       cm_profile pr, cm_rows rows) {
-    cm_margin_backward<double, true>(cos, grad, labels, status, n, c, pr, rows, t);
+    cm_margin_backward<double, CM_MOD_CURRICULAR>(cos, grad, labels, status, n, c, pr, rows,
+                                                  cm_curricular_mod<double>(t));
 }
 
 // ---------------------------------------------------------------------------------------
-// (a''') Sub-centres (SPEC.md §11.2): cos [N, C, K] -> [N, C] by the max over K (first index on
+// (a''') The margin layer under inter-top-k (SPEC.md §11.3): the (a) kernels with the k hardest
+// non-targets of each row with a target (largest c~; ties at the cut to the lower column)
+// turned into cos(theta - m') (cm_intertopk). cos_mp, sin_mp: cos m' and sin m' of the m' in
+// force (0 while the head is inactive), rounded to T by the host. One thread per row: the cut
+// costs 8*sizeof(T) + 1 counting passes over the row before the write pass.
+extern "C" __global__ void cm_intertopk_forward_f32(float* logits, const long long* labels,
+                                                    int* status, long long n, long long c,
+                                                    long long k, float cos_mp, float sin_mp,
+                                                    cm_profile pr, cm_rows rows) {
+    cm_margin_forward<float, CM_MOD_INTERTOPK>(logits, labels, status, n, c, pr, rows,
+                                               cm_intertopk_mod<float>(k, cos_mp, sin_mp));
+}
+extern "C" __global__ void cm_intertopk_forward_f64(double* logits, const long long* labels,
+                                                    int* status, long long n, long long c,
+                                                    long long k, double cos_mp, double sin_mp,
+                                                    cm_profile pr, cm_rows rows) {
+    cm_margin_forward<double, CM_MOD_INTERTOPK>(logits, labels, status, n, c, pr, rows,
+                                                cm_intertopk_mod<double>(k, cos_mp, sin_mp));
+}
+extern "C" __global__ void cm_intertopk_backward_f32(const float* cos, float* grad,
+                                                     const long long* labels, int* status,
+                                                     long long n, long long c, long long k,
+                                                     float cos_mp, float sin_mp, cm_profile pr,
+                                                     cm_rows rows) {
+    cm_margin_backward<float, CM_MOD_INTERTOPK>(cos, grad, labels, status, n, c, pr, rows,
+                                                cm_intertopk_mod<float>(k, cos_mp, sin_mp));
+}
+extern "C" __global__ void cm_intertopk_backward_f64(const double* cos, double* grad,
+                                                     const long long* labels, int* status,
+                                                     long long n, long long c, long long k,
+                                                     double cos_mp, double sin_mp,
+                                                     cm_profile pr, cm_rows rows) {
+    cm_margin_backward<double, CM_MOD_INTERTOPK>(cos, grad, labels, status, n, c, pr, rows,
+                                                 cm_intertopk_mod<double>(k, cos_mp, sin_mp));
+}
+
+// ---------------------------------------------------------------------------------------
+// (a'''') Sub-centres (SPEC.md §11.2): cos [N, C, K] -> [N, C] by the max over K (first index on
 // ties, NaN wins) with its arg-max [N, C] (int64), and the backward that scatters d_cos [N, C]
 // to the arg-max of each cell of grad [N, C, K] (zeros elsewhere). One thread per cell
 // (cells = N*C); the margin kernels then run on the [N, C] maxima.

@@ -23,6 +23,7 @@
 
 #ifndef __CUDACC__
 #include <cmath>
+#include <cstring>
 #define __host__
 #define __device__
 #endif
@@ -389,6 +390,207 @@ CM_HD cm_plain<T> cm_curricular(T c, T t, T tau, const cm_profile& pr, int* hard
     return r;
 }
 
+// Inter-top-k (WeSpeaker ArcMarginProduct_intertopk_subcenter and ESPnet's copy of it;
+// src/modulation.rs, SPEC.md §11.3). In a row with a target y, the k non-targets with the
+// largest c~ (after the profile's non-target treatment, cm_non_target) become
+//
+//   out = cos(theta - m') = c~*cos m' + sqrt(1 - c~^2)*sin m'
+//   d out / d c~ = cos m' - (sin m' * c~) / sqrt(1 - c~^2)
+//
+// with no guard on the sqrt, as in both sources: NaN for |c~| > 1; at |c~| = 1 the derivative is
+// -+inf for m' > 0 and 0*c/0 = NaN for m' = 0 (the sources' state before update(), which sets
+// cos m' = 1, sin m' = 0). cos m' and sin m' come from the host: f64 cos and sin of m' rounded
+// to T once, as the sources' Python floats meet a T tensor.
+//
+// Ranking rule, the reference's (modulation::Modulation::plan: a stable descending sort under
+// f64::total_cmp): c~ ordered by the IEEE total order, -NaN < -inf < ... < -0 < +0 < ... <
+// +inf < +NaN, and entries of identical bits by column, the LOWER index first. torch.topk
+// leaves the order of ties unspecified; the reference accepts either side of a tie at the
+// boundary (its mask band), and this rule is the one deterministic choice it names.
+//
+// The k-th largest key is found by a radix select over the key's bits (one counting pass over
+// the row per bit: 32 for float, 64 for double), so a row needs no storage whatever k is.
+
+// The total-order key of x: an unsigned integer ordered as f64::total_cmp orders x (a set sign
+// bit flips every bit, a clear one flips the sign bit). float keys use the low 32 bits; a float
+// converted exactly to double keeps its order, so the two agree wherever c~ is a float.
+CM_HD unsigned long long cm_order_key(float x) {
+    unsigned int b;
+#if defined(__CUDA_ARCH__)
+    b = (unsigned int)__float_as_int(x);
+#else
+    memcpy(&b, &x, sizeof b);
+#endif
+    return (b >> 31) ? (unsigned long long)(~b) : (unsigned long long)(b | 0x80000000u);
+}
+CM_HD unsigned long long cm_order_key(double x) {
+    unsigned long long b;
+#if defined(__CUDA_ARCH__)
+    b = (unsigned long long)__double_as_longlong(x);
+#else
+    memcpy(&b, &x, sizeof b);
+#endif
+    return (b >> 63) ? ~b : (b | 0x8000000000000000ULL);
+}
+
+// The boundary of a row's top k: an entry is in iff its key exceeds `key`, or equals it and is
+// among the first `ties` such entries in column order (cm_topk_take, called once per
+// non-target column, in increasing column order).
+struct cm_topk_cut {
+    unsigned long long key;
+    long long ties;
+};
+
+// Nothing in the top k (k = 0): no key exceeds the largest, and no tie is taken.
+CM_HD cm_topk_cut cm_topk_none() {
+    cm_topk_cut cut;
+    cut.key = ~0ULL;
+    cut.ties = 0;
+    return cut;
+}
+
+CM_HD int cm_topk_take(unsigned long long key, cm_topk_cut* cut) {
+    if (key > cut->key) return 1;
+    if (key == cut->key && cut->ties > 0) {
+        --cut->ties;
+        return 1;
+    }
+    return 0;
+}
+
+// #{j != y : key(c~_j) >= v} over the row x[0, c).
+template <typename T>
+CM_HD long long cm_count_at_least(const T* x, long long c, long long y, const cm_profile& pr,
+                                  unsigned long long v) {
+    long long n = 0;
+    for (long long j = 0; j < c; ++j) {
+        if (j == y) continue;
+        n += cm_order_key(cm_non_target<T>(x[j], pr).out) >= v ? 1 : 0;
+    }
+    return n;
+}
+
+// The cut of the k largest c~ among the non-targets of row x (target y in [0, c)).
+template <typename T>
+CM_HD cm_topk_cut cm_intertopk_cut(const T* x, long long c, long long y, long long k,
+                                   const cm_profile& pr) {
+    const long long others = c - 1;
+    if (k <= 0 || others <= 0) return cm_topk_none();
+    cm_topk_cut cut;
+    if (k >= others) {
+        // Every non-target: every key is >= 0, and there are `others` of them.
+        cut.key = 0;
+        cut.ties = others;
+        return cut;
+    }
+    // The largest v with #{key >= v} >= k is the k-th largest key, built from the top bit down.
+    unsigned long long v = 0;
+    for (int b = 8 * (int)sizeof(T) - 1; b >= 0; --b) {
+        const unsigned long long cand = v | (1ULL << b);
+        if (cm_count_at_least<T>(x, c, y, pr, cand) >= k) v = cand;
+    }
+    cut.key = v;
+    // Keys above v are all in (fewer than k of them); ties at v fill the rest in column order.
+    const long long above = v == ~0ULL ? 0 : cm_count_at_least<T>(x, c, y, pr, v + 1);
+    cut.ties = k - above;
+    return cut;
+}
+
+// One non-target entry of a row under inter-top-k, taken in column order from `cut`:
+// (out, factor) and whether it was among the top k. Where the treatment blocks the gradient
+// (factor 0) it stays 0, as in the reference.
+template <typename T>
+CM_HD cm_plain<T> cm_intertopk(T c, T cos_mp, T sin_mp, cm_topk_cut* cut, const cm_profile& pr,
+                               int* top) {
+    cm_plain<T> r = cm_non_target<T>(c, pr);
+    *top = cm_topk_take(cm_order_key(r.out), cut);
+    if (!*top) return r;
+    const T ct = r.out, f = r.factor;
+    const T sine = cm_sqrt(T(1) - ct * ct);
+    r.out = ct * cos_mp + sine * sin_mp;
+    r.factor = f == T(0) ? T(0) : f * (cos_mp - sin_mp * ct / sine);
+    return r;
+}
+
+// The non-target modulations a margin kernel applies (its template argument; the host picks
+// the kernel by name).
+#define CM_MOD_NONE 0
+#define CM_MOD_CURRICULAR 1
+#define CM_MOD_INTERTOPK 2
+
+// The constants of a row's modulation: CurricularFace's t; inter-top-k's k, cos m', sin m'.
+template <typename T> struct cm_mod_args {
+    T t;
+    long long k;
+    T cos_mp;
+    T sin_mp;
+};
+
+// No modulation: the constants are unused.
+template <typename T> CM_HD cm_mod_args<T> cm_no_mod() {
+    cm_mod_args<T> md;
+    md.t = T(0);
+    md.k = 0;
+    md.cos_mp = T(1);
+    md.sin_mp = T(0);
+    return md;
+}
+template <typename T> CM_HD cm_mod_args<T> cm_curricular_mod(T t) {
+    cm_mod_args<T> md = cm_no_mod<T>();
+    md.t = t;
+    return md;
+}
+template <typename T>
+CM_HD cm_mod_args<T> cm_intertopk_mod(long long k, T cos_mp, T sin_mp) {
+    cm_mod_args<T> md = cm_no_mod<T>();
+    md.k = k;
+    md.cos_mp = cos_mp;
+    md.sin_mp = sin_mp;
+    return md;
+}
+
+// A row's modulation state, set up from its input before anything is written: CurricularFace's
+// tau (from the target's input), inter-top-k's cut.
+template <typename T> struct cm_mod_row {
+    T tau;
+    cm_topk_cut cut;
+};
+
+template <typename T>
+CM_HD cm_mod_row<T> cm_mod_setup(int mod, const T* x, long long c, long long y,
+                                 const cm_mod_args<T>& md, const cm_profile& pr) {
+    cm_mod_row<T> r;
+    r.tau = T(0);
+    r.cut = cm_topk_none();
+    switch (mod) {
+        case CM_MOD_CURRICULAR:
+            r.tau = cm_curricular_tau<T>(x[y], pr);
+            break;
+        case CM_MOD_INTERTOPK:
+            r.cut = cm_intertopk_cut<T>(x, c, y, md.k, pr);
+            break;
+        default:  // CM_MOD_NONE
+            break;
+    }
+    return r;
+}
+
+// Non-target j of a row with a target under modulation `mod` (in column order: inter-top-k's
+// cut counts its ties): (out, factor), and whether the modulation changed it.
+template <typename T>
+CM_HD cm_plain<T> cm_mod_entry(int mod, T c, const cm_mod_args<T>& md, cm_mod_row<T>* row,
+                               const cm_profile& pr, int* changed) {
+    switch (mod) {
+        case CM_MOD_CURRICULAR:
+            return cm_curricular<T>(c, md.t, row->tau, pr, changed);
+        case CM_MOD_INTERTOPK:
+            return cm_intertopk<T>(c, md.cos_mp, md.sin_mp, &row->cut, pr, changed);
+        default:  // CM_MOD_NONE
+            *changed = 0;
+            return cm_non_target<T>(c, pr);
+    }
+}
+
 // Sub-centres (layer::subcenter_max, SPEC.md §11.2): cos of shape [N, C, K], row-major with k
 // fastest, reduced to [N, C] by the max over K. Ties go to the FIRST index (torch.max(dim)); a
 // NaN sub-centre wins, the first NaN on several (torch's max propagates NaN). Comparisons only,
@@ -414,13 +616,17 @@ CM_HD void cm_subcenter_max_cell(const T* cos, long long cell, long long k, T* o
 }
 
 // layer::subcenter_backward of one cell: the gradient d_cos[cell] goes to the arg-max
-// sub-centre, every other sub-centre of the cell gets exactly +0.
+// sub-centre, every other sub-centre of the cell gets exactly +0. An arg outside [0, K) (not
+// written by cm_subcenter_max_cell) makes the whole cell NaN and indexes nothing outside it.
 template <typename T>
 CM_HD void cm_subcenter_backward_cell(const T* d_cos, const long long* arg, long long cell,
                                       long long k, T* grad) {
     T* g = grad + cell * k;
-    for (long long j = 0; j < k; ++j) g[j] = T(0);
-    g[arg[cell]] = d_cos[cell];
+    const long long a = arg[cell];
+    const int valid = a >= 0 && a < k;
+    const T fill = valid ? T(0) : cm_inf<T>() - cm_inf<T>();
+    for (long long j = 0; j < k; ++j) g[j] = fill;
+    if (valid) g[a] = d_cos[cell];
 }
 
 // The label of a row, classified by the label policy (layer::LabelPolicy::row). Only a label

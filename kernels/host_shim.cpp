@@ -13,6 +13,27 @@ void eval_into(T c, const cm_profile* pr, T* out, T* factor, int* branch) {
     *factor = e.factor;
     *branch = e.branch;
 }
+
+// One row x[0, c) with target y under inter-top-k, as the (a''') kernels evaluate it: out and
+// factor of every column (the target's from cm_eval), top[j] = 1 where column j was modulated.
+template <typename T>
+void intertopk_row(const T* x, long long c, long long y, long long k, T cos_mp, T sin_mp,
+                   const cm_profile* pr, T* out, T* factor, int* top) {
+    const cm_mod_args<T> md = cm_intertopk_mod<T>(k, cos_mp, sin_mp);
+    cm_mod_row<T> mr = cm_mod_setup<T>(CM_MOD_INTERTOPK, x, c, y, md, *pr);
+    for (long long j = 0; j < c; ++j) {
+        if (j == y) {
+            const cm_entry<T> e = cm_eval<T>(x[j], *pr);
+            out[j] = e.out;
+            factor[j] = e.factor;
+            top[j] = 0;
+            continue;
+        }
+        const cm_plain<T> r = cm_mod_entry<T>(CM_MOD_INTERTOPK, x[j], md, &mr, *pr, &top[j]);
+        out[j] = r.out;
+        factor[j] = r.factor;
+    }
+}
 }  // namespace
 
 extern "C" {
@@ -67,6 +88,20 @@ void cm_host_curricular_f64(double c, double t, double tau, const cm_profile* pr
     *out = r.out;
     *factor = r.factor;
 }
+
+// Inter-top-k on one row (combined_margin.cuh; intertopk_row above).
+void cm_host_intertopk_row_f32(const float* x, long long c, long long y, long long k,
+                               float cos_mp, float sin_mp, const cm_profile* pr, float* out,
+                               float* factor, int* top) {
+    intertopk_row<float>(x, c, y, k, cos_mp, sin_mp, pr, out, factor, top);
+}
+void cm_host_intertopk_row_f64(const double* x, long long c, long long y, long long k,
+                               double cos_mp, double sin_mp, const cm_profile* pr, double* out,
+                               double* factor, int* top) {
+    intertopk_row<double>(x, c, y, k, cos_mp, sin_mp, pr, out, factor, top);
+}
+unsigned long long cm_host_order_key_f32(float x) { return cm_order_key(x); }
+unsigned long long cm_host_order_key_f64(double x) { return cm_order_key(x); }
 
 // The sub-centre max over `cells` cells of K, and its backward (combined_margin.cuh).
 void cm_host_subcenter_max_f32(const float* cos, long long cells, long long k, float* out,

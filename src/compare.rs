@@ -266,12 +266,15 @@ impl Reference {
                 tolerance::consts::PASSTHROUGH_ULP * self.dtype.ulp(v)
             }
         };
+        // The treatment's error carried through the modulation's slope; none carries none,
+        // also where the slope is infinite (|c̃| = 1 under inter-top-k: 0·inf would be NaN).
+        let carried = |b: f64| if b == 0.0 { 0.0 } else { b * d.abs() };
         (
             s * v,
             s * grad,
             Budget {
-                forward: s * (base.forward * d.abs() + own.forward) + scale(s * v),
-                backward: s * (base.backward * d.abs() + own.backward) + scale(s * grad),
+                forward: s * (carried(base.forward) + own.forward) + scale(s * v),
+                backward: s * (carried(base.backward) + own.backward) + scale(s * grad),
             },
         )
     }

@@ -369,7 +369,7 @@ fn canaries<T: KernelFloat>(gpu: &Gpu, profile: &Profile) {
             status: status.view_mut(),
             loss: loss.view_mut(),
         };
-        gpu.launch_fused(&cos_f.view(), &lab.view(), &mut bufs, n, c, &kp)
+        gpu.launch_fused(&cos_f.view(), &lab.view(), &mut bufs, n, c, &kp, None)
             .expect("launch");
     }
     let g = gradf.read(gpu, "fused grad", same_bits::<T>);
@@ -810,6 +810,7 @@ fn bench_fused_bandwidth() {
             n,
             c,
             &kp,
+            None,
         )
         .unwrap()
     });
@@ -1052,8 +1053,9 @@ fn fused_budget_admits_an_emulation_of_the_kernel() {
     say(&lines.join("\n"));
 }
 
-/// `cm_subcenter_max_*` on the device is `layer::subcenter_max` bit for bit (values and
-/// arg-max), ties to the first index and NaN winning included.
+/// `cm_subcenter_max_*` and `cm_subcenter_backward_*` on the device are `layer::subcenter_max`
+/// and `subcenter_backward` bit for bit (values, arg-max, gradient), ties to the first index
+/// and NaN winning included.
 #[test]
 #[ignore = "needs a CUDA GPU: scripts/gpu-check.sh runs it with --include-ignored"]
 fn gpu_subcenter_max_matches_layer() {
@@ -1073,7 +1075,24 @@ fn gpu_subcenter_max_matches_layer() {
                     T::DTYPE
                 );
             }
+            // The backward (`cm_subcenter_backward_*`): each cell's gradient to its arg-max.
+            let d: Vec<T> = crate::cuda_host::subcenter_input(cells, 1, 97 * k as u64);
+            let d_wide: Vec<f64> = d.iter().map(|x| x.f64()).collect();
+            let grad = gpu.subcenter_backward(&d, &arg, k).unwrap();
+            let want = layer::subcenter_backward(&d_wide, &want_arg, k).unwrap();
+            for (i, (g, w)) in grad.iter().zip(&want).enumerate() {
+                assert!(
+                    g.f64().to_bits() == w.to_bits() || (g.f64().is_nan() && w.is_nan()),
+                    "{} K = {k}, backward entry {i}: {g:?} against {w}",
+                    T::DTYPE
+                );
+            }
         }
+        // Bad input is an error before any launch: an arg that is no sub-centre, K = 0.
+        let one = [T::of(1.0)];
+        assert!(gpu.subcenter_backward(&one, &[3], 3).is_err());
+        assert!(gpu.subcenter_backward(&one, &[0, 0], 3).is_err());
+        assert!(gpu.subcenter_max(&one, 0).is_err());
     }
     let g = gpu("cuda_gpu::gpu_subcenter_max_matches_layer");
     run::<f32>(&g);
@@ -1127,6 +1146,164 @@ fn gpu_per_row_params_match_reference() {
         }
     }
     let g = gpu("cuda_gpu::gpu_per_row_params_match_reference");
+    run::<f32>(&g);
+    run::<f64>(&g);
+}
+
+/// The modulated margin layer on the device (`cm_curricular_*`, `cm_intertopk_*`, through
+/// `Gpu::margin_forward_modulated` / `margin_backward_modulated`) against the reference: each
+/// row checked by `cuda_host::check_modulated_row` (the reference's plan, either side inside
+/// its tie band, every value within budget), every preset, f32 and f64, with scalar and
+/// per-row parameters.
+#[test]
+#[ignore = "needs a CUDA GPU: scripts/gpu-check.sh runs it with --include-ignored"]
+fn gpu_modulated_layer_matches_reference() {
+    use crate::cuda_host::{check_modulated_row, per_row_params, topk_rows, ModulatedRow};
+    use combined_margin::compare::Reference;
+    use combined_margin::modulation::{
+        Curricular, CurricularGradient, CurricularMask, InterTopK, Modulation,
+    };
+    fn run<T: KernelFloat>(gpu: &Gpu) -> (u64, Vec<String>) {
+        let dt = T::DTYPE;
+        let c = 9usize;
+        let rows_p = per_row_params(dt);
+        let n = rows_p.len();
+        let pool: Vec<f64> = (0..=100)
+            .map(|k| dt.round(-1.0 + k as f64 / 50.0))
+            .collect();
+        let cos: Vec<f64> = topk_rows(&pool, n, c, 0x5eed).concat();
+        let labels: Vec<i64> = (0..n).map(|i| (i % c) as i64).collect();
+        let ones = vec![T::of(1.0); n * c];
+        let mods = [
+            Modulation::Curricular(Curricular {
+                t: dt.round(0.3),
+                t_other: None,
+                mask: CurricularMask::MarginBranch,
+                gradient: CurricularGradient::Full,
+            }),
+            Modulation::InterTopK(InterTopK {
+                k: 3,
+                m: 0.06,
+                active: true,
+            }),
+            Modulation::InterTopK(InterTopK {
+                k: 2,
+                m: 0.2,
+                active: false,
+            }),
+            Modulation::InterTopK(InterTopK {
+                k: c + 1,
+                m: 0.1,
+                active: true,
+            }),
+        ];
+        let scalar = params_as(&Params::new(1.0, 0.5, 0.0), dt);
+        let (mut entries, mut failures) = (0u64, Vec::new());
+        for profile in Profile::presets() {
+            for m in &mods {
+                for per_row in [false, true] {
+                    let rows = per_row.then_some(rows_p.as_slice());
+                    let x = to_t::<T>(&cos);
+                    let fwd =
+                        gpu.margin_forward_modulated(&x, &labels, c, &profile, &scalar, rows, m);
+                    let bwd = gpu.margin_backward_modulated(
+                        &x, &labels, &ones, c, &profile, &scalar, rows, m,
+                    );
+                    let (out, grad) = match (fwd, bwd) {
+                        (Ok(o), Ok(g)) => (o, g),
+                        (f, b) => {
+                            failures.push(format!("{profile} {dt}: {:?} / {:?}", f.err(), b.err()));
+                            continue;
+                        }
+                    };
+                    let wide = |v: &[T]| v.iter().map(|x| x.f64()).collect::<Vec<f64>>();
+                    for i in 0..n {
+                        let p = if per_row { rows_p[i] } else { scalar };
+                        let r = Reference::new(&profile, &p, dt);
+                        let span = i * c..(i + 1) * c;
+                        let seen = ModulatedRow {
+                            row: &cos[span.clone()],
+                            y: labels[i] as usize,
+                            out: &wide(&out[span.clone()]),
+                            factor: &wide(&grad[span]),
+                            top: None,
+                        };
+                        entries += c as u64;
+                        for e in check_modulated_row(&r, m, &seen) {
+                            failures.push(format!(
+                                "{profile} {dt} {} (per-row {per_row}, {p}): {e}",
+                                m.describe()
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        (entries, failures)
+    }
+    let g = gpu("cuda_gpu::gpu_modulated_layer_matches_reference");
+    for (dt, (entries, failures)) in [("f32", run::<f32>(&g)), ("f64", run::<f64>(&g))] {
+        say(&format!(
+            "cuda_gpu: modulated layer {dt}: {entries} entries, {} failures",
+            failures.len()
+        ));
+        assert!(
+            failures.is_empty(),
+            "{} failures:\n{}",
+            failures.len(),
+            failures[..failures.len().min(20)].join("\n")
+        );
+    }
+}
+
+/// Per-row margins in the fused loss (`Gpu::fused_rows`): row i of a batch with per-row
+/// parameters is, bit for bit, row i of the scalar fused loss of the same batch at row i's
+/// parameters (the same block computation: the per-row constants are `KernelProfile::new`'s at
+/// that row), the scalar path being checked against the reference by
+/// `gpu_fused_*_matches_reference`. Rows with different s are refused.
+#[test]
+#[ignore = "needs a CUDA GPU: scripts/gpu-check.sh runs it with --include-ignored"]
+fn gpu_fused_per_row_params_match_scalar_rows() {
+    fn run<T: KernelFloat>(gpu: &Gpu) {
+        let dt = T::DTYPE;
+        let rows = crate::cuda_host::per_row_params(dt);
+        let (n, c) = (rows.len(), 37usize);
+        let (cos, labels) = fused_inputs(n, c, 5, dt);
+        let x = to_t::<T>(&cos);
+        for profile in Profile::presets() {
+            let got = match gpu.fused_rows(&x, &labels, c, &profile, &rows) {
+                Ok(o) => o,
+                // The fused kernel refuses profiles that transform non-targets, as `fused`.
+                Err(e) => {
+                    let p = rows[0];
+                    assert!(
+                        gpu.fused(&x, &labels, c, &profile, &p).is_err(),
+                        "{profile}: {e}"
+                    );
+                    continue;
+                }
+            };
+            for (i, p) in rows.iter().enumerate() {
+                let want = gpu
+                    .fused(&x, &labels, c, &profile, p)
+                    .expect("scalar fused");
+                let span = i * c..(i + 1) * c;
+                assert!(
+                    same_bits(got.row_loss[i], want.row_loss[i])
+                        && got.grad[span.clone()]
+                            .iter()
+                            .zip(&want.grad[span])
+                            .all(|(a, b)| same_bits(*a, *b)),
+                    "{profile} {dt} row {i} ({p}): per-row and scalar differ"
+                );
+            }
+        }
+        let mut mixed = rows.clone();
+        mixed[1].s = mixed[0].s * 2.0;
+        let profile = Profile::preset("analytic").unwrap();
+        assert!(gpu.fused_rows(&x, &labels, c, &profile, &mixed).is_err());
+    }
+    let g = gpu("cuda_gpu::gpu_fused_per_row_params_match_scalar_rows");
     run::<f32>(&g);
     run::<f64>(&g);
 }

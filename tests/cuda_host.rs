@@ -6,11 +6,13 @@ use crate::common::{cos_for, params};
 use combined_margin::catalogue::{edge_cases, next_float};
 use combined_margin::compare::Reference;
 use combined_margin::cuda::host::{self, HostEntry, HostEval};
-use combined_margin::cuda::{code, params_as, KernelProfile, KernelRows, RowTable};
+use combined_margin::cuda::{
+    code, params_as, KernelInterTopK, KernelProfile, KernelRows, RowTable,
+};
 use combined_margin::layer;
 use combined_margin::margin;
 use combined_margin::modulation::{
-    Curricular, CurricularGradient, CurricularMask, Modulation, Treatment,
+    Curricular, CurricularGradient, CurricularMask, InterTopK, Modulation, Treatment,
 };
 use combined_margin::params::PAPER_CONFIGS;
 use combined_margin::profile::{
@@ -610,6 +612,11 @@ fn subcenter_case<T: HostEval>() {
         bits(&grad),
         bits(&[0.0, 2.0, 0.0, 0.0, 0.0, -0.0].map(T::of))
     );
+    // An arg that no max wrote (K, or −1): that cell is NaN, its neighbours are untouched.
+    let d = [T::of(1.0), T::of(2.0), T::of(3.0)];
+    let grad = T::host_subcenter_backward(&d, &[0, 3, usize::MAX], 3);
+    assert_eq!(bits(&grad[..3]), bits(&[1.0, 0.0, 0.0].map(T::of)));
+    assert!(grad[3..].iter().all(|g| g.f64().is_nan()), "{:?}", grad);
 }
 
 /// The header's sub-centre max and its backward are `layer::subcenter_max` and
@@ -711,4 +718,362 @@ fn host_curricular_matches_reference() {
     }
     run::<f32>();
     run::<f64>();
+}
+
+/// The header's ranking key is the reference's order: `cm_order_key(a) < cm_order_key(b)`
+/// exactly when `a.total_cmp(&b)` is `Less` (the IEEE total order the reference's sort
+/// uses), on signed zeros, infinities, subnormals, NaNs of both signs and ordinary values,
+/// float and double.
+#[test]
+fn host_order_key_is_the_total_order() {
+    fn run<T: HostEval>() {
+        let mut pool: Vec<f64> = vec![
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            0.5,
+            -0.5,
+            1e-300,
+            -1e-300,
+            f64::MIN_POSITIVE,
+            f64::INFINITY,
+            -f64::INFINITY,
+            f64::MAX,
+            f64::MIN,
+            f64::from_bits(1),
+            f64::NAN,
+            -f64::NAN,
+            f64::from_bits(0x7ff0_0000_0000_0001),
+            f64::from_bits(0xfff8_0000_0000_0003),
+        ];
+        pool.extend((0..50).map(|k| (k as f64 * 0.731).sin()));
+        let vals: Vec<T> = pool.iter().map(|&x| T::of(x)).collect();
+        for &a in &vals {
+            for &b in &vals {
+                let want = a.f64().total_cmp(&b.f64());
+                let got = T::host_order_key(a).cmp(&T::host_order_key(b));
+                assert_eq!(got, want, "{} {:e} vs {:e}", T::DTYPE, a.f64(), b.f64());
+            }
+        }
+    }
+    run::<f32>();
+    run::<f64>();
+}
+
+/// One row of a modulated margin layer as an implementation computed it (unscaled, top_diff
+/// = 1): the inputs, the target column, the outputs and factors d out / d c, and, where the
+/// implementation reports it, which columns it modulated.
+pub(crate) struct ModulatedRow<'a> {
+    pub row: &'a [f64],
+    pub y: usize,
+    pub out: &'a [f64],
+    pub factor: &'a [f64],
+    pub top: Option<&'a [bool]>,
+}
+
+/// The failures of one modulated row against the reference: the target within its budget; each
+/// non-target on a side the reference's plan allows (`Reference::row_plan`: either side inside
+/// its tie band) and within that side's budget (`Reference::modulated` / `non_target`). Where
+/// `top` is not reported, a non-target passes on any side the plan allows.
+pub(crate) fn check_modulated_row(r: &Reference, m: &Modulation, x: &ModulatedRow) -> Vec<String> {
+    let plan = r.row_plan(m, layer::Row::Target(x.y), x.row);
+    let within = |j: usize, (f, g, b): (f64, f64, Budget)| {
+        error_fraction(x.out[j], f, b.forward) <= 1.0
+            && error_fraction(x.factor[j], g, b.backward) <= 1.0
+    };
+    let mut failures = Vec::new();
+    for j in 0..x.row.len() {
+        let ok = if j == x.y {
+            let t = r.target(x.row[j], 1.0);
+            x.top.is_none_or(|top| !top[j]) && within(j, (t.forward, t.backward, t.budget))
+        } else {
+            let tr = plan.as_ref().map_or(Treatment::Unchanged, |pl| pl[j]);
+            let (may_modulate, may_keep) = match tr {
+                Treatment::Modulated => (true, false),
+                Treatment::Unchanged => (false, true),
+                Treatment::Either => (true, true),
+            };
+            let modulated = || within(j, r.modulated(m, x.row[j], 1.0));
+            let kept = || within(j, r.non_target(x.row[j], 1.0));
+            match x.top.map(|top| top[j]) {
+                Some(true) => may_modulate && modulated(),
+                Some(false) => may_keep && kept(),
+                None => (may_modulate && modulated()) || (may_keep && kept()),
+            }
+        };
+        if !ok {
+            failures.push(format!(
+                "row {:?}, y = {}, column {j}: plan {:?}, top {:?}, out {:e}, factor {:e}",
+                x.row,
+                x.y,
+                plan.as_ref().map(|pl| pl[j]),
+                x.top.map(|top| top[j]),
+                x.out[j],
+                x.factor[j],
+            ));
+        }
+    }
+    failures
+}
+
+/// What one inter-top-k sweep saw: entries compared, entries the kernel modulated, failures.
+struct TopkSweep {
+    entries: u64,
+    modulated: u64,
+    failures: Vec<String>,
+}
+
+/// Rows of `c` columns from `pool`, with repeats (ties at the cut) drawn on purpose.
+pub(crate) fn topk_rows(pool: &[f64], rows: usize, c: usize, seed: u64) -> Vec<Vec<f64>> {
+    let mut x = seed | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..rows)
+        .map(|_| {
+            let mut row: Vec<f64> = Vec::with_capacity(c);
+            for _ in 0..c {
+                let r = next();
+                let v = if !row.is_empty() && r % 4 == 0 {
+                    row[(r >> 8) as usize % row.len()]
+                } else {
+                    pool[(r >> 16) as usize % pool.len()]
+                };
+                row.push(v);
+            }
+            row
+        })
+        .collect()
+}
+
+/// The header's inter-top-k (one row at a time, as the `cm_intertopk_*` kernels) against the
+/// reference (`compare::Reference::row_plan` for which entries are modulated, `modulated` /
+/// `non_target` / `target` for values and budgets: `check_modulated_row`), every preset, under
+/// the kernel arguments `mutate` makes of the true ones. Per row: exactly min(k, C − 1) entries
+/// taken, each planned entry on its side, every value within its budget.
+fn intertopk_case<T: HostEval>(mutate: impl Fn(&mut KernelInterTopK<T>)) -> TopkSweep {
+    let dt = T::DTYPE;
+    let mut sw = TopkSweep {
+        entries: 0,
+        modulated: 0,
+        failures: Vec::new(),
+    };
+    let c = 9usize;
+    for profile in Profile::presets() {
+        for &(a, b, m3) in &[PAPER_CONFIGS[0], PAPER_CONFIGS[3], PAPER_CONFIGS[7]] {
+            let p = params_as(&Params::new(a, b, m3), dt);
+            let kp = KernelProfile::new(&profile, &p, dt);
+            let r = Reference::new(&profile, &p, dt);
+            let mut pool = edge_cases(&profile, &p, dt);
+            pool.retain(|x| x.is_finite());
+            pool.extend((0..=100).map(|k| dt.round(-1.0 + k as f64 / 50.0)));
+            let rows = topk_rows(&pool, 40, c, 0x9e37 + profile.name.len() as u64);
+            for (k, mp, active) in [
+                (0usize, 0.06, true),
+                (1, 0.06, true),
+                (2, 0.2, true),
+                (3, 0.06, false),
+                (5, 0.1, true),
+                (c - 1, 0.06, true),
+                (c + 2, 0.06, true),
+            ] {
+                let m = InterTopK { k, m: mp, active };
+                let md = Modulation::InterTopK(m);
+                let mut args = KernelInterTopK::<T>::new(&m).expect("k fits i64");
+                mutate(&mut args);
+                for (ri, row) in rows.iter().enumerate() {
+                    let y = ri % c;
+                    let x: Vec<T> = row.iter().map(|&v| T::of(v)).collect();
+                    let got = T::host_intertopk_row(&x, y, &args, &kp);
+                    let taken = got.top.iter().filter(|&&t| t).count();
+                    if taken != k.min(c - 1) {
+                        sw.failures.push(format!(
+                            "{} {dt} {p} k = {k}: {taken} taken in row {row:?}",
+                            profile.name
+                        ));
+                    }
+                    let wide = |v: &[T]| v.iter().map(|x| x.f64()).collect::<Vec<f64>>();
+                    let (out, factor) = (wide(&got.out), wide(&got.factor));
+                    sw.entries += c as u64;
+                    sw.modulated += taken as u64;
+                    let seen = ModulatedRow {
+                        row,
+                        y,
+                        out: &out,
+                        factor: &factor,
+                        top: Some(&got.top),
+                    };
+                    for e in check_modulated_row(&r, &md, &seen) {
+                        sw.failures.push(format!(
+                            "{} {dt} {p} k = {k}, m' = {mp} (active {active}): {e}",
+                            profile.name
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    sw
+}
+
+/// The header's inter-top-k against the reference, every preset, float and double: which
+/// entries are modulated (outside the reference's tie band, exactly its plan), cos(θ − m′) and
+/// d/dc = cos m′ − sin m′·c/sqrt(1 − c²) within the budget, ESPnet's inactive head (m′ = 0) the
+/// identity on the forward, k = 0 nothing, k ≥ C − 1 every non-target. The check has teeth:
+/// k + 1 entries modulated, m′ with its sign flipped, and an inactive head given its m′ are each
+/// rejected.
+#[test]
+fn host_intertopk_matches_reference() {
+    fn run<T: HostEval>() {
+        let sw = intertopk_case::<T>(|_| {});
+        assert!(
+            sw.entries > 50_000 && sw.modulated > 10_000,
+            "{} entries, {} modulated",
+            sw.entries,
+            sw.modulated
+        );
+        assert!(
+            sw.failures.is_empty(),
+            "{} of {} fail:\n{}",
+            sw.failures.len(),
+            sw.entries,
+            sw.failures[..sw.failures.len().min(20)].join("\n")
+        );
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "host inter-top-k {}: {} entries, {} modulated, all within budget",
+            T::DTYPE,
+            sw.entries,
+            sw.modulated
+        );
+        let one_more = intertopk_case::<T>(|a| a.k += 1);
+        assert!(
+            one_more.failures.len() > 1000,
+            "k + 1 passes: {}",
+            one_more.failures.len()
+        );
+        let flipped = intertopk_case::<T>(|a| a.sin_mp = -a.sin_mp);
+        assert!(
+            flipped.failures.len() > 1000,
+            "m' sign flipped passes: {}",
+            flipped.failures.len()
+        );
+        // The inactive sweep's rows (m′ = 0.06) given their m′: only that sweep can fail.
+        let active = intertopk_case::<T>(|a| {
+            if a.sin_mp == T::of(0.0) && a.k == 3 {
+                a.cos_mp = T::of(0.06f64.cos());
+                a.sin_mp = T::of(0.06f64.sin());
+            }
+        });
+        assert!(
+            active.failures.len() > 100,
+            "inactive head given m' passes: {}",
+            active.failures.len()
+        );
+    }
+    run::<f32>();
+    run::<f64>();
+}
+
+/// The tie rule, spelled out on a profile that leaves non-targets alone: the k largest by the
+/// IEEE total order, ties of equal bits to the lower column, the target never taken; against
+/// the closed form (a stable descending sort, as the reference's), not the kernel.
+#[test]
+fn host_intertopk_tie_rule() {
+    fn run<T: HostEval>() {
+        let profile = Profile::preset("analytic").unwrap();
+        assert!(!profile.transforms_non_targets());
+        let p = params_as(&Params::new(1.0, 0.5, 0.0), T::DTYPE);
+        let kp = KernelProfile::new(&profile, &p, T::DTYPE);
+        let rows: [&[f64]; 5] = [
+            &[0.5, 0.5, 0.5, 0.5, 0.5],
+            &[0.3, 0.7, 0.3, 0.9, 0.3, 0.7],
+            &[0.0, -0.0, 0.0, -0.0, 0.2],
+            &[f64::NAN, 0.9, -f64::NAN, 1.0, -1.0, 0.9],
+            &[0.99, 0.1, 0.2, 0.2, 0.2, 0.2, 0.1],
+        ];
+        for (ri, row) in rows.iter().enumerate() {
+            let x: Vec<T> = row.iter().map(|&v| T::of(v)).collect();
+            for y in [0, row.len() - 1] {
+                for k in 0..=row.len() {
+                    let m = KernelInterTopK {
+                        k: k as i64,
+                        cos_mp: T::of(0.06f64.cos()),
+                        sin_mp: T::of(0.06f64.sin()),
+                    };
+                    let got = T::host_intertopk_row(&x, y, &m, &kp);
+                    let mut order: Vec<usize> = (0..row.len()).filter(|&j| j != y).collect();
+                    order.sort_by(|&a, &b| x[b].f64().total_cmp(&x[a].f64()));
+                    let mut want = vec![false; row.len()];
+                    for &j in order.iter().take(k) {
+                        want[j] = true;
+                    }
+                    assert_eq!(got.top, want, "{} row {ri} y = {y} k = {k}", T::DTYPE);
+                }
+            }
+        }
+    }
+    run::<f32>();
+    run::<f64>();
+}
+
+/// The kernel arguments of a modulation: the one match over `Modulation` picks the kernel
+/// family; the detector's CurricularFace variants (which no kernel implements) and an inactive
+/// inter-top-k's m′ are handled there, without a GPU.
+#[test]
+fn kernel_modulation_arguments() {
+    use combined_margin::cuda::device::KernelModulation;
+    let cur = |mask, gradient| {
+        Modulation::Curricular(Curricular {
+            t: 0.3,
+            t_other: None,
+            mask,
+            gradient,
+        })
+    };
+    assert_eq!(
+        KernelModulation::<f32>::new(&cur(CurricularMask::MarginBranch, CurricularGradient::Full))
+            .unwrap(),
+        KernelModulation::Curricular { t: 0.3f32 }
+    );
+    for bad in [
+        cur(CurricularMask::AfterFallback, CurricularGradient::Full),
+        cur(CurricularMask::MarginBranch, CurricularGradient::OneFactor),
+    ] {
+        let e = KernelModulation::<f64>::new(&bad).unwrap_err().to_string();
+        assert!(e.contains("CurricularFace kernels"), "{e}");
+    }
+    let topk = |active| {
+        Modulation::InterTopK(InterTopK {
+            k: 5,
+            m: 0.2,
+            active,
+        })
+    };
+    // Active: cos and sin of m′ in f64, rounded once to T (closed form).
+    assert_eq!(
+        KernelModulation::<f32>::new(&topk(true)).unwrap(),
+        KernelModulation::InterTopK(KernelInterTopK {
+            k: 5,
+            cos_mp: 0.2f64.cos() as f32,
+            sin_mp: 0.2f64.sin() as f32,
+        })
+    );
+    // Inactive (ESPnet before update()): m′ = 0, so cos 1 and sin 0, whatever m′ was recorded.
+    assert_eq!(
+        KernelModulation::<f64>::new(&topk(false)).unwrap(),
+        KernelModulation::InterTopK(KernelInterTopK {
+            k: 5,
+            cos_mp: 1.0,
+            sin_mp: 0.0,
+        })
+    );
+    assert_eq!(
+        KernelModulation::<f64>::new(&Modulation::None).unwrap(),
+        KernelModulation::None
+    );
 }

@@ -6,9 +6,10 @@
 //! every entry point here checks [`driver_present`] / [`nvrtc_present`] first and reports
 //! absence as a value, never a panic.
 
-use super::{code, KernelFloat, KernelProfile, KernelRows, RowTable};
+use super::{code, KernelFloat, KernelInterTopK, KernelProfile, KernelRows, RowTable};
 use crate::error::Error;
 use crate::layer;
+use crate::modulation::{CurricularGradient, CurricularMask, Modulation};
 use crate::params::Params;
 use crate::profile::Profile;
 use cudarc::driver::{
@@ -32,7 +33,7 @@ pub const ABI: &str = include_str!("../../kernels/cm_abi.h");
 pub const ABI_INCLUDE_LINE: &str = "#include \"cm_abi.h\"";
 
 /// Every `extern "C"` kernel of [`SOURCE`].
-pub const KERNELS: [&str; 21] = [
+pub const KERNELS: [&str; 25] = [
     "cm_margin_forward_f32",
     "cm_margin_forward_f64",
     "cm_margin_backward_f32",
@@ -45,6 +46,10 @@ pub const KERNELS: [&str; 21] = [
     "cm_curricular_forward_f64",
     "cm_curricular_backward_f32",
     "cm_curricular_backward_f64",
+    "cm_intertopk_forward_f32",
+    "cm_intertopk_forward_f64",
+    "cm_intertopk_backward_f32",
+    "cm_intertopk_backward_f64",
     "cm_subcenter_max_f32",
     "cm_subcenter_max_f64",
     "cm_subcenter_backward_f32",
@@ -331,27 +336,8 @@ impl Gpu {
         kp: &KernelProfile,
         rows: Option<&DeviceRows>,
     ) -> Result<(), CudaError> {
-        check_device_shapes(n, c, logits.len(), labels.len(), status.len())?;
-        check_rows(rows, n)?;
-        if n == 0 {
-            return Ok(());
-        }
-        let f = self.function(&format!("cm_margin_forward{}", T::SUFFIX))?;
-        let (rows, _guards) = self.kernel_rows(rows);
-        let (n64, c64) = (n as i64, c as i64);
-        let mut b = self.stream.launch_builder(&f);
-        b.arg(logits)
-            .arg(labels)
-            .arg(status)
-            .arg(&n64)
-            .arg(&c64)
-            .arg(kp)
-            .arg(&rows);
-        // SAFETY: argument types and order are the kernel's; the kernel indexes only
-        // [0, n·c) of logits (labels checked in it) and [0, n) of labels and status, and the
-        // views hold at least that many elements (checked above).
-        unsafe { b.launch(rows_config(n)?) }.map_err(drv("cm_margin_forward"))?;
-        Ok(())
+        let none = KernelModulation::None;
+        self.launch_modulated_forward(logits, labels, status, n, c, kp, rows, &none)
     }
 
     /// Launches `cm_margin_backward_*`: `grad` ([n, c], top_diff on entry) has each valid row's
@@ -368,13 +354,68 @@ impl Gpu {
         kp: &KernelProfile,
         rows: Option<&DeviceRows>,
     ) -> Result<(), CudaError> {
+        let none = KernelModulation::None;
+        self.launch_modulated_backward(cos, grad, labels, status, n, c, kp, rows, &none)
+    }
+
+    /// Launches the margin layer's forward under the non-target modulation `m` (SPEC.md §11.3):
+    /// `cm_margin_forward_*` (none), `cm_curricular_forward_*` or `cm_intertopk_forward_*`, as
+    /// [`Gpu::launch_margin_forward`] plus the modulation of each row with a target.
+    #[allow(clippy::too_many_arguments)]
+    pub fn launch_modulated_forward<T: KernelFloat>(
+        &self,
+        logits: &mut CudaViewMut<T>,
+        labels: &CudaView<i64>,
+        status: &mut CudaViewMut<i32>,
+        n: usize,
+        c: usize,
+        kp: &KernelProfile,
+        rows: Option<&DeviceRows>,
+        m: &KernelModulation<T>,
+    ) -> Result<(), CudaError> {
+        check_device_shapes(n, c, logits.len(), labels.len(), status.len())?;
+        check_rows(rows, n)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let f = self.function(&m.kernel("forward", T::SUFFIX))?;
+        let (rows, _guards) = self.kernel_rows(rows);
+        let (n64, c64) = (n as i64, c as i64);
+        let mut b = self.stream.launch_builder(&f);
+        b.arg(logits).arg(labels).arg(status).arg(&n64).arg(&c64);
+        m.push_args(&mut b);
+        b.arg(kp).arg(&rows);
+        // SAFETY: argument types and order are the kernel's (the modulation's between c and
+        // the profile); the kernel indexes only [0, n·c) of logits (labels checked in it) and
+        // [0, n) of labels and status, and the views hold at least that many elements
+        // (checked above).
+        unsafe { b.launch(rows_config(n)?) }.map_err(drv("cm_*_forward"))?;
+        Ok(())
+    }
+
+    /// Launches the margin layer's backward under the modulation `m`, as
+    /// [`Gpu::launch_modulated_forward`]: `grad` (top_diff on entry) times each entry's factor
+    /// at `cos`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn launch_modulated_backward<T: KernelFloat>(
+        &self,
+        cos: &CudaView<T>,
+        grad: &mut CudaViewMut<T>,
+        labels: &CudaView<i64>,
+        status: &mut CudaViewMut<i32>,
+        n: usize,
+        c: usize,
+        kp: &KernelProfile,
+        rows: Option<&DeviceRows>,
+        m: &KernelModulation<T>,
+    ) -> Result<(), CudaError> {
         check_device_shapes(n, c, grad.len(), labels.len(), status.len())?;
         check_len("cos", n * c, cos.len())?;
         check_rows(rows, n)?;
         if n == 0 {
             return Ok(());
         }
-        let f = self.function(&format!("cm_margin_backward{}", T::SUFFIX))?;
+        let f = self.function(&m.kernel("backward", T::SUFFIX))?;
         let (rows, _guards) = self.kernel_rows(rows);
         let (n64, c64) = (n as i64, c as i64);
         let mut b = self.stream.launch_builder(&f);
@@ -383,17 +424,83 @@ impl Gpu {
             .arg(labels)
             .arg(status)
             .arg(&n64)
-            .arg(&c64)
-            .arg(kp)
-            .arg(&rows);
-        // SAFETY: as launch_margin_forward.
-        unsafe { b.launch(rows_config(n)?) }.map_err(drv("cm_margin_backward"))?;
+            .arg(&c64);
+        m.push_args(&mut b);
+        b.arg(kp).arg(&rows);
+        // SAFETY: as launch_modulated_forward, plus [0, n·c) of cos.
+        unsafe { b.launch(rows_config(n)?) }.map_err(drv("cm_*_backward"))?;
         Ok(())
+    }
+
+    /// Launches `cm_subcenter_max_*` (SPEC.md §11.2): `cos` [cells, K] (k fastest) -> `out`
+    /// [cells], the max of each cell, and `arg` [cells], its first arg-max.
+    pub fn launch_subcenter_max<T: KernelFloat>(
+        &self,
+        cos: &CudaView<T>,
+        out: &mut CudaViewMut<T>,
+        arg: &mut CudaViewMut<i64>,
+        cells: usize,
+        k: usize,
+    ) -> Result<(), CudaError> {
+        let lens = [cos.len(), out.len(), arg.len()];
+        let Some((f, cells64, k64)) = self.subcenter_call::<T>("max", cells, k, lens)? else {
+            return Ok(());
+        };
+        let mut b = self.stream.launch_builder(&f);
+        b.arg(cos).arg(out).arg(arg).arg(&cells64).arg(&k64);
+        // SAFETY: thread `cell` < cells reads cos [cell·k, (cell+1)·k) and writes out[cell],
+        // arg[cell]; the views hold cells·k and cells elements (checked above).
+        unsafe { b.launch(rows_config(cells)?) }.map_err(drv("cm_subcenter_max"))?;
+        Ok(())
+    }
+
+    /// Launches `cm_subcenter_backward_*`: `d_cos` [cells] scattered to the arg-max `arg`
+    /// [cells] of each cell of `grad` [cells, K], +0 elsewhere. An arg outside [0, K) (not
+    /// from `cm_subcenter_max`) makes that cell NaN; it never indexes outside the cell.
+    pub fn launch_subcenter_backward<T: KernelFloat>(
+        &self,
+        d_cos: &CudaView<T>,
+        arg: &CudaView<i64>,
+        grad: &mut CudaViewMut<T>,
+        cells: usize,
+        k: usize,
+    ) -> Result<(), CudaError> {
+        let lens = [grad.len(), d_cos.len(), arg.len()];
+        let Some((f, cells64, k64)) = self.subcenter_call::<T>("backward", cells, k, lens)? else {
+            return Ok(());
+        };
+        let mut b = self.stream.launch_builder(&f);
+        b.arg(d_cos).arg(arg).arg(grad).arg(&cells64).arg(&k64);
+        // SAFETY: thread `cell` < cells reads d_cos[cell] and arg[cell] and writes grad
+        // [cell·k, (cell+1)·k) only (an arg outside [0, k) is not used as an index); the views
+        // hold cells and cells·k elements (checked above).
+        unsafe { b.launch(rows_config(cells)?) }.map_err(drv("cm_subcenter_backward"))?;
+        Ok(())
+    }
+
+    /// The checks of a sub-centre launch (`lens`: the [cells, K] view's length, then the two
+    /// [cells] views'), and its kernel `cm_subcenter_<which>_*` with cells and K as kernel
+    /// arguments; None where there is no cell to launch for.
+    #[allow(clippy::type_complexity)]
+    fn subcenter_call<T: KernelFloat>(
+        &self,
+        which: &str,
+        cells: usize,
+        k: usize,
+        lens: [usize; 3],
+    ) -> Result<Option<(cudarc::driver::CudaFunction, i64, i64)>, CudaError> {
+        check_subcenter_shapes(cells, k, lens[0], lens[1], lens[2])?;
+        if cells == 0 {
+            return Ok(None);
+        }
+        let f = self.function(&format!("cm_subcenter_{which}{}", T::SUFFIX))?;
+        Ok(Some((f, cells as i64, k as i64)))
     }
 
     /// Launches the fused loss: `cm_count_valid`, `cm_fused_*` (one block per row), then
     /// `cm_mean_loss_*`. Writes `n_valid` ([1]), `grad` and `row_loss` (every element),
-    /// `status` ([n]) and `loss` ([1], the VALID-normalized mean, f64).
+    /// `status` ([n]) and `loss` ([1], the VALID-normalized mean, f64). `rows`: per-row
+    /// parameters (None: the profile's scalars for every row); s stays the profile's.
     #[allow(clippy::too_many_arguments)]
     pub fn launch_fused<T: KernelFloat>(
         &self,
@@ -403,8 +510,10 @@ impl Gpu {
         n: usize,
         c: usize,
         kp: &KernelProfile,
+        rows: Option<&DeviceRows>,
     ) -> Result<(), CudaError> {
         check_device_shapes(n, c, bufs.grad.len(), labels.len(), bufs.status.len())?;
+        check_rows(rows, n)?;
         check_len("cos", n * c, cos.len())?;
         check_len("row_loss", n, bufs.row_loss.len())?;
         check_len("n_valid", 1, bufs.n_valid.len())?;
@@ -443,7 +552,7 @@ impl Gpu {
                 .filter(|&g| g <= i32::MAX as u32)
                 .ok_or_else(|| Error::Invalid(format!("N = {n} rows exceed the grid limit")))?;
             let f = self.function(&format!("cm_fused{}", T::SUFFIX))?;
-            let rows = KernelRows::scalar();
+            let (rows, _guards) = self.kernel_rows(rows);
             let n_valid = bufs.n_valid.as_view();
             let mut b = self.stream.launch_builder(&f);
             b.arg(cos)
@@ -534,22 +643,56 @@ impl Gpu {
         let d_cos = self.upload(cos)?;
         let mut d_out = self.upload(&vec![T::poison(); cells])?;
         let mut d_arg = self.upload(&vec![-1i64; cells])?;
-        let f = self.function(&format!("cm_subcenter_max{}", T::SUFFIX))?;
-        let (cells64, k64) = (cells as i64, k as i64);
-        let mut b = self.stream.launch_builder(&f);
-        b.arg(&d_cos)
-            .arg(&mut d_out)
-            .arg(&mut d_arg)
-            .arg(&cells64)
-            .arg(&k64);
-        // SAFETY: thread `cell` < cells reads cos [cell·k, (cell+1)·k) and writes out[cell],
-        // arg[cell]; the buffers hold cells·k and cells elements.
-        unsafe { b.launch(rows_config(cells)?) }.map_err(drv("cm_subcenter_max"))?;
+        self.launch_subcenter_max(
+            &d_cos.as_view(),
+            &mut d_out.as_view_mut(),
+            &mut d_arg.as_view_mut(),
+            cells,
+            k,
+        )?;
         let arg = self.download(&d_arg)?;
         Ok((
             self.download(&d_out)?,
             arg.into_iter().map(|a| a as usize).collect(),
         ))
+    }
+
+    /// The sub-centre backward on host data (`cm_subcenter_backward_*`, SPEC.md §11.2):
+    /// `d_cos` [cells] to the arg-max `arg` [cells] of each cell of [cells, K], +0 elsewhere,
+    /// as `layer::subcenter_backward`. An arg outside [0, K) is an error.
+    pub fn subcenter_backward<T: KernelFloat>(
+        &self,
+        d_cos: &[T],
+        arg: &[usize],
+        k: usize,
+    ) -> Result<Vec<T>, CudaError> {
+        check_subcenter_count(k)?;
+        check_len("arg (one per cell)", d_cos.len(), arg.len())?;
+        if let Some((cell, &a)) = arg.iter().enumerate().find(|&(_, &a)| a >= k) {
+            return Err(Error::Invalid(format!(
+                "arg[{cell}] = {a} is not a sub-centre of K = {k}"
+            ))
+            .into());
+        }
+        let cells = d_cos.len();
+        let grad_len = cells
+            .checked_mul(k)
+            .ok_or_else(|| Error::Invalid(format!("cells·K = {cells}·{k} overflows")))?;
+        if cells == 0 {
+            return Ok(Vec::new());
+        }
+        let d_d = self.upload(d_cos)?;
+        let arg: Vec<i64> = arg.iter().map(|&a| a as i64).collect();
+        let d_arg = self.upload(&arg)?;
+        let mut d_grad = self.upload(&vec![T::poison(); grad_len])?;
+        self.launch_subcenter_backward(
+            &d_d.as_view(),
+            &d_arg.as_view(),
+            &mut d_grad.as_view_mut(),
+            cells,
+            k,
+        )?;
+        self.download(&d_grad)
     }
 
     /// The margin layer's forward on host data: a copy of `cos` ([n, c]) with each valid row's
@@ -563,7 +706,8 @@ impl Gpu {
         profile: &Profile,
         p: &Params,
     ) -> Result<Vec<T>, CudaError> {
-        self.margin_forward_with(cos, labels, classes, profile, p, None)
+        let none = KernelModulation::None;
+        self.margin_forward_with(cos, labels, classes, profile, p, None, &none)
     }
 
     /// [`Gpu::margin_forward`] with per-row parameters: row i evaluates at `rows[i]` (one
@@ -577,7 +721,8 @@ impl Gpu {
         rows: &[Params],
     ) -> Result<Vec<T>, CudaError> {
         let (p, d_rows) = self.row_call::<T>(labels.len(), profile, rows)?;
-        self.margin_forward_with(cos, labels, classes, profile, &p, Some(&d_rows))
+        let none = KernelModulation::None;
+        self.margin_forward_with(cos, labels, classes, profile, &p, Some(&d_rows), &none)
     }
 
     /// [`Gpu::margin_backward`] with per-row parameters, as [`Gpu::margin_forward_rows`].
@@ -591,7 +736,74 @@ impl Gpu {
         rows: &[Params],
     ) -> Result<Vec<T>, CudaError> {
         let (p, d_rows) = self.row_call::<T>(labels.len(), profile, rows)?;
-        self.margin_backward_with(cos, labels, top_diff, classes, profile, &p, Some(&d_rows))
+        let none = KernelModulation::None;
+        self.margin_backward_with(
+            cos,
+            labels,
+            top_diff,
+            classes,
+            profile,
+            &p,
+            Some(&d_rows),
+            &none,
+        )
+    }
+
+    /// The margin layer's forward on host data under a non-target modulation (SPEC.md §11.3:
+    /// CurricularFace, inter-top-k; [`Modulation::None`] is [`Gpu::margin_forward`]), with
+    /// per-row parameters where `rows` is given (one per row).
+    #[allow(clippy::too_many_arguments)]
+    pub fn margin_forward_modulated<T: KernelFloat>(
+        &self,
+        cos: &[T],
+        labels: &[i64],
+        classes: usize,
+        profile: &Profile,
+        p: &Params,
+        rows: Option<&[Params]>,
+        m: &Modulation,
+    ) -> Result<Vec<T>, CudaError> {
+        let km = KernelModulation::<T>::new(m)?;
+        match rows {
+            None => self.margin_forward_with(cos, labels, classes, profile, p, None, &km),
+            Some(rows) => {
+                let (p, d_rows) = self.row_call::<T>(labels.len(), profile, rows)?;
+                self.margin_forward_with(cos, labels, classes, profile, &p, Some(&d_rows), &km)
+            }
+        }
+    }
+
+    /// The backward of [`Gpu::margin_forward_modulated`]: `top_diff` times each entry's factor.
+    #[allow(clippy::too_many_arguments)]
+    pub fn margin_backward_modulated<T: KernelFloat>(
+        &self,
+        cos: &[T],
+        labels: &[i64],
+        top_diff: &[T],
+        classes: usize,
+        profile: &Profile,
+        p: &Params,
+        rows: Option<&[Params]>,
+        m: &Modulation,
+    ) -> Result<Vec<T>, CudaError> {
+        let km = KernelModulation::<T>::new(m)?;
+        let (p, d_rows) = match rows {
+            None => (*p, None),
+            Some(rows) => {
+                let (p, d) = self.row_call::<T>(labels.len(), profile, rows)?;
+                (p, Some(d))
+            }
+        };
+        self.margin_backward_with(
+            cos,
+            labels,
+            top_diff,
+            classes,
+            profile,
+            &p,
+            d_rows.as_ref(),
+            &km,
+        )
     }
 
     /// Checks one parameter set per row, uploads their table; returns row 0's parameters
@@ -611,6 +823,7 @@ impl Gpu {
         Ok((p, self.upload_rows(&table)?))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn margin_forward_with<T: KernelFloat>(
         &self,
         cos: &[T],
@@ -619,11 +832,12 @@ impl Gpu {
         profile: &Profile,
         p: &Params,
         rows: Option<&DeviceRows>,
+        m: &KernelModulation<T>,
     ) -> Result<Vec<T>, CudaError> {
         let kp = host_call::<T>(p, profile, labels.len(), classes, &[("cos", cos.len())])?;
         let mut d_logits = self.upload(cos)?;
         self.with_row_status(labels, classes, profile, |d_labels, d_status| {
-            self.launch_margin_forward(
+            self.launch_modulated_forward(
                 &mut d_logits.as_view_mut(),
                 d_labels,
                 d_status,
@@ -631,6 +845,7 @@ impl Gpu {
                 classes,
                 &kp,
                 rows,
+                m,
             )
         })?;
         self.download(&d_logits)
@@ -647,7 +862,8 @@ impl Gpu {
         profile: &Profile,
         p: &Params,
     ) -> Result<Vec<T>, CudaError> {
-        self.margin_backward_with(cos, labels, top_diff, classes, profile, p, None)
+        let none = KernelModulation::None;
+        self.margin_backward_with(cos, labels, top_diff, classes, profile, p, None, &none)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -660,6 +876,7 @@ impl Gpu {
         profile: &Profile,
         p: &Params,
         rows: Option<&DeviceRows>,
+        m: &KernelModulation<T>,
     ) -> Result<Vec<T>, CudaError> {
         let kp = host_call::<T>(
             p,
@@ -671,7 +888,7 @@ impl Gpu {
         let d_cos = self.upload(cos)?;
         let mut d_grad = self.upload(top_diff)?;
         self.with_row_status(labels, classes, profile, |d_labels, d_status| {
-            self.launch_margin_backward(
+            self.launch_modulated_backward(
                 &d_cos.as_view(),
                 &mut d_grad.as_view_mut(),
                 d_labels,
@@ -680,6 +897,7 @@ impl Gpu {
                 classes,
                 &kp,
                 rows,
+                m,
             )
         })?;
         self.download(&d_grad)
@@ -695,6 +913,39 @@ impl Gpu {
         profile: &Profile,
         p: &Params,
     ) -> Result<FusedOutput<T>, CudaError> {
+        self.fused_with(cos, labels, classes, profile, p, None)
+    }
+
+    /// [`Gpu::fused`] with per-row margins: row i's target at `rows[i]` (one per row; SPEC.md
+    /// §9.2). The scale s is one for the batch: every row's s must equal row 0's.
+    pub fn fused_rows<T: KernelFloat>(
+        &self,
+        cos: &[T],
+        labels: &[i64],
+        classes: usize,
+        profile: &Profile,
+        rows: &[Params],
+    ) -> Result<FusedOutput<T>, CudaError> {
+        let (p, d_rows) = self.row_call::<T>(labels.len(), profile, rows)?;
+        if let Some((i, q)) = rows.iter().enumerate().find(|(_, q)| q.s != p.s) {
+            return Err(Error::Invalid(format!(
+                "the fused loss takes one scale s: row {i} has s = {}, row 0 s = {}",
+                q.s, p.s
+            ))
+            .into());
+        }
+        self.fused_with(cos, labels, classes, profile, &p, Some(&d_rows))
+    }
+
+    fn fused_with<T: KernelFloat>(
+        &self,
+        cos: &[T],
+        labels: &[i64],
+        classes: usize,
+        profile: &Profile,
+        p: &Params,
+        rows: Option<&DeviceRows>,
+    ) -> Result<FusedOutput<T>, CudaError> {
         let n = labels.len();
         let kp = host_call::<T>(p, profile, n, classes, &[("cos", cos.len())])?;
         let d_cos = self.upload(cos)?;
@@ -707,6 +958,7 @@ impl Gpu {
             n,
             classes,
             &kp,
+            rows,
         )?;
         let status = self.download(&owned.status)?;
         check_status(&status, labels, classes, profile)?;
@@ -844,6 +1096,96 @@ fn check_len(what: &str, expected: usize, got: usize) -> Result<(), Error> {
         });
     }
     Ok(())
+}
+
+/// The non-target modulation of a margin launch (SPEC.md §11.3), as the kernels take it: it
+/// picks the kernel family and the arguments between `c` and the profile.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum KernelModulation<T> {
+    /// `cm_margin_*`: the profile's non-target treatment only.
+    None,
+    /// `cm_curricular_*`: CurricularFace at the running statistic t the forward used (rounded
+    /// to T).
+    Curricular { t: T },
+    /// `cm_intertopk_*`: the k hardest non-targets get cos(θ − m′).
+    InterTopK(KernelInterTopK<T>),
+}
+
+impl<T: KernelFloat> KernelModulation<T> {
+    /// The kernel arguments of `m`. The kernels implement the sources' CurricularFace (mask on
+    /// the target's margin branch, gradient t + 2c); the detector's variants are an error.
+    pub fn new(m: &Modulation) -> Result<KernelModulation<T>, Error> {
+        match m {
+            Modulation::None => Ok(KernelModulation::None),
+            Modulation::Curricular(cv) => {
+                let mask = match cv.mask {
+                    CurricularMask::MarginBranch => None,
+                    CurricularMask::AfterFallback => Some("a mask after the fallback"),
+                };
+                let gradient = match cv.gradient {
+                    CurricularGradient::Full => None,
+                    CurricularGradient::OneFactor => Some("the one-factor gradient t + c"),
+                };
+                match mask.or(gradient) {
+                    None => Ok(KernelModulation::Curricular { t: T::of(cv.t) }),
+                    Some(what) => Err(Error::Invalid(format!(
+                        "the CurricularFace kernels implement the sources' form (mask on the \
+                         margin branch, gradient t + 2c), not {what}"
+                    ))),
+                }
+            }
+            Modulation::InterTopK(x) => Ok(KernelModulation::InterTopK(KernelInterTopK::new(x)?)),
+        }
+    }
+
+    /// The kernel's name: `cm_<family>_<direction><suffix>`.
+    fn kernel(&self, direction: &str, suffix: &str) -> String {
+        let family = match self {
+            KernelModulation::None => "margin",
+            KernelModulation::Curricular { .. } => "curricular",
+            KernelModulation::InterTopK(_) => "intertopk",
+        };
+        format!("cm_{family}_{direction}{suffix}")
+    }
+
+    /// Pushes the modulation's kernel arguments (after `c`, before the profile).
+    fn push_args<'a>(&'a self, b: &mut cudarc::driver::LaunchArgs<'a>) {
+        match self {
+            KernelModulation::None => {}
+            KernelModulation::Curricular { t } => {
+                b.arg(t);
+            }
+            KernelModulation::InterTopK(x) => {
+                b.arg(&x.k).arg(&x.cos_mp).arg(&x.sin_mp);
+            }
+        }
+    }
+}
+
+/// K ≥ 1 sub-centres per cell.
+fn check_subcenter_count(k: usize) -> Result<(), Error> {
+    if k == 0 {
+        return Err(Error::Invalid("sub-centres need K >= 1 (K = 0)".into()));
+    }
+    Ok(())
+}
+
+/// [cells, K] and [cells] views for the sub-centre kernels: K ≥ 1, cells·K without overflow.
+fn check_subcenter_shapes(
+    cells: usize,
+    k: usize,
+    wide_len: usize,
+    cells_len_a: usize,
+    cells_len_b: usize,
+) -> Result<(), Error> {
+    check_subcenter_count(k)?;
+    let wide = cells
+        .checked_mul(k)
+        .filter(|&v| v <= i64::MAX as usize)
+        .ok_or_else(|| Error::Invalid(format!("cells·K = {cells}·{k} overflows")))?;
+    check_len("[cells, K] buffer", wide, wide_len)?;
+    check_len("[cells] buffer", cells, cells_len_a)?;
+    check_len("[cells] buffer", cells, cells_len_b)
 }
 
 /// Per-row parameters on the device: the columns of a [`RowTable`] ([`Gpu::upload_rows`]).

@@ -3,7 +3,7 @@
 //! Differences from the device are confined to the math library (glibc here, the CUDA Math
 //! API there); the tolerance model budgets the larger of the two documented errors.
 
-use super::{KernelFloat, KernelProfile, KernelRows, KERNEL_PROFILE_SIZE};
+use super::{KernelFloat, KernelInterTopK, KernelProfile, KernelRows, KERNEL_PROFILE_SIZE};
 use crate::margin::Branch;
 
 mod ffi {
@@ -91,6 +91,32 @@ mod ffi {
             factor: *mut f64,
             hard: *mut c_int,
         );
+        pub fn cm_host_intertopk_row_f32(
+            x: *const f32,
+            c: c_longlong,
+            y: c_longlong,
+            k: c_longlong,
+            cos_mp: f32,
+            sin_mp: f32,
+            pr: *const KernelProfile,
+            out: *mut f32,
+            factor: *mut f32,
+            top: *mut c_int,
+        );
+        pub fn cm_host_intertopk_row_f64(
+            x: *const f64,
+            c: c_longlong,
+            y: c_longlong,
+            k: c_longlong,
+            cos_mp: f64,
+            sin_mp: f64,
+            pr: *const KernelProfile,
+            out: *mut f64,
+            factor: *mut f64,
+            top: *mut c_int,
+        );
+        pub fn cm_host_order_key_f32(x: f32) -> u64;
+        pub fn cm_host_order_key_f64(x: f64) -> u64;
         pub fn cm_host_rows_layout(offsets: *mut usize, capacity: usize) -> usize;
         pub fn cm_host_row_status(label: c_longlong, classes: c_longlong, labels: c_int) -> c_int;
         pub fn cm_host_non_target_f32(
@@ -122,6 +148,63 @@ fn branch(code: i32) -> Branch {
         super::code::BRANCH_FALLBACK => Branch::Fallback,
         super::code::BRANCH_SHORTCUT => Branch::Shortcut,
         _ => Branch::Margin,
+    }
+}
+
+/// One row as the inter-top-k kernels evaluate it (`cm_intertopk_*`): every column's output
+/// and factor d out / d c (the target's from the margin), and which columns the top k took.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostRow<T> {
+    pub out: Vec<T>,
+    pub factor: Vec<T>,
+    pub top: Vec<bool>,
+}
+
+type IntertopkRow<T> = unsafe extern "C" fn(
+    *const T,
+    i64,
+    i64,
+    i64,
+    T,
+    T,
+    *const KernelProfile,
+    *mut T,
+    *mut T,
+    *mut i32,
+);
+
+/// `intertopk_row` of the host shim on `x` (one row, target `y`).
+fn intertopk_row_with<T: KernelFloat>(
+    f: IntertopkRow<T>,
+    x: &[T],
+    y: usize,
+    m: &KernelInterTopK<T>,
+    pr: &KernelProfile,
+) -> HostRow<T> {
+    assert!(y < x.len(), "target {y} outside a row of {}", x.len());
+    let c = x.len();
+    let mut out = vec![T::poison(); c];
+    let mut factor = vec![T::poison(); c];
+    let mut top = vec![-1i32; c];
+    // SAFETY: x, out, factor and top hold c values each; y < c; pr is a live KernelProfile.
+    unsafe {
+        f(
+            x.as_ptr(),
+            c as i64,
+            y as i64,
+            m.k,
+            m.cos_mp,
+            m.sin_mp,
+            pr,
+            out.as_mut_ptr(),
+            factor.as_mut_ptr(),
+            top.as_mut_ptr(),
+        )
+    };
+    HostRow {
+        out,
+        factor,
+        top: top.into_iter().map(|t| t != 0).collect(),
     }
 }
 
@@ -162,7 +245,9 @@ fn subcenter_backward_with<T: KernelFloat>(
     arg: &[usize],
     k: usize,
 ) -> Vec<T> {
-    assert!(k > 0 && d_cos.len() == arg.len() && arg.iter().all(|&a| a < k));
+    // An arg outside [0, K) is passed on (as i64: usize::MAX is −1): the header makes that
+    // cell NaN without indexing outside it.
+    assert!(k > 0 && d_cos.len() == arg.len());
     let arg: Vec<i64> = arg.iter().map(|&a| a as i64).collect();
     let mut grad = vec![T::poison(); d_cos.len() * k];
     // SAFETY: d_cos and arg hold cells values (every arg < k), grad cells·k.
@@ -200,11 +285,21 @@ pub trait HostEval: KernelFloat {
     /// CurricularFace on one non-target entry at running statistic `t` and threshold `tau`:
     /// (out, factor, hard), factor = d out / d c (top_diff = 1).
     fn host_curricular(c: Self, t: Self, tau: Self, pr: &KernelProfile) -> (Self, Self, bool);
+    /// Inter-top-k on one row `x` with target `y` (`cm_mod_setup` / `cm_mod_entry` of the
+    /// header, in column order, as the `cm_intertopk_*` kernels).
+    fn host_intertopk_row(
+        x: &[Self],
+        y: usize,
+        m: &KernelInterTopK<Self>,
+        pr: &KernelProfile,
+    ) -> HostRow<Self>;
+    /// `cm_order_key`: the header's ranking key of a value (the IEEE total order).
+    fn host_order_key(x: Self) -> u64;
     /// The sub-centre max of the header: `cos` [cells, K] (k fastest) -> the max of each cell
     /// and its first arg-max (`layer::subcenter_max`).
     fn host_subcenter_max(cos: &[Self], k: usize) -> (Vec<Self>, Vec<usize>);
     /// Its backward: `d_cos` [cells] scattered to the arg-max of each cell of [cells, K]
-    /// (`layer::subcenter_backward`).
+    /// (`layer::subcenter_backward`); a cell whose arg is outside [0, K) is all NaN.
     fn host_subcenter_backward(d_cos: &[Self], arg: &[usize], k: usize) -> Vec<Self>;
 }
 
@@ -244,6 +339,18 @@ impl HostEval for f32 {
         // SAFETY: as host_eval.
         unsafe { ffi::cm_host_curricular_f32(c, t, tau, pr, &mut out, &mut factor, &mut hard) };
         (out, factor, hard != 0)
+    }
+    fn host_intertopk_row(
+        x: &[f32],
+        y: usize,
+        m: &KernelInterTopK<f32>,
+        pr: &KernelProfile,
+    ) -> HostRow<f32> {
+        intertopk_row_with(ffi::cm_host_intertopk_row_f32, x, y, m, pr)
+    }
+    fn host_order_key(x: f32) -> u64 {
+        // SAFETY: a pure function of one value.
+        unsafe { ffi::cm_host_order_key_f32(x) }
     }
     fn host_subcenter_max(cos: &[f32], k: usize) -> (Vec<f32>, Vec<usize>) {
         subcenter_max_with(ffi::cm_host_subcenter_max_f32, cos, k)
@@ -294,6 +401,18 @@ impl HostEval for f64 {
         // SAFETY: as host_eval.
         unsafe { ffi::cm_host_curricular_f64(c, t, tau, pr, &mut out, &mut factor, &mut hard) };
         (out, factor, hard != 0)
+    }
+    fn host_intertopk_row(
+        x: &[f64],
+        y: usize,
+        m: &KernelInterTopK<f64>,
+        pr: &KernelProfile,
+    ) -> HostRow<f64> {
+        intertopk_row_with(ffi::cm_host_intertopk_row_f64, x, y, m, pr)
+    }
+    fn host_order_key(x: f64) -> u64 {
+        // SAFETY: a pure function of one value.
+        unsafe { ffi::cm_host_order_key_f64(x) }
     }
     fn host_subcenter_max(cos: &[f64], k: usize) -> (Vec<f64>, Vec<usize>) {
         subcenter_max_with(ffi::cm_host_subcenter_max_f64, cos, k)

@@ -12,7 +12,9 @@ pub mod device;
 pub mod host;
 
 use crate::dtype::Dtype;
+use crate::error::Error;
 use crate::margin::Constants;
+use crate::modulation::InterTopK;
 use crate::params::Params;
 use crate::profile::{
     AnglePolicy, BoundGradient, ClampScope, EvalForm, ExactForm, Fallback, GradientMode,
@@ -332,6 +334,30 @@ impl KernelRows {
             sin_m,
             has_threshold,
         }
+    }
+}
+
+/// The inter-top-k arguments of the `cm_intertopk_*` kernels (SPEC.md §11.3): k, and cos m′,
+/// sin m′ of the penalty in force ([`InterTopK::m_used`]: 0 while the head is inactive), each
+/// the f64 cos/sin rounded once to T, as the sources' Python floats meet a T tensor.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KernelInterTopK<T> {
+    pub k: i64,
+    pub cos_mp: T,
+    pub sin_mp: T,
+}
+
+impl<T: KernelFloat> KernelInterTopK<T> {
+    /// The arguments for `x`. A k past i64 (no real batch has one) is an error.
+    pub fn new(x: &InterTopK) -> Result<KernelInterTopK<T>, Error> {
+        let k = i64::try_from(x.k)
+            .map_err(|_| Error::Invalid(format!("inter-top-k k = {} exceeds i64", x.k)))?;
+        let m = x.m_used();
+        Ok(KernelInterTopK {
+            k,
+            cos_mp: T::of(m.cos()),
+            sin_mp: T::of(m.sin()),
+        })
     }
 }
 
