@@ -181,23 +181,23 @@ pub fn run(a: Args) -> Result<ExitCode, String> {
         );
     }
     for (path, fmt) in a.out.iter().zip(formats) {
-        let bytes = match fmt {
-            Format::Json => g.to_json().into_bytes(),
-            Format::Npz => g
-                .to_npz()
-                .map_err(|e| format!("{}: cannot encode: {e}", path.display()))?,
+        let written = match fmt {
+            Format::Json => write_atomic(path, g.to_json().as_bytes(), a.force),
+            // Streamed to the file: a large fixture is never encoded whole in memory.
+            Format::Npz => g.write_npz(path, a.force),
         };
-        write_atomic(path, &bytes, a.force).map_err(|e| {
+        written.map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
                 e.to_string()
             } else {
                 format!("{}: cannot write: {e}", path.display())
             }
         })?;
+        let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         println!(
             "wrote {} ({} bytes): {} {}x{} {}",
             path.display(),
-            bytes.len(),
+            bytes,
             g.case.name,
             n,
             c,
