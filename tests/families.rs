@@ -454,3 +454,83 @@ fn modulation_derivatives_agree_with_finite_differences() {
         }
     }
 }
+
+/// The family constant fit (SPEC.md §11.5) on catalyst's CurricularFace dumps: with the
+/// recorded t as stated, t fits the library's own value (its `t_after_forward`, which both
+/// sources use) and agrees; with t_used planted 5 % off, it fits the library's value again,
+/// differs from the planted one, and the verdict names `modulation-differs` with the fit.
+#[test]
+fn curricular_t_fits_the_libraries_recorded_value() {
+    use combined_margin::fixture::LayerCase;
+    use combined_margin::verdict::family_fit::{self, FitOn};
+    use serde_json::Value;
+    fn on<'a>(case: &'a LayerCase, profile: &'a Profile, dtype: Dtype) -> FitOn<'a> {
+        FitOn {
+            cases: std::slice::from_ref(case),
+            profile,
+            dtype,
+            s: None,
+        }
+    }
+    for dt in ["f32", "f64"] {
+        let dump = golden(&format!("catalyst/curricularface_pipeline_{dt}.json"));
+        let dtype = dump.dtype;
+        let mut edited = dump.clone();
+        for raw in &mut edited.cases {
+            let t = raw.obj["t_after_forward"][0].as_f64().unwrap();
+            raw.obj.insert("t_used".into(), Value::from(1.05 * t));
+        }
+        // The profile each case is checked under (catalyst maps to none: fingerprinted).
+        let profiles: Vec<Profile> = check_file(&dump, &Choice::Mapped)
+            .unwrap()
+            .checks()
+            .map(|ck| ck.report.profile.clone())
+            .collect();
+        let mut fitted = 0;
+        for ((raw, bad), profile) in dump.cases.iter().zip(&edited.cases).zip(&profiles) {
+            let truth = raw.obj["t_after_forward"][0].as_f64().unwrap();
+            let case = dump.layer_view(raw).unwrap();
+            let Some(f) = family_fit::fit_curricular_t(on(&case, profile, dtype)) else {
+                continue; // a case with no usable hard negative
+            };
+            fitted += 1;
+            assert!(
+                (f.value - truth).abs() <= f.uncertainty,
+                "{dt}: {}",
+                f.describe()
+            );
+            assert!(!f.differs(), "{dt}: {}", f.describe());
+            let planted = edited.layer_view(bad).unwrap();
+            let f = family_fit::fit_curricular_t(on(&planted, profile, dtype)).unwrap();
+            assert!(
+                (f.value - truth).abs() <= f.uncertainty,
+                "{dt}: {}",
+                f.describe()
+            );
+            assert_eq!(f.stated, Some(1.05 * truth));
+            assert!(
+                f.differs() && f.describe().contains("-4.762%"),
+                "{}",
+                f.describe()
+            );
+        }
+        assert!(fitted >= 4, "{dt}: only {fitted} cases fitted");
+        let checks: Vec<_> = check_file(&edited, &Choice::Mapped)
+            .unwrap()
+            .checks()
+            .cloned()
+            .collect();
+        for ck in &checks {
+            assert!(ck.unexplained.is_empty(), "{dt}: {}", ck.report.name);
+            let d = ck
+                .findings()
+                .find(|d| d.kind.name() == "modulation-differs")
+                .unwrap_or_else(|| panic!("{dt}: {} {:?}", ck.report.name, ck.kinds()));
+            assert!(
+                d.detail.contains("t fits") && d.detail.contains("-4.762%"),
+                "{}",
+                d.detail
+            );
+        }
+    }
+}
