@@ -534,3 +534,91 @@ fn curricular_t_fits_the_libraries_recorded_value() {
         }
     }
 }
+
+/// AdaFace's law for per-row margins (SPEC.md §11.7) on the shipped AdaFace dumps: m (from
+/// m2 + m3 on every row) and h (from the rows' ẑ against the recorded norms and batch
+/// statistics) fit the library call's own `params.m` = 0.4 and `params.h` = 0.333. Planted:
+/// a stated h of 0.3 is contradicted (h fits 0.333); g_add from m = 0.42 makes m fit 0.42
+/// against the stated 0.4; the norms rotated by one row no longer give one h; a `norms`
+/// array of the wrong length is bad input naming the field.
+#[test]
+fn adaface_margins_follow_the_law_and_planted_constants_are_contradicted() {
+    use combined_margin::verdict::family_fit::adaface_law;
+    use combined_margin::verdict::fit::Fitted;
+    use serde_json::Value;
+    let law = |dump: &combined_margin::fixture::Dump, i: usize| -> Vec<Fitted> {
+        let raw = &dump.cases[i];
+        let case = dump.layer_view(raw).unwrap();
+        let law = adaface_law(raw, &case, dump.dtype).unwrap().unwrap();
+        assert!(law.outside.is_empty(), "{:?}", law.outside);
+        law.fits
+    };
+    let get = |fits: &[Fitted], name: &str| fits.iter().find(|f| f.name == name).cloned().unwrap();
+    for dt in ["f32", "f64"] {
+        let dump = golden(&format!("adaface/adaface_pipeline_{dt}.json"));
+        let edit = |f: &dyn Fn(&mut serde_json::Map<String, Value>)| {
+            let mut d = dump.clone();
+            for raw in &mut d.cases {
+                f(&mut raw.obj);
+            }
+            d
+        };
+        let h_off = edit(&|o| {
+            o.get_mut("params").unwrap()["h"] = Value::from(0.3);
+        });
+        let m_off = edit(&|o| {
+            let m3: Vec<f64> = o["params"]["m3"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() + 0.02)
+                .collect();
+            o.get_mut("params").unwrap()["m3"] = Value::from(m3);
+        });
+        let rotated = edit(&|o| {
+            let mut n: Vec<Value> = o["norms"].as_array().unwrap().clone();
+            n.rotate_left(1);
+            o.insert("norms".into(), Value::from(n));
+        });
+        for i in 0..dump.cases.len() {
+            let fits = law(&dump, i);
+            let (m, h) = (get(&fits, "m"), get(&fits, "h"));
+            assert!(
+                !m.differs() && !h.differs(),
+                "{dt}: {} / {}",
+                m.describe(),
+                h.describe()
+            );
+            assert!((m.value - 0.4).abs() <= m.uncertainty, "{}", m.describe());
+            assert!((h.value - 0.333).abs() <= h.uncertainty, "{}", h.describe());
+
+            let h2 = get(&law(&h_off, i), "h");
+            assert!(
+                h2.differs() && (h2.value - 0.333).abs() <= h2.uncertainty,
+                "{}",
+                h2.describe()
+            );
+            assert!(h2.describe().contains("stated 0.3 ("), "{}", h2.describe());
+
+            let m2 = get(&law(&m_off, i), "m");
+            assert!(
+                m2.differs() && (m2.value - 0.42).abs() <= m2.uncertainty,
+                "{}",
+                m2.describe()
+            );
+
+            let h3 = get(&law(&rotated, i), "h");
+            assert!(
+                h3.differs() || h3.uncertainty > 0.01 * 0.333,
+                "{dt}: rotated norms still give one h: {}",
+                h3.describe()
+            );
+        }
+        // Bad input: a norms array of the wrong length names the field.
+        let short = edit(&|o| {
+            o.insert("norms".into(), Value::from(vec![1.0, 2.0]));
+        });
+        let err = check_file(&short, &Choice::Mapped).unwrap_err();
+        assert!(err.contains("\"norms\"") || err.contains("norms"), "{err}");
+    }
+}

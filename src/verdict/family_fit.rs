@@ -313,9 +313,7 @@ pub fn fit_intertopk_m(on: FitOn, k: Option<usize>) -> Option<Fitted> {
 pub fn fit_lambda(on: FitOn) -> Option<Fitted> {
     let u = on.dtype.unit_roundoff();
     fit_per_entry(on, LAMBDA, |case, reference, row, target, est| {
-        let Some(l0) = case.lambda else {
-            return None;
-        };
+        let l0 = case.lambda?;
         let stated = Some(l0);
         let plain = reference.clone().with_lambda(None);
         let i = row * case.c + target;
@@ -436,4 +434,103 @@ pub fn family_resolves(
             .collect();
         passes(&moved)
     })
+}
+
+/// What the rows' margins say about the law that produced them ([`adaface_law`]).
+#[derive(Clone, Debug)]
+pub struct RowLaw {
+    /// The law's constants fitted from the rows, each with the stated value.
+    pub fits: Vec<Fitted>,
+    /// Rows the law cannot produce.
+    pub outside: Vec<usize>,
+}
+
+/// Per-row margins that follow AdaFace's law (SPEC.md §11.7; mk-minchul/AdaFace@c60eaa7
+/// `head.py`, Kim et al. 2022 eq. 10–12): with ẑᵢ ∈ [−1, 1] the row's margin scaler,
+/// `g_angle = −m·ẑ` (params.m2) and `g_add = m + m·ẑ` (params.m3), so
+///
+/// ```text
+/// m  = m2ᵢ + m3ᵢ                       on every row (m1ᵢ = 1)
+/// ẑᵢ = −m2ᵢ / m̂                        must lie in [−1, 1]
+/// h  = ẑᵢ·(σ + ε) / (‖x‖ᵢ′ − μ)         ‖x‖ᵢ′ = clip(‖x‖ᵢ, 0.001, 100), on the rows the clip
+///                                      of ẑ to [−1, 1] does not bind (|ẑ| < 1 − 1e-4) and
+///                                      |‖x‖′ − μ| ≥ 1e-3·(σ + ε)
+/// ```
+///
+/// μ, σ are the batch statistics the forward used (`batch_mean_after`, `batch_std_after`:
+/// updated before use), ε = `params.eps`; h is fitted only where the case records `norms`
+/// and those three. The stated m and h are `params.m`, `params.h`. `Ok(None)` where the case
+/// has no per-row margins or does not state AdaFace's `params.m`; a recorded field of the
+/// wrong shape is bad input naming it. [`RowLaw::outside`] lists the rows whose ẑ lies
+/// outside [−1, 1] beyond the fit's uncertainty (the law cannot produce them).
+pub fn adaface_law(
+    raw: &crate::fixture::RawCase,
+    case: &LayerCase,
+    dtype: Dtype,
+) -> Result<Option<RowLaw>, crate::fixture::FixtureError> {
+    let Some(rows) = &case.row_params else {
+        return Ok(None);
+    };
+    let hyper = |k: &str| -> Result<Option<f64>, crate::fixture::FixtureError> {
+        match raw.obj.get("params").and_then(|p| p.get(k)) {
+            None => Ok(None),
+            Some(v) => v.as_f64().map(Some).ok_or_else(|| {
+                crate::fixture::FixtureError::new(
+                    &raw.file,
+                    format!("expected a number, found {v}"),
+                )
+                .in_case(&raw.name)
+                .in_field(&format!("params.{k}"))
+            }),
+        }
+    };
+    let Some(m_stated) = hyper("m")? else {
+        return Ok(None);
+    };
+    let u = dtype.unit_roundoff();
+    // m from every row: the two roundings of g_angle and g_add (½ ulp each, one ulp taken).
+    let est: Vec<(f64, f64)> = rows
+        .iter()
+        .map(|p| {
+            (
+                p.m2 + p.m3,
+                dtype.ulp(p.m2) + dtype.ulp(p.m3) + 2.0 * u * p.m3.abs(),
+            )
+        })
+        .collect();
+    let Some(m) = summarise("m", est, Some(m_stated), dtype) else {
+        return Ok(None);
+    };
+    let z: Vec<f64> = rows.iter().map(|p| -p.m2 / m.value).collect();
+    let slack = (m.uncertainty / m.value.abs()).max(4.0 * u);
+    let outside: Vec<usize> = (0..z.len())
+        .filter(|&i| z[i].abs() > 1.0 + slack || rows[i].m1 != 1.0)
+        .collect();
+    let mut out = vec![m.clone()];
+    let n = case.n;
+    let stats = (
+        raw.f64s_opt("norms", n, Dtype::F64)?,
+        raw.f64s_opt("batch_mean_after", 1, Dtype::F64)?,
+        raw.f64s_opt("batch_std_after", 1, Dtype::F64)?,
+        hyper("eps")?,
+    );
+    if let (Some(norms), Some(mu), Some(sd), Some(eps)) = stats {
+        let (mu, den) = (mu[0], sd[0] + eps);
+        let mut est = Vec::new();
+        for (i, &zi) in z.iter().enumerate() {
+            let x = norms[i].clamp(0.001, 100.0) - mu;
+            if zi.abs() >= 1.0 - 1e-4 || x.abs() < 1e-3 * den.abs() {
+                continue;
+            }
+            let h = zi * den / x;
+            // ẑ's rounding (m2's ulp over m) and the statistics' rounding in the dtype.
+            let dz = dtype.ulp(rows[i].m2) / m.value.abs() + zi.abs() * slack;
+            let sigma = (dz * den.abs()
+                + zi.abs() * 4.0 * u * (den.abs() + norms[i].abs() + mu.abs()))
+                / x.abs();
+            est.push((h, sigma));
+        }
+        out.extend(summarise("h", est, hyper("h")?, dtype));
+    }
+    Ok(Some(RowLaw { fits: out, outside }))
 }
