@@ -622,3 +622,64 @@ fn adaface_margins_follow_the_law_and_planted_constants_are_contradicted() {
         assert!(err.contains("\"norms\"") || err.contains("norms"), "{err}");
     }
 }
+
+/// Under `--profile auto` the family constants join the table of the point found and
+/// `--fit-json` (SPEC.md §11.5): on catalyst's CurricularFace dump each case's t (fitted
+/// apart: every case records its own) agrees with the recorded one; with `t_used` planted
+/// 5 % larger, each fits the library's `t_after_forward` and fails (DIFFERS).
+#[test]
+fn fit_json_carries_the_family_constants() {
+    use serde_json::Value;
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/golden/catalyst/curricularface_pipeline_f64.json");
+    let dump: Value = serde_json::from_str(&std::fs::read_to_string(&src).unwrap()).unwrap();
+    let truth: Vec<(String, f64)> = dump["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let t = c["t_after_forward"][0].as_f64().unwrap();
+            (c["name"].as_str().unwrap().to_string(), t)
+        })
+        .collect();
+    let mut planted = dump.clone();
+    for c in planted["cases"].as_array_mut().unwrap() {
+        let t = c["t_after_forward"][0].as_f64().unwrap();
+        c["t_used"] = Value::from(1.05 * t);
+    }
+    let bad = dir.path().join("planted.json");
+    std::fs::write(&bad, planted.to_string()).unwrap();
+    for (file, fails) in [(src.as_path(), false), (bad.as_path(), true)] {
+        let json = dir.path().join(format!("fit_{fails}.json"));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cmargin"))
+            .args(["check", "--profile", "auto", "--fit-json"])
+            .arg(&json)
+            .arg(file)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(if fails { 1 } else { 0 }), "{text}");
+        let j: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let mut seen = 0;
+        for s in j["searches"].as_array().unwrap() {
+            for c in s["point"]["constants"].as_array().unwrap() {
+                let name = c["name"].as_str().unwrap();
+                let Some((_, t)) = truth.iter().find(|(n, _)| name == format!("t ({n})")) else {
+                    continue;
+                };
+                seen += 1;
+                let (v, unc) = (
+                    c["fitted"].as_f64().unwrap(),
+                    c["uncertainty"].as_f64().unwrap(),
+                );
+                assert!((v - t).abs() <= unc, "{c}");
+                assert_eq!(c["fails"], fails, "{c}");
+                if fails {
+                    assert!(text.contains(&format!("{name} fits")), "{text}");
+                }
+            }
+        }
+        assert_eq!(seen, truth.len(), "{j}");
+    }
+}

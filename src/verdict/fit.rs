@@ -572,16 +572,32 @@ pub fn fit_stated(cases: &[LayerCase], profile: &Profile, dtype: Dtype) -> State
         f.resolved = !stated_all;
     }
     // A family's own constants (SPEC.md §11.5): resolved only where the cases at the fitted
-    // value have every element within budget and as stated do not.
-    let on = super::family_fit::FitOn {
-        cases,
-        profile,
-        dtype,
-        s: out.overrides.s,
-    };
-    for mut f in super::family_fit::fit_family(on) {
-        f.resolved = super::family_fit::family_resolves(cases, profile, dtype, &f).is_some();
-        out.fitted.push(f);
+    // value have every element within budget and as stated do not. They are claims of each
+    // case (CurricularFace's t is a running statistic): cases that state different ones are
+    // fitted apart, each fit named with its case.
+    let mut claims: Vec<(String, Vec<LayerCase>)> = Vec::new();
+    for case in cases {
+        let key = format!("{:?} {:?}", case.modulation, case.lambda);
+        match claims.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(case.clone()),
+            None => claims.push((key, vec![case.clone()])),
+        }
+    }
+    let apart = claims.len() > 1;
+    for (_, group) in &claims {
+        let on = super::family_fit::FitOn {
+            cases: group,
+            profile,
+            dtype,
+            s: out.overrides.s,
+        };
+        for mut f in super::family_fit::fit_family(on) {
+            f.resolved = super::family_fit::family_resolves(group, profile, dtype, &f).is_some();
+            if apart {
+                f.name = format!("{} ({})", f.name, group[0].name);
+            }
+            out.fitted.push(f);
+        }
     }
     out
 }
