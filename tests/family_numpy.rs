@@ -21,6 +21,11 @@ fn run(head: &str, dtype: &str) -> (i32, String) {
         Some("adaface" | "elasticface" | "elasticcos" | "magface") => &[],
         _ => &["--profile", "arcface-thmm"],
     };
+    run_under(head, dtype, profile)
+}
+
+/// [`run`] with the `--profile` arguments given.
+fn run_under(head: &str, dtype: &str, profile: &[&str]) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(format!("{head}_{dtype}.json"));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/family_impls.py");
@@ -63,6 +68,15 @@ fn numpy_modulated_heads_pass_and_planted_bugs_are_named() {
             let (rc, out) = run(head, dtype);
             assert_eq!(rc, 0, "{head} {dtype}:\n{out}");
             assert!(out.contains("1 pass, 0 deviate, 0 fail"), "{out}");
+        }
+        // The preset's policies matter: MagFace's default easy_margin head fails under the
+        // th/mm form (its c ≤ 0 targets keep c), and ElasticFace-Arc's under -Cos.
+        for (head, wrong) in [
+            ("magface-easy", "magface-thmm"),
+            ("elasticface", "elasticface-cos"),
+        ] {
+            let (rc, out) = run_under(head, dtype, &["--profile", wrong]);
+            assert_eq!(rc, 1, "{head} {dtype} under {wrong}:\n{out}");
         }
         // The family presets (SPEC.md §11.6) the sources' implementation strings map to.
         for (head, preset) in [
