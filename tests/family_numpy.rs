@@ -21,17 +21,19 @@ fn run(head: &str, dtype: &str) -> (i32, String) {
         Some("adaface" | "elasticface" | "elasticcos" | "magface") => &[],
         _ => &["--profile", "arcface-thmm"],
     };
-    run_under(head, dtype, profile)
+    run_under(head, dtype, profile, &[])
 }
 
-/// [`run`] with the `--profile` arguments given.
-fn run_under(head: &str, dtype: &str, profile: &[&str]) -> (i32, String) {
+/// [`run`] with the `--profile` arguments given, and `extra` arguments to the script
+/// (`backward-only`: the dump records no forward).
+fn run_under(head: &str, dtype: &str, profile: &[&str], extra: &[&str]) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(format!("{head}_{dtype}.json"));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/family_impls.py");
     let st = Command::new("python3")
         .arg(script)
         .args([head, path.to_str().unwrap(), dtype])
+        .args(extra)
         .status()
         .unwrap();
     assert!(st.success(), "family_impls.py {head} {dtype} failed");
@@ -75,8 +77,22 @@ fn numpy_modulated_heads_pass_and_planted_bugs_are_named() {
             ("magface-easy", "magface-thmm"),
             ("elasticface", "elasticface-cos"),
         ] {
-            let (rc, out) = run_under(head, dtype, &["--profile", wrong]);
+            let (rc, out) = run_under(head, dtype, &["--profile", wrong], &[]);
             assert_eq!(rc, 1, "{head} {dtype} under {wrong}:\n{out}");
+        }
+        // Without a forward the family constants are fitted from the backward (SPEC.md §11.5).
+        for (head, profile, words) in [
+            ("curricular-t5", "arcface-thmm", "t fits 0.12994"),
+            ("intertopk-m", "arcface-thmm", "m′ fits 0.07 ± "),
+            ("intertopk-k2", "arcface-thmm", "k fits 2 ± 0, stated 3"),
+            ("asoftmax-lambda", "sphereface", "λ fits 5.5 ± "),
+        ] {
+            let (rc, out) = run_under(head, dtype, &["--profile", profile], &["backward-only"]);
+            assert_eq!(rc, 1, "{head} {dtype} backward only:\n{out}");
+            assert!(
+                out.contains("deviation modulation-differs") && out.contains(words),
+                "{head} {dtype} backward only:\n{out}"
+            );
         }
         // The family presets (SPEC.md §11.6) the sources' implementation strings map to.
         for (head, preset) in [

@@ -13,7 +13,8 @@
 //!        forward  y = c̃·(t + c̃)          ⇒ t = y / c̃ − c̃        (c̃ ≠ 0)
 //!        backward d = t + 2c̃              ⇒ t = d − 2c̃           (only without a forward)
 //! k    per row: how many of the row's non-targets, in decreasing c̃, are out of budget of
-//!      their unmodulated value; they must be the row's leading ones, and a row whose every
+//!      their unmodulated value (forward, else backward); they must be the row's leading
+//!      ones, and a row whose every
 //!      non-target is modulated bounds k only from below (left out)
 //! m′   the k̂ leading non-targets (k̂ the fitted k)
 //!        forward  y = cos(θ − m′), θ = acos c̃      ⇒ m′ = θ − acos y   (|c̃|, |y| ≤ 0.999)
@@ -206,7 +207,13 @@ pub fn fit_intertopk_k(on: FitOn) -> Option<Fitted> {
             return;
         }
         stated = Some(x.k as f64);
-        let Some(fw) = &case.forward else { return };
+        // Forward where recorded, else the backward (a modulated entry's factor differs
+        // from the unmodulated one's as its value does).
+        let (actual, forward) = match (&case.forward, &case.backward) {
+            (Some(f), _) => (f, true),
+            (None, Some(b)) => (b, false),
+            (None, None) => return,
+        };
         let cos = row_of(case, row);
         let c_nt: Vec<f64> = cos
             .iter()
@@ -218,8 +225,13 @@ pub fn fit_intertopk_k(on: FitOn) -> Option<Fitted> {
             .iter()
             .map(|&j| {
                 let k = row * case.c + j;
-                let (f, _, bud) = reference.non_target(cos[j], top(case, k));
-                crate::tolerance::error_fraction(fw[k], f, bud.forward) > 1.0
+                let (f, b, bud) = reference.non_target(cos[j], top(case, k));
+                let (want, budget) = if forward {
+                    (f, bud.forward)
+                } else {
+                    (b, bud.backward)
+                };
+                crate::tolerance::error_fraction(actual[k], want, budget) > 1.0
             })
             .collect();
         let n = moved.iter().filter(|&&m| m).count();
