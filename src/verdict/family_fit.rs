@@ -546,3 +546,49 @@ pub fn adaface_law(
     }
     Ok(Some(RowLaw { fits: out, outside }))
 }
+
+/// Every family constant the `cases` claim, fitted for the table of the point found (SPEC.md
+/// §11.5), each resolved only where the cases at the fitted value have every element within
+/// budget and as stated do not ([`family_resolves`]). They are claims of each case
+/// (CurricularFace's t is a running statistic): cases that state different ones are fitted
+/// apart, each fit named with its case (`t (<case>)`).
+pub fn fit_claims(
+    cases: &[LayerCase],
+    profile: &Profile,
+    dtype: Dtype,
+    s: Option<f64>,
+) -> Vec<Fitted> {
+    // A plain head claims none (and its cases, which may be large, are not copied).
+    if cases
+        .iter()
+        .all(|c| c.modulation == Modulation::None && c.lambda.is_none())
+    {
+        return Vec::new();
+    }
+    let mut claims: Vec<(String, Vec<LayerCase>)> = Vec::new();
+    for case in cases {
+        let key = format!("{:?} {:?}", case.modulation, case.lambda);
+        match claims.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(case.clone()),
+            None => claims.push((key, vec![case.clone()])),
+        }
+    }
+    let apart = claims.len() > 1;
+    let mut out = Vec::new();
+    for (_, group) in &claims {
+        let on = FitOn {
+            cases: group,
+            profile,
+            dtype,
+            s,
+        };
+        for mut f in fit_family(on) {
+            f.resolved = family_resolves(group, profile, dtype, &f).is_some();
+            if apart {
+                f.name = format!("{} ({})", f.name, group[0].name);
+            }
+            out.push(f);
+        }
+    }
+    out
+}

@@ -502,9 +502,9 @@ fn target_measure(
 /// The stated parameters as the outputs have them: each of m1, m2, m3 (where stated away
 /// from its neutral value, or where the outputs need it) and s (for a scaled layer) fitted
 /// under `profile`; `overrides` holds the fitted values that explain the targets better than
-/// the stated ones by more than their description length. A family's own constants (t, k,
-/// m′, λ; [`super::family_fit`]) follow them in `fitted`, with no override: the search ranks
-/// the case's modulation as recorded, and the table shows what the outputs say.
+/// the stated ones by more than their description length. The search appends a family's own
+/// constants (t, k, m′, λ; [`super::family_fit::fit_claims`]) to `fitted`, with no override:
+/// it ranks the case's modulation as recorded, and the table shows what the outputs say.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct StatedFit {
     pub fitted: Vec<Fitted>,
@@ -570,34 +570,6 @@ pub fn fit_stated(cases: &[LayerCase], profile: &Profile, dtype: Dtype) -> State
     let stated_all = target_cost(cases, profile, dtype, &Overrides::default()).1;
     for f in &mut out.fitted {
         f.resolved = !stated_all;
-    }
-    // A family's own constants (SPEC.md §11.5): resolved only where the cases at the fitted
-    // value have every element within budget and as stated do not. They are claims of each
-    // case (CurricularFace's t is a running statistic): cases that state different ones are
-    // fitted apart, each fit named with its case.
-    let mut claims: Vec<(String, Vec<LayerCase>)> = Vec::new();
-    for case in cases {
-        let key = format!("{:?} {:?}", case.modulation, case.lambda);
-        match claims.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, v)) => v.push(case.clone()),
-            None => claims.push((key, vec![case.clone()])),
-        }
-    }
-    let apart = claims.len() > 1;
-    for (_, group) in &claims {
-        let on = super::family_fit::FitOn {
-            cases: group,
-            profile,
-            dtype,
-            s: out.overrides.s,
-        };
-        for mut f in super::family_fit::fit_family(on) {
-            f.resolved = super::family_fit::family_resolves(group, profile, dtype, &f).is_some();
-            if apart {
-                f.name = format!("{} ({})", f.name, group[0].name);
-            }
-            out.fitted.push(f);
-        }
     }
     out
 }
