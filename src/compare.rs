@@ -239,6 +239,13 @@ impl Reference {
         )
     }
 
+    /// The profile's own treatment of a non-target input `c` (clamp, round trip; §2.5):
+    /// (c̃, d c̃ / d c). The modulation of SPEC.md §11.3 acts on c̃.
+    pub fn non_target_input(&self, c: f64) -> (f64, f64) {
+        let (ct, f, _) = margin::non_target(c, &self.profile, &self.k);
+        (ct, f)
+    }
+
     /// Reference and budget of a non-target entry that the row's modulation changes
     /// (SPEC.md §11.3): the profile's non-target treatment c̃ (factor f), then the
     /// modulation's value v(c̃) with derivative v′: forward `s·v(c̃)`, backward

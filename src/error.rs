@@ -27,7 +27,7 @@ pub enum Error {
         why: &'static str,
     },
 
-    #[error("unknown profile {name:?} (known: {})", crate::profile::preset_names().collect::<Vec<_>>().join(", "), name = .0)]
+    #[error("unknown profile {name:?} (known: {})", crate::profile::preset_names().chain(crate::profile::FAMILY_PRESETS.iter().map(|p| p.name)).collect::<Vec<_>>().join(", "), name = .0)]
     UnknownProfile(String),
 
     #[error("{0}")]

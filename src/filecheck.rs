@@ -122,6 +122,13 @@ pub fn check_file(dump: &Dump, choice: &Choice) -> Result<FileCheck, String> {
             }
         }
     }
+    // Per-row margins that follow a law (SPEC.md §11.7): what the rows say about the head's
+    // own constants, one line per case; the verdict is the check's alone.
+    for (raw, sc) in dump.cases.iter().zip(&scopes) {
+        if *sc == Scope::CombinedMargin && has_per_row_margins(raw) {
+            text.push_str(&row_law_line(dump, raw)?);
+        }
+    }
     let mut outcomes = Vec::with_capacity(dump.cases.len());
     for ((raw, sc), prof) in dump.cases.iter().zip(scopes).zip(profiles) {
         let outcome = match (&sc, prof) {
@@ -145,6 +152,30 @@ pub fn check_file(dump: &Dump, choice: &Choice) -> Result<FileCheck, String> {
         fingerprinted,
         searches,
     })
+}
+
+/// The line of [`crate::verdict::family_fit::adaface_law`] for a case with per-row margins
+/// (empty where the case states no law's constants).
+fn row_law_line(dump: &Dump, raw: &RawCase) -> Result<String, String> {
+    let case = dump.layer_view(raw).map_err(|e| e.to_string())?;
+    let law = crate::verdict::family_fit::adaface_law(raw, &case, dump.dtype)
+        .map_err(|e| e.to_string())?;
+    let Some(law) = law else {
+        return Ok(String::new());
+    };
+    let fits: Vec<String> = law.fits.iter().map(|f| f.describe()).collect();
+    let outside = &law.outside;
+    let outside = if outside.is_empty() {
+        String::new()
+    } else {
+        format!("; rows {outside:?} have no ẑ in [−1, 1] (or m1 ≠ 1): outside the law")
+    };
+    Ok(format!(
+        "{}: case {:?}: per-row margins against AdaFace's law (g_angle = −m·ẑ, g_add = m + m·ẑ, ẑ = clip(h·(‖x‖ − μ)/(σ + ε), −1, 1)): {}{outside}\n",
+        dump.file,
+        raw.name,
+        fits.join("; ")
+    ))
 }
 
 fn check_loss_only(

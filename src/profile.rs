@@ -471,11 +471,118 @@ pub fn preset_names() -> impl Iterator<Item = &'static str> {
     PRESETS.iter().map(|p| p.name)
 }
 
+/// Every clamp of the family heads below is torch's `clamp(-1, 1)` of every entry (or
+/// AdaFace's ±(1 − 1e-3)): gradient 0 at and beyond a bound, as for SpeechBrain's.
+const fn all_entries_clamp(eps: f64) -> InputDomain {
+    InputDomain::Clamp {
+        eps,
+        scope: ClampScope::AllEntries,
+        at_bound: BoundGradient::Zero,
+    }
+}
+
+/// The autograd chain (PyTorch heads).
+const CHAIN: GradientMode = GradientMode::Exact {
+    pole: PoleRule::Ieee,
+    form: ExactForm::Chain,
+};
+
+/// MagFace's `MagLinear` (IrvingMeng/MagFace@99bae61 `models/magface.py`, and
+/// `models/parallel_maglinear.py` with `useArcFace`): `cos_theta.clamp(-1, 1)` of every
+/// entry, `sin_theta = sqrt(1 - cos_theta^2)` unguarded, `cos_theta_m = cos_theta·cos_m −
+/// sin_theta·sin_m` over the whole matrix, the target selected by the one-hot mix
+/// `one_hot·cos_theta_m + (1 − one_hot)·cos_theta` (so non-targets get `1 + 0·φ′`), both
+/// scaled by s inside; `scatter_` of a label −1 raises (no ignore label). `easy` selects
+/// `easy_margin` (the default of `MagLinear`, and how `SoftmaxBuilder` builds it), else the
+/// th/mm fallback `cos_theta > cos(π − m)`, `cos_theta − sin(π − m)·m`.
+fn magface(easy: bool) -> Profile {
+    Profile {
+        domain: all_entries_clamp(0.0),
+        angle: if easy {
+            AnglePolicy::EasyMargin
+        } else {
+            AnglePolicy::Threshold {
+                test: ThresholdTest::OnCos,
+                fallback: Fallback::MSinM,
+            }
+        },
+        gradient: CHAIN,
+        shortcut: false,
+        labels: LabelPolicy::NoIgnore,
+        eval: EvalForm::TrigIdentity {
+            guard: SineGuard::Unguarded,
+            whole_matrix: true,
+        },
+        ..ANALYTIC
+    }
+}
+
+/// The heads of the margin families (SPEC.md §11.6) whose margins are per row: their
+/// m1, m2, m3 come from the dump (`params` arrays), so these rows are not candidates of the
+/// `--profile auto` search (it fits one (m1, m2, m3) per case) and not columns of the
+/// conformance matrix; `--profile NAME` and the implementation mapping (§6.1) reach them.
+pub const FAMILY_PRESETS: [Preset; 5] = [
+    Preset {
+        name: "adaface",
+        source: "mk-minchul/AdaFace@c60eaa7 head.py AdaFace: clamp of every entry to +-(1 - 1e-3), theta + g_angular clipped to [1e-3, pi - 1e-3], every entry through cos(acos), autograd",
+        profile: || Profile {
+            domain: all_entries_clamp(ADAFACE_EPS),
+            angle: AnglePolicy::Clamp {
+                lo: ADAFACE_EPS,
+                hi: PI - ADAFACE_EPS,
+            },
+            gradient: CHAIN,
+            shortcut: false,
+            round_trip: RoundTrip {
+                fallback: false,
+                non_targets: true,
+            },
+            labels: LabelPolicy::NoIgnore,
+            ..ANALYTIC
+        },
+    },
+    Preset {
+        name: "elasticface-arc",
+        source: "fdbtrs/ElasticFace@5496ec0 utils/losses.py ElasticArcFace (plus too): clamp(-1, 1) of every entry, acos_ of the whole matrix, + m_i on the target, cos_ of the whole matrix, autograd",
+        profile: || Profile {
+            domain: all_entries_clamp(0.0),
+            gradient: CHAIN,
+            shortcut: false,
+            round_trip: RoundTrip {
+                fallback: false,
+                non_targets: true,
+            },
+            labels: LabelPolicy::MinusOneNoTarget,
+            ..ANALYTIC
+        },
+    },
+    Preset {
+        name: "elasticface-cos",
+        source: "fdbtrs/ElasticFace@5496ec0 utils/losses.py ElasticCosFace (plus too): clamp(-1, 1) of every entry, the target minus m_i, no acos",
+        profile: || Profile {
+            domain: all_entries_clamp(0.0),
+            labels: LabelPolicy::MinusOneNoTarget,
+            ..ANALYTIC
+        },
+    },
+    Preset {
+        name: "magface",
+        source: "IrvingMeng/MagFace@99bae61 models/magface.py MagLinear (easy_margin=True, its default): clamp(-1, 1), c cos m - sqrt(1 - c^2) sin m over the whole matrix, one-hot mix",
+        profile: || magface(true),
+    },
+    Preset {
+        name: "magface-thmm",
+        source: "IrvingMeng/MagFace@99bae61 models/magface.py MagLinear with easy_margin=False: the th/mm fallback on cos instead",
+        profile: || magface(false),
+    },
+];
+
 impl Profile {
-    /// A preset by name.
+    /// A preset by name ([`PRESETS`], then the family heads of [`FAMILY_PRESETS`]).
     pub fn preset(name: &str) -> Result<Profile, crate::Error> {
         PRESETS
             .iter()
+            .chain(&FAMILY_PRESETS)
             .find(|p| p.name == name)
             .map(|p| Profile {
                 name: p.name.into(),
@@ -567,45 +674,24 @@ impl std::fmt::Display for Profile {
     }
 }
 
-/// The profile SPEC.md §6 assigns to a dump's `implementation` string, for a case that claims
-/// `easy_margin` (or not). `None` where the implementation is not one of the mapped systems.
-/// A dump this crate wrote names its profile (`reference/<preset>` or the bare preset name).
 /// AdaFace's eps (mk-minchul/AdaFace@c60eaa7 `head.py`: `self.eps = 1e-3`).
 pub const ADAFACE_EPS: f64 = 1e-3;
 
-/// The profile of mk-minchul/AdaFace@c60eaa7 `head.py:AdaFace` (SPEC.md §11.1), with its
-/// per-row margins m1 = 1, m2 = g_angular (may be negative), m3 = g_add read from the dump:
-/// every entry clamped to [−1+1e-3, 1−1e-3] (torch's clamp: gradient 0 at and beyond a
-/// bound), θ = acos of it, θ + m2 clipped to [1e-3, π − 1e-3] (the non-targets' clip never
-/// binds: their θ is at least acos(1 − 1e-3) ≈ 0.0447), every entry through `cos(·)` of
-/// that angle (so non-targets are `cos(acos c̃)`), autograd through the chain; no th/mm;
-/// a label −1 raises inside the head (`scatter_`), so no ignore label.
+/// The profile of mk-minchul/AdaFace@c60eaa7 `head.py:AdaFace` (SPEC.md §11.1), the
+/// `adaface` row of [`FAMILY_PRESETS`], with its per-row margins m1 = 1, m2 = g_angular (may
+/// be negative), m3 = g_add read from the dump: every entry clamped to [−1+1e-3, 1−1e-3]
+/// (torch's clamp: gradient 0 at and beyond a bound), θ = acos of it, θ + m2 clipped to
+/// [1e-3, π − 1e-3] (the non-targets' clip never binds: their θ is at least acos(1 − 1e-3)
+/// ≈ 0.0447), every entry through `cos(·)` of that angle (so non-targets are `cos(acos c̃)`),
+/// autograd through the chain; no th/mm; a label −1 raises inside the head (`scatter_`), so
+/// no ignore label.
 pub fn adaface() -> Profile {
-    Profile {
-        name: "adaface".into(),
-        domain: InputDomain::Clamp {
-            eps: ADAFACE_EPS,
-            scope: ClampScope::AllEntries,
-            at_bound: BoundGradient::Zero,
-        },
-        angle: AnglePolicy::Clamp {
-            lo: ADAFACE_EPS,
-            hi: PI - ADAFACE_EPS,
-        },
-        gradient: GradientMode::Exact {
-            pole: PoleRule::Ieee,
-            form: ExactForm::Chain,
-        },
-        shortcut: false,
-        round_trip: RoundTrip {
-            fallback: false,
-            non_targets: true,
-        },
-        labels: LabelPolicy::NoIgnore,
-        ..ANALYTIC
-    }
+    Profile::preset("adaface").expect("a family preset")
 }
 
+/// The profile SPEC.md §6 assigns to a dump's `implementation` string, for a case that claims
+/// `easy_margin` (or not). `None` where the implementation is not one of the mapped systems.
+/// A dump this crate wrote names its profile (`reference/<preset>` or the bare preset name).
 pub fn mapped_profile(implementation: &str, easy_margin: Option<bool>) -> Option<Profile> {
     let easy = easy_margin == Some(true);
     let thmm = if easy {
@@ -651,6 +737,23 @@ pub fn mapped_profile(implementation: &str, easy_margin: Option<bool>) -> Option
         "speechbrain-aam"
     } else if implementation.starts_with("mk-minchul/AdaFace@") {
         return Some(adaface());
+    } else if implementation.starts_with("fdbtrs/ElasticFace@") {
+        // `…:utils/losses.py:ElasticArcFace` or `ElasticCosFace` (their `plus` forms too).
+        return if implementation.contains("ElasticCosFace") {
+            Profile::preset("elasticface-cos").ok()
+        } else if implementation.contains("ElasticArcFace") {
+            Profile::preset("elasticface-arc").ok()
+        } else {
+            None
+        };
+    } else if implementation.starts_with("IrvingMeng/MagFace@") {
+        // MagLinear's default is easy_margin = True; a case that says false has th/mm.
+        return Profile::preset(if easy_margin == Some(false) {
+            "magface-thmm"
+        } else {
+            "magface"
+        })
+        .ok();
     } else if implementation.starts_with("speechbrain.nnet.losses.AngularMargin") {
         // s·(x − m·onehot): the CosFace formula with no clamp and no acos (the (1, 0) shortcut).
         "analytic"

@@ -454,3 +454,232 @@ fn modulation_derivatives_agree_with_finite_differences() {
         }
     }
 }
+
+/// The family constant fit (SPEC.md §11.5) on catalyst's CurricularFace dumps: with the
+/// recorded t as stated, t fits the library's own value (its `t_after_forward`, which both
+/// sources use) and agrees; with t_used planted 5 % off, it fits the library's value again,
+/// differs from the planted one, and the verdict names `modulation-differs` with the fit.
+#[test]
+fn curricular_t_fits_the_libraries_recorded_value() {
+    use combined_margin::fixture::LayerCase;
+    use combined_margin::verdict::family_fit::{self, FitOn};
+    use serde_json::Value;
+    fn on<'a>(case: &'a LayerCase, profile: &'a Profile, dtype: Dtype) -> FitOn<'a> {
+        FitOn {
+            cases: std::slice::from_ref(case),
+            profile,
+            dtype,
+            s: None,
+        }
+    }
+    for dt in ["f32", "f64"] {
+        let dump = golden(&format!("catalyst/curricularface_pipeline_{dt}.json"));
+        let dtype = dump.dtype;
+        let mut edited = dump.clone();
+        for raw in &mut edited.cases {
+            let t = raw.obj["t_after_forward"][0].as_f64().unwrap();
+            raw.obj.insert("t_used".into(), Value::from(1.05 * t));
+        }
+        // The profile each case is checked under (catalyst maps to none: fingerprinted).
+        let profiles: Vec<Profile> = check_file(&dump, &Choice::Mapped)
+            .unwrap()
+            .checks()
+            .map(|ck| ck.report.profile.clone())
+            .collect();
+        let mut fitted = 0;
+        for ((raw, bad), profile) in dump.cases.iter().zip(&edited.cases).zip(&profiles) {
+            let truth = raw.obj["t_after_forward"][0].as_f64().unwrap();
+            let case = dump.layer_view(raw).unwrap();
+            let Some(f) = family_fit::fit_curricular_t(on(&case, profile, dtype)) else {
+                continue; // a case with no usable hard negative
+            };
+            fitted += 1;
+            assert!(
+                (f.value - truth).abs() <= f.uncertainty,
+                "{dt}: {}",
+                f.describe()
+            );
+            assert!(!f.differs(), "{dt}: {}", f.describe());
+            let planted = edited.layer_view(bad).unwrap();
+            let f = family_fit::fit_curricular_t(on(&planted, profile, dtype)).unwrap();
+            assert!(
+                (f.value - truth).abs() <= f.uncertainty,
+                "{dt}: {}",
+                f.describe()
+            );
+            assert_eq!(f.stated, Some(1.05 * truth));
+            assert!(
+                f.differs() && f.describe().contains("-4.762%"),
+                "{}",
+                f.describe()
+            );
+        }
+        assert!(fitted >= 4, "{dt}: only {fitted} cases fitted");
+        let checks: Vec<_> = check_file(&edited, &Choice::Mapped)
+            .unwrap()
+            .checks()
+            .cloned()
+            .collect();
+        for ck in &checks {
+            assert!(ck.unexplained.is_empty(), "{dt}: {}", ck.report.name);
+            let d = ck
+                .findings()
+                .find(|d| d.kind.name() == "modulation-differs")
+                .unwrap_or_else(|| panic!("{dt}: {} {:?}", ck.report.name, ck.kinds()));
+            assert!(
+                d.detail.contains("t fits") && d.detail.contains("-4.762%"),
+                "{}",
+                d.detail
+            );
+        }
+    }
+}
+
+/// AdaFace's law for per-row margins (SPEC.md §11.7) on the shipped AdaFace dumps: m (from
+/// m2 + m3 on every row) and h (from the rows' ẑ against the recorded norms and batch
+/// statistics) fit the library call's own `params.m` = 0.4 and `params.h` = 0.333. Planted:
+/// a stated h of 0.3 is contradicted (h fits 0.333); g_add from m = 0.42 makes m fit 0.42
+/// against the stated 0.4; the norms rotated by one row no longer give one h; a `norms`
+/// array of the wrong length is bad input naming the field.
+#[test]
+fn adaface_margins_follow_the_law_and_planted_constants_are_contradicted() {
+    use combined_margin::verdict::family_fit::adaface_law;
+    use combined_margin::verdict::fit::Fitted;
+    use serde_json::Value;
+    let law = |dump: &combined_margin::fixture::Dump, i: usize| -> Vec<Fitted> {
+        let raw = &dump.cases[i];
+        let case = dump.layer_view(raw).unwrap();
+        let law = adaface_law(raw, &case, dump.dtype).unwrap().unwrap();
+        assert!(law.outside.is_empty(), "{:?}", law.outside);
+        law.fits
+    };
+    let get = |fits: &[Fitted], name: &str| fits.iter().find(|f| f.name == name).cloned().unwrap();
+    for dt in ["f32", "f64"] {
+        let dump = golden(&format!("adaface/adaface_pipeline_{dt}.json"));
+        let edit = |f: &dyn Fn(&mut serde_json::Map<String, Value>)| {
+            let mut d = dump.clone();
+            for raw in &mut d.cases {
+                f(&mut raw.obj);
+            }
+            d
+        };
+        let h_off = edit(&|o| {
+            o.get_mut("params").unwrap()["h"] = Value::from(0.3);
+        });
+        let m_off = edit(&|o| {
+            let m3: Vec<f64> = o["params"]["m3"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() + 0.02)
+                .collect();
+            o.get_mut("params").unwrap()["m3"] = Value::from(m3);
+        });
+        let rotated = edit(&|o| {
+            let mut n: Vec<Value> = o["norms"].as_array().unwrap().clone();
+            n.rotate_left(1);
+            o.insert("norms".into(), Value::from(n));
+        });
+        for i in 0..dump.cases.len() {
+            let fits = law(&dump, i);
+            let (m, h) = (get(&fits, "m"), get(&fits, "h"));
+            assert!(
+                !m.differs() && !h.differs(),
+                "{dt}: {} / {}",
+                m.describe(),
+                h.describe()
+            );
+            assert!((m.value - 0.4).abs() <= m.uncertainty, "{}", m.describe());
+            assert!((h.value - 0.333).abs() <= h.uncertainty, "{}", h.describe());
+
+            let h2 = get(&law(&h_off, i), "h");
+            assert!(
+                h2.differs() && (h2.value - 0.333).abs() <= h2.uncertainty,
+                "{}",
+                h2.describe()
+            );
+            assert!(h2.describe().contains("stated 0.3 ("), "{}", h2.describe());
+
+            let m2 = get(&law(&m_off, i), "m");
+            assert!(
+                m2.differs() && (m2.value - 0.42).abs() <= m2.uncertainty,
+                "{}",
+                m2.describe()
+            );
+
+            let h3 = get(&law(&rotated, i), "h");
+            assert!(
+                h3.differs() || h3.uncertainty > 0.01 * 0.333,
+                "{dt}: rotated norms still give one h: {}",
+                h3.describe()
+            );
+        }
+        // Bad input: a norms array of the wrong length names the field.
+        let short = edit(&|o| {
+            o.insert("norms".into(), Value::from(vec![1.0, 2.0]));
+        });
+        let err = check_file(&short, &Choice::Mapped).unwrap_err();
+        assert!(err.contains("\"norms\"") || err.contains("norms"), "{err}");
+    }
+}
+
+/// Under `--profile auto` the family constants join the table of the point found and
+/// `--fit-json` (SPEC.md §11.5): on catalyst's CurricularFace dump each case's t (fitted
+/// apart: every case records its own) agrees with the recorded one; with `t_used` planted
+/// 5 % larger, each fits the library's `t_after_forward` and fails (DIFFERS).
+#[test]
+fn fit_json_carries_the_family_constants() {
+    use serde_json::Value;
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/golden/catalyst/curricularface_pipeline_f64.json");
+    let dump: Value = serde_json::from_str(&std::fs::read_to_string(&src).unwrap()).unwrap();
+    let truth: Vec<(String, f64)> = dump["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let t = c["t_after_forward"][0].as_f64().unwrap();
+            (c["name"].as_str().unwrap().to_string(), t)
+        })
+        .collect();
+    let mut planted = dump.clone();
+    for c in planted["cases"].as_array_mut().unwrap() {
+        let t = c["t_after_forward"][0].as_f64().unwrap();
+        c["t_used"] = Value::from(1.05 * t);
+    }
+    let bad = dir.path().join("planted.json");
+    std::fs::write(&bad, planted.to_string()).unwrap();
+    for (file, fails) in [(src.as_path(), false), (bad.as_path(), true)] {
+        let json = dir.path().join(format!("fit_{fails}.json"));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cmargin"))
+            .args(["check", "--profile", "auto", "--fit-json"])
+            .arg(&json)
+            .arg(file)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(if fails { 1 } else { 0 }), "{text}");
+        let j: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let mut seen = 0;
+        for s in j["searches"].as_array().unwrap() {
+            for c in s["point"]["constants"].as_array().unwrap() {
+                let name = c["name"].as_str().unwrap();
+                let Some((_, t)) = truth.iter().find(|(n, _)| name == format!("t ({n})")) else {
+                    continue;
+                };
+                seen += 1;
+                let (v, unc) = (
+                    c["fitted"].as_f64().unwrap(),
+                    c["uncertainty"].as_f64().unwrap(),
+                );
+                assert!((v - t).abs() <= unc, "{c}");
+                assert_eq!(c["fails"], fails, "{c}");
+                if fails {
+                    assert!(text.contains(&format!("{name} fits")), "{text}");
+                }
+            }
+        }
+        assert_eq!(seen, truth.len(), "{j}");
+    }
+}

@@ -11,22 +11,29 @@ use std::process::Command;
 
 /// (exit code, stdout) of `cmargin check -v [--profile P]` on the numpy `head` in `dtype`,
 /// written to a temporary directory that is removed; P is `sphereface` for the A-Softmax
-/// heads, `textbook` for ElasticFace (the paper's cos(θ + mᵢ)), none for AdaFace (its
-/// implementation string maps to the `adaface` profile, SPEC.md §11.1), `arcface-thmm` (the
-/// script's target) for the others.
+/// heads, none for AdaFace, ElasticFace and MagFace (their implementation strings map to
+/// the family presets `adaface`, `elasticface-arc`, `elasticface-cos`, `magface`,
+/// `magface-thmm`, SPEC.md §11.6), `arcface-thmm` (the script's target) for the others.
 fn run(head: &str, dtype: &str) -> (i32, String) {
     let profile: &[&str] = match head.split('-').next() {
         Some("asoftmax") => &["--profile", "sphereface"],
-        Some("elasticface") => &["--profile", "textbook"],
-        Some("adaface") => &[],
+        // Their implementation strings name the source, which maps to its family preset.
+        Some("adaface" | "elasticface" | "elasticcos" | "magface") => &[],
         _ => &["--profile", "arcface-thmm"],
     };
+    run_under(head, dtype, profile, &[])
+}
+
+/// [`run`] with the `--profile` arguments given, and `extra` arguments to the script
+/// (`backward-only`: the dump records no forward).
+fn run_under(head: &str, dtype: &str, profile: &[&str], extra: &[&str]) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(format!("{head}_{dtype}.json"));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/family_impls.py");
     let st = Command::new("python3")
         .arg(script)
         .args([head, path.to_str().unwrap(), dtype])
+        .args(extra)
         .status()
         .unwrap();
     assert!(st.success(), "family_impls.py {head} {dtype} failed");
@@ -54,11 +61,52 @@ fn numpy_modulated_heads_pass_and_planted_bugs_are_named() {
             "intertopk",
             "asoftmax",
             "elasticface",
+            "elasticface-plus",
+            "elasticcos",
+            "magface",
+            "magface-easy",
             "adaface",
         ] {
             let (rc, out) = run(head, dtype);
             assert_eq!(rc, 0, "{head} {dtype}:\n{out}");
             assert!(out.contains("1 pass, 0 deviate, 0 fail"), "{out}");
+        }
+        // The preset's policies matter: MagFace's default easy_margin head fails under the
+        // th/mm form (its c ≤ 0 targets keep c), and ElasticFace-Arc's under -Cos.
+        for (head, wrong) in [
+            ("magface-easy", "magface-thmm"),
+            ("elasticface", "elasticface-cos"),
+        ] {
+            let (rc, out) = run_under(head, dtype, &["--profile", wrong], &[]);
+            assert_eq!(rc, 1, "{head} {dtype} under {wrong}:\n{out}");
+        }
+        // Without a forward the family constants are fitted from the backward (SPEC.md §11.5).
+        for (head, profile, words) in [
+            ("curricular-t5", "arcface-thmm", "t fits 0.12994"),
+            ("intertopk-m", "arcface-thmm", "m′ fits 0.07 ± "),
+            ("intertopk-k2", "arcface-thmm", "k fits 2 ± 0, stated 3"),
+            ("asoftmax-lambda", "sphereface", "λ fits 5.5 ± "),
+        ] {
+            let (rc, out) = run_under(head, dtype, &["--profile", profile], &["backward-only"]);
+            assert_eq!(rc, 1, "{head} {dtype} backward only:\n{out}");
+            assert!(
+                out.contains("deviation modulation-differs") && out.contains(words),
+                "{head} {dtype} backward only:\n{out}"
+            );
+        }
+        // The family presets (SPEC.md §11.6) the sources' implementation strings map to.
+        for (head, preset) in [
+            ("elasticface", " elasticface-arc "),
+            ("elasticface-plus", " elasticface-arc "),
+            ("elasticcos", " elasticface-cos "),
+            ("magface", " magface-thmm "),
+            ("magface-easy", " magface "),
+        ] {
+            let (_, out) = run(head, dtype);
+            assert!(
+                out.contains(preset),
+                "{head} {dtype}: not under{preset}:\n{out}"
+            );
         }
         for (head, cause, words) in [
             (
@@ -76,10 +124,35 @@ fn numpy_modulated_heads_pass_and_planted_bugs_are_named() {
                 "modulation-differs",
                 "penalty inactive",
             ),
-            ("intertopk-k2", "modulation-differs", "k = 2 hardest"),
+            // The family constants fitted (SPEC.md §11.5): each planted constant comes back
+            // with the value the head used, the stated one beside it.
+            (
+                "intertopk-k2",
+                "modulation-differs",
+                "k fits 2 ± 0, stated 3",
+            ),
+            (
+                "intertopk-k4",
+                "modulation-differs",
+                "k fits 4 ± 0, stated 3",
+            ),
+            ("intertopk-m", "modulation-differs", "m′ fits 0.07 ± "),
+            ("curricular-t5", "modulation-differs", "t fits 0.12994"),
             ("asoftmax-nolambda", "modulation-differs", "λ"),
-            ("asoftmax-swapped", "modulation-differs", "λ fits 2.0000e-1"),
+            ("asoftmax-swapped", "modulation-differs", "λ fits 0.2 ± "),
+            ("asoftmax-lambda", "modulation-differs", "λ fits 5.5 ± "),
             ("elasticface-row0", "row-margins-differ", "row 0's margins"),
+            ("elasticcos-row0", "row-margins-differ", "row 0's margins"),
+            (
+                "magface-rotated",
+                "row-margins-differ",
+                "row i got row i + 1's",
+            ),
+            (
+                "magface-easy-rotated",
+                "row-margins-differ",
+                "row i got row i + 1's",
+            ),
             (
                 "adaface-rotated",
                 "row-margins-differ",

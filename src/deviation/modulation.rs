@@ -1,33 +1,17 @@
 //! Non-target modulation (SPEC.md §11.3) and A-Softmax's λ annealing (§11.4) with other
 //! inputs: the detector behind [`Kind::ModulationDiffers`].
 
-use super::{key, Deviation, Key, Kind};
-use crate::compare::{self, CaseReport, Role, Side};
+use super::{Deviation, Key, Kind};
+use crate::compare::CaseReport;
 use crate::fixture::LayerCase;
 use crate::modulation::{Curricular, CurricularGradient, CurricularMask, InterTopK, Modulation};
+use crate::verdict::family_fit;
+use crate::verdict::fit::Fitted;
 use std::collections::HashSet;
 
-/// CurricularFace's t fitted from the out-of-budget forward non-targets: each modulated
-/// entry gives t = out/c − c (unscaled), known to about ulp(out)/|c| + ulp(t + c); the
-/// entry that knows it best.
-fn fitted_t(r: &CaseReport, remaining: &HashSet<Key>) -> Option<f64> {
-    let s = r.params.s;
-    r.elements
-        .iter()
-        .filter(|e| e.side == Side::Forward && e.role == Role::PassThrough)
-        .filter(|e| remaining.contains(&key(e, r.c)) && e.input != 0.0)
-        .filter_map(|e| {
-            let out = e.actual / s;
-            let t = out / e.input - e.input;
-            let err = r.dtype.ulp(out) / e.input.abs() + r.dtype.ulp(t + e.input);
-            (t.is_finite() && err.is_finite()).then_some((err, t))
-        })
-        .min_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, t)| t)
-}
-
 /// The variants tried, in order: (modulation, words).
-fn variants(m: &Modulation, r: &CaseReport, remaining: &HashSet<Key>) -> Vec<(Modulation, String)> {
+fn variants(case: &LayerCase, r: &CaseReport) -> Vec<(Modulation, String)> {
+    let m = &case.modulation;
     let mut out = Vec::new();
     match m {
         Modulation::None => {}
@@ -69,26 +53,15 @@ fn variants(m: &Modulation, r: &CaseReport, remaining: &HashSet<Key>) -> Vec<(Mo
                     CurricularGradient::Full => "the hard negatives' gradient t + 2c, not t + c".into(),
                 },
             ));
-            // The fit recovers t to about an ulp: it and its neighbours in the dtype (the
-            // statistic is a tensor of the dtype), nearest first.
-            if let Some(t0) = fitted_t(r, remaining) {
-                let t0 = r.dtype.round(t0);
-                let mut ts = vec![t0];
-                for k in 1..=3 {
-                    let (mut up, mut down) = (t0, t0);
-                    for _ in 0..k {
-                        up = crate::catalogue::next_float(up, r.dtype, 1);
-                        down = crate::catalogue::next_float(down, r.dtype, -1);
-                    }
-                    ts.extend([up, down]);
-                }
-                for t in ts {
-                    out.push((
-                        Modulation::Curricular(Curricular { t, ..*cv }),
-                        format!("t fits {t:?} from the hard negatives, recorded {:?}", cv.t),
-                    ));
-                }
-            }
+            // t fitted from every hard negative (SPEC.md §11.5), tried at its value and its
+            // neighbours in the dtype (the statistic is a tensor of the dtype).
+            let fits = family_fit::fit_curricular_t(fit_on(case, r));
+            out.extend(modulations(fitted_variants(
+                case,
+                fits,
+                r,
+                "from the hard negatives",
+            )));
             out.push((
                 Modulation::None,
                 "no modulation: the hard negatives are left as c".into(),
@@ -109,6 +82,40 @@ fn variants(m: &Modulation, r: &CaseReport, remaining: &HashSet<Key>) -> Vec<(Mo
                     )
                 },
             ));
+            // k and m′ fitted from the rows (SPEC.md §11.5), m′ on the fitted k's entries;
+            // after the toggle, which names an inactive penalty (every row's k fits 0).
+            let k = family_fit::fit_intertopk_k(fit_on(case, r));
+            let k_hat = k
+                .as_ref()
+                .filter(|f| f.uncertainty == 0.0)
+                .map(|f| f.value as usize);
+            let m = family_fit::fit_intertopk_m(fit_on(case, r), k_hat);
+            let m_at_k = match (k_hat, &m) {
+                (Some(kh), Some(m)) if kh != x.k && m.differs() => {
+                    let at = LayerCase {
+                        modulation: Modulation::InterTopK(InterTopK { k: kh, ..*x }),
+                        ..case.clone()
+                    };
+                    fitted_variants(&at, Some(m.clone()), r, "with k at its fitted value")
+                        .into_iter()
+                        .map(|(v, w)| (v.modulation, format!("k fits {kh} and {w}")))
+                        .collect()
+                }
+                _ => Vec::new(),
+            };
+            out.extend(modulations(fitted_variants(
+                case,
+                k,
+                r,
+                "from the rows' modulated entries",
+            )));
+            out.extend(modulations(fitted_variants(
+                case,
+                m,
+                r,
+                "from the modulated entries",
+            )));
+            out.extend(m_at_k);
             for k in [x.k.saturating_sub(1), x.k + 1] {
                 if k != x.k {
                     out.push((
@@ -126,33 +133,9 @@ fn variants(m: &Modulation, r: &CaseReport, remaining: &HashSet<Key>) -> Vec<(Mo
     out
 }
 
-/// A-Softmax's λ (SPEC.md §11.4) fitted from the out-of-budget forward targets: with ψ the
-/// profile's margin at c, out = (λ·c̃ + ψ)/(1 + λ) gives λ = (ψ − out)/(out − c̃); the entry
-/// with the largest |out − c̃| (the best conditioned).
-fn fitted_lambda(case: &LayerCase, r: &CaseReport, remaining: &HashSet<Key>) -> Option<f64> {
-    let plain = compare::Reference::new(&r.profile, &r.params, r.dtype);
-    let s = r.params.s;
-    r.elements
-        .iter()
-        .filter(|e| e.side == Side::Forward && e.role == Role::Target)
-        .filter(|e| remaining.contains(&key(e, r.c)))
-        .filter_map(|e| {
-            let t = plain.target(case.cos[e.index(r.c)], 1.0);
-            let (out, ct, psi) = (e.actual / s, t.entry.c_eff, t.entry.out);
-            let l = (psi - out) / (out - ct);
-            (l.is_finite() && l >= 0.0).then_some(((out - ct).abs(), l))
-        })
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, l)| l)
-}
-
 /// The λ variants tried (SPEC.md §11.4): no annealing where the case states a λ, and λ
 /// fitted from the targets.
-fn lambda_variants(
-    case: &LayerCase,
-    r: &CaseReport,
-    remaining: &HashSet<Key>,
-) -> Vec<(Option<f64>, String)> {
+fn lambda_variants(case: &LayerCase, r: &CaseReport) -> Vec<(Option<f64>, String)> {
     let Some(stated) = case.lambda else {
         return Vec::new();
     };
@@ -162,13 +145,43 @@ fn lambda_variants(
             "no λ annealing: the target is ψ(θ) alone, although the case states λ = {stated:?}"
         ),
     )];
-    if let Some(l) = fitted_lambda(case, r, remaining) {
-        out.push((
-            Some(l),
-            format!("λ fits {l:.4e} from the targets, stated {stated:?}"),
-        ));
-    }
+    let fit = family_fit::fit_lambda(fit_on(case, r));
+    out.extend(
+        fitted_variants(case, fit, r, "from the targets")
+            .into_iter()
+            .map(|(c, w)| (c.lambda, w)),
+    );
     out
+}
+
+/// The case at each of a fitted family constant's [`family_fit::tries`], where the fit
+/// differs from the stated value beyond its uncertainty: the case to compare with, and words that give the fit (`t fits 0.131 ± 3e-9, stated 0.125
+/// (differs by …) from the hard negatives`). The caller keeps a variant only where it
+/// explains every failing element and breaks no passing one.
+fn fitted_variants(
+    case: &LayerCase,
+    fit: Option<Fitted>,
+    r: &CaseReport,
+    whence: &str,
+) -> Vec<(LayerCase, String)> {
+    let Some(f) = fit.filter(Fitted::differs) else {
+        return Vec::new();
+    };
+    family_fit::tries(&f, r.dtype)
+        .into_iter()
+        .filter_map(|v| family_fit::with_constant(case, &f.name, v))
+        .map(|c| {
+            (
+                c,
+                format!("the fitted {}: {} {whence}", f.name, f.describe()),
+            )
+        })
+        .collect()
+}
+
+/// The modulations of [`fitted_variants`]' cases.
+fn modulations(v: Vec<(LayerCase, String)>) -> impl Iterator<Item = (Modulation, String)> {
+    v.into_iter().map(|(c, w)| (c.modulation, w))
 }
 
 /// The first variant of [`variants`] under which every failing element not in `taken`
@@ -185,28 +198,24 @@ pub(super) fn modulation_differs(
     if remaining.is_empty() {
         return None;
     }
-    let modulations = variants(&case.modulation, r, &remaining)
-        .into_iter()
-        .map(|(m, words)| {
-            (
-                LayerCase {
-                    modulation: m,
-                    ..case.clone()
-                },
-                words,
-            )
-        });
-    let lambdas = lambda_variants(case, r, &remaining)
-        .into_iter()
-        .map(|(lambda, words)| {
-            (
-                LayerCase {
-                    lambda,
-                    ..case.clone()
-                },
-                words,
-            )
-        });
+    let modulations = variants(case, r).into_iter().map(|(m, words)| {
+        (
+            LayerCase {
+                modulation: m,
+                ..case.clone()
+            },
+            words,
+        )
+    });
+    let lambdas = lambda_variants(case, r).into_iter().map(|(lambda, words)| {
+        (
+            LayerCase {
+                lambda,
+                ..case.clone()
+            },
+            words,
+        )
+    });
     let words = super::first_explaining(
         modulations.chain(lambdas),
         r,
@@ -225,4 +234,14 @@ pub(super) fn modulation_differs(
         ),
         explains: remaining,
     })
+}
+
+/// The family fits on one case, under the profile and scale it is compared at.
+fn fit_on<'a>(case: &'a LayerCase, r: &'a CaseReport) -> family_fit::FitOn<'a> {
+    family_fit::FitOn {
+        cases: std::slice::from_ref(case),
+        profile: &r.profile,
+        dtype: r.dtype,
+        s: Some(r.params.s),
+    }
 }

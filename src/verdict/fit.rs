@@ -113,7 +113,7 @@ impl Fitted {
 
     /// `m2 fits 0.499164 ± 2e-7 (28.6°), stated 0.5`.
     pub fn describe(&self) -> String {
-        let deg = if self.name == "m2" {
+        let deg = if self.name == "m2" || self.name == super::family_fit::M_PRIME {
             format!(" ({}°)", plain(self.value.to_degrees(), 4))
         } else {
             String::new()
@@ -502,7 +502,9 @@ fn target_measure(
 /// The stated parameters as the outputs have them: each of m1, m2, m3 (where stated away
 /// from its neutral value, or where the outputs need it) and s (for a scaled layer) fitted
 /// under `profile`; `overrides` holds the fitted values that explain the targets better than
-/// the stated ones by more than their description length.
+/// the stated ones by more than their description length. The search appends a family's own
+/// constants (t, k, m′, λ; [`super::family_fit::fit_claims`]) to `fitted`, with no override:
+/// it ranks the case's modulation as recorded, and the table shows what the outputs say.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct StatedFit {
     pub fitted: Vec<Fitted>,

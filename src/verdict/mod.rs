@@ -7,11 +7,14 @@
 //! - [`fit`]: the stated parameters (m1, m2, m3, s) fitted in closed form or by a robust 1-D
 //!   solve, with their uncertainty; [`form_fit`]: the constants of the forms nobody states
 //!   (fallback κ, sine-guard ε, output clip b);
+//! - [`family_fit`]: a margin family's own constants (CurricularFace's t, inter-top-k's k
+//!   and m′, A-Softmax's λ), fitted the same way (SPEC.md §11.5);
 //! - [`residual`]: what the out-of-budget elements no cause names have in common.
 //!
 //! The causes are [`crate::deviation`]'s detectors (a fitted stated parameter that differs is
 //! `parameter-differs`); the report is [`crate::report`]'s.
 
+pub mod family_fit;
 pub mod fit;
 pub mod form_fit;
 pub mod rank;

@@ -420,7 +420,8 @@ pub struct Search {
     /// Whether the non-target axes were searched (only when some non-target is out of budget).
     pub searched_non_targets: bool,
     /// The stated parameters fitted under the best candidate's structure: each fitted value,
-    /// its uncertainty and the stated value ([`fit::fit_stated`]).
+    /// its uncertainty and the stated value ([`fit::fit_stated`]), then a family's own
+    /// constants ([`super::family_fit::fit_claims`]).
     pub stated: StatedFit,
 }
 
@@ -623,7 +624,10 @@ pub fn search(cases: &[LayerCase], dtype: Dtype) -> Result<Search> {
             separating_input: separating_input(cases, &best.profile, &f.profile, dtype),
         })
         .collect();
-    let stated = fit::fit_stated(cases, &best.profile, dtype);
+    let mut stated = fit::fit_stated(cases, &best.profile, dtype);
+    // The family's own constants (SPEC.md §11.5), for the table of the point found.
+    let family = super::family_fit::fit_claims(cases, &best.profile, dtype, stated.overrides.s);
+    stated.fitted.extend(family);
     Ok(Search {
         ranked,
         ties,
