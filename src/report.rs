@@ -265,9 +265,15 @@ pub fn outcomes_report(
             .as_ref()
             .map(|s| (s, s.rows.first(), s.rows.last()))
         {
+            // Every element is tallied; the detectors saw only these rows (SPEC.md §8.5).
+            let what = if r.passed() {
+                "notes looked for"
+            } else {
+                "diagnosed"
+            };
             let _ = writeln!(
                 out,
-                "  {:<8} bounded check ({} entries per side): diagnosed on {} of {} rows ({first}..={last}){}",
+                "  {:<8} bounded check ({} entries per side): every element tallied, {what} on {} of {} rows ({first}..={last}){}",
                 "",
                 r.n * r.c,
                 sub.rows.len(),
