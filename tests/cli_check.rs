@@ -268,9 +268,9 @@ fn no_file_prints_the_conformance_matrix() {
 }
 
 /// The `.npz` reader's element limit follows the memory (SPEC.md §8.5): with
-/// $CMARGIN_MEMORY_LIMIT = 1,000,000 bytes, a 16 × 4000 fixture (a 1.5 MB file, within the
+/// $CMARGIN_MEMORY_LIMIT = 1,000,000 bytes, a 16 × 2000 fixture (a 0.77 MB file, within the
 /// byte limit) is refused before its arrays are read, in one line with the numbers: at the
-/// documented 36 bytes per element, 64,000 elements need 2,304,000 bytes ("2.3 MB") and
+/// documented 36 bytes per element, 32,000 elements need 1,152,000 bytes ("1.2 MB") and
 /// 1,000,000 bytes hold 27,777 elements. With 10 MB the same file passes the limit and reaches
 /// the next check (its implementation outputs are not filled in).
 #[test]
@@ -278,7 +278,7 @@ fn the_npz_element_limit_follows_the_memory_limit() {
     let dir = crate::common::ScratchDir::new("cli-check-memory");
     let p = dir.join("f.npz");
     let out = bin()
-        .args(["generate", "--shape", "16,4000", "-o"])
+        .args(["generate", "--shape", "16,2000", "-o"])
         .arg(&p)
         .output()
         .unwrap();
@@ -293,9 +293,9 @@ fn the_npz_element_limit_follows_the_memory_limit() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     for n in [
-        "(16, 4000)",
+        "(16, 2000)",
         "exceeds the limit of 27777 elements",
-        "64000 elements need about 2.3 MB (36 bytes per element)",
+        "32000 elements need about 1.2 MB (36 bytes per element)",
         "above the memory limit of 1.0 MB ($CMARGIN_MEMORY_LIMIT",
     ] {
         assert!(err.contains(n), "expected {n:?} in {err}");
