@@ -547,13 +547,15 @@ impl CaseReport {
     /// (forward first, row-major). From the tallies, so a bounded report has it too.
     pub fn worst(&self) -> Option<&Element> {
         let order = |e: &Element| (e.side, e.row, e.col);
+        // `e` replaces `w` when worse, or as bad and earlier.
+        let replaces = |e: &Element, w: &Element| {
+            worse(e, w) || e.fraction == w.fraction && order(e) < order(w)
+        };
         self.tallies()
             .into_iter()
             .filter_map(|(_, t)| t.worst.as_ref())
             .fold(None, |w: Option<&Element>, e| match w {
-                Some(w) if !worse(e, w) && !(e.fraction == w.fraction && order(e) < order(w)) => {
-                    Some(w)
-                }
+                Some(w) if !replaces(e, w) => Some(w),
                 _ => Some(e),
             })
     }

@@ -115,10 +115,10 @@ fn cosface(
     let labels: Vec<i64> = (0..n).map(|i| ((i * 7919) % c) as i64).collect();
     let mut cos = vec![0.0; n * c];
     let mut fwd = vec![0.0; n * c];
-    for i in 0..n {
+    for (i, &label) in labels.iter().enumerate() {
         for j in 0..c {
             let k = i * c + j;
-            if labels[i] as usize == j {
+            if label as usize == j {
                 cos[k] = 0.5 + draw() / 2.0;
                 fwd[k] = cos[k] - m3;
             } else {
