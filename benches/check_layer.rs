@@ -7,6 +7,9 @@
 //! so it times `--reps` runs and prints one `seconds: <t>` line each, which the script reads.
 //! `cargo bench --bench check_layer -- --n 4096 --c 10000 --reps 3`.
 //!
+//! `--bounded` compares as `cmargin check` does above 2^20 entries per side (SPEC.md §8.5:
+//! tallies and the failing elements, not a record per element).
+//!
 //! `--family per-row` gives every row its own (equal) margins, the per-row code path of
 //! SPEC.md §11.1 (one reference and one kink list per row); `--family k3` records the cosines
 //! as K = 3 sub-centres (the recorded one and two below it) and times their max over K
@@ -44,6 +47,13 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .map_or("plain", String::as_str)
         .to_string();
+    // Every element, as Python's check_layer keeps them (its fractions and budgets go back to
+    // Python); `--bounded` times the bounded comparison `cmargin check` makes (SPEC.md §8.5).
+    let detail = if args.iter().any(|a| a == "--bounded") {
+        combined_margin::compare::Detail::Bounded
+    } else {
+        combined_margin::compare::Detail::Every
+    };
     let profile = Profile::preset("recommended").unwrap();
     let spec = Spec {
         profile: profile.clone(),
@@ -77,7 +87,7 @@ fn main() {
         let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
         let (cos_in, subcenters) = if family == "k3" {
             let wide = widen(&sub);
-            let (max, _) = combined_margin::layer::subcenter_max(&wide, n, c, 3).expect("shape");
+            let max = combined_margin::layer::subcenter_max_values(&wide, n, c, 3).expect("shape");
             (max, Some((3, wide)))
         } else {
             (widen(&cos), None)
@@ -101,7 +111,7 @@ fn main() {
             lambda: None,
             subcenters,
         };
-        let ck = deviation::check(&case, &profile, Dtype::F32, &Declared::default())
+        let ck = deviation::check_with(&case, &profile, Dtype::F32, &Declared::default(), detail)
             .expect("a valid case");
         let (text, ok) = report::file_report(
             &name,

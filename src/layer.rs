@@ -173,6 +173,29 @@ pub fn scale(mut a: Array2<f64>, s: f64) -> Array2<f64> {
 /// identical sub-centres get gradient only at k = 0); a NaN sub-centre wins (torch's max
 /// propagates NaN), the first NaN on several.
 pub fn subcenter_max(cos: &[f64], n: usize, c: usize, k: usize) -> Result<(Vec<f64>, Vec<usize>)> {
+    subcenter_shape(cos, n, c, k)?;
+    let mut max = Vec::with_capacity(n * c);
+    let mut arg = Vec::with_capacity(n * c);
+    for cell in cos.chunks_exact(k) {
+        let best = subcenter_arg(cell);
+        max.push(cell[best]);
+        arg.push(best);
+    }
+    Ok((max, arg))
+}
+
+/// The values of [`subcenter_max`] alone: what a reader needs for `cos` (the arg-max is
+/// recomputed where a gradient is routed), without an index per entry.
+pub fn subcenter_max_values(cos: &[f64], n: usize, c: usize, k: usize) -> Result<Vec<f64>> {
+    subcenter_shape(cos, n, c, k)?;
+    Ok(cos
+        .chunks_exact(k)
+        .map(|cell| cell[subcenter_arg(cell)])
+        .collect())
+}
+
+/// `cos` holds [N, C, K] values, K ≥ 1.
+fn subcenter_shape(cos: &[f64], n: usize, c: usize, k: usize) -> Result<()> {
     if k == 0 || cos.len() != n * c * k {
         return Err(Error::ShapeMismatch {
             what: format!("cos of shape [N, C, K] = [{n}, {c}, {k}]"),
@@ -180,20 +203,20 @@ pub fn subcenter_max(cos: &[f64], n: usize, c: usize, k: usize) -> Result<(Vec<f
             got: cos.len(),
         });
     }
-    let mut max = Vec::with_capacity(n * c);
-    let mut arg = Vec::with_capacity(n * c);
-    for cell in cos.chunks_exact(k) {
-        let mut best = 0;
-        for (j, &v) in cell.iter().enumerate().skip(1) {
-            let b = cell[best];
-            if (v.is_nan() && !b.is_nan()) || v > b {
-                best = j;
-            }
+    Ok(())
+}
+
+/// The sub-centre [`subcenter_max`] takes from one cell of K: the largest, NaN above every
+/// number, the first of equals (torch's `max`).
+fn subcenter_arg(cell: &[f64]) -> usize {
+    let mut best = 0;
+    for (j, &v) in cell.iter().enumerate().skip(1) {
+        let b = cell[best];
+        if (v.is_nan() && !b.is_nan()) || v > b {
+            best = j;
         }
-        max.push(cell[best]);
-        arg.push(best);
     }
-    Ok((max, arg))
+    best
 }
 
 /// The backward of [`subcenter_max`]: the gradient of each (row, class) goes to its arg-max

@@ -285,30 +285,54 @@ impl<'a> Scorer<'a> {
             return *t;
         }
         let reference = Reference::for_case(profile, &p, self.dtype, case);
+        let dtype = self.dtype;
         let top = |k: usize| case.top_diff.as_ref().map_or(1.0, |t| t[k]);
-        let mut t = Tally::default();
-        let mut add = |row: usize, col: usize, r: Row| {
+        let add = |t: &mut Tally, row: usize, col: usize, r: Row| {
             if matches!(r, Row::Target(j) if j == col) {
                 return;
             }
             let k = row * case.c + col;
             let (_, f, b, bud) = reference.entry(r, col, case.cos[k], top(k));
             if let Some(fw) = &case.forward {
-                t.add(fw[k], f, bud.forward, p.s, self.dtype);
+                t.add(fw[k], f, bud.forward, p.s, dtype);
             }
             if let Some(bw) = &case.backward {
-                t.add(bw[k], b, bud.backward, p.s * top(k).abs(), self.dtype);
+                t.add(bw[k], b, bud.backward, p.s * top(k).abs(), dtype);
             }
         };
+        let row_tally = |t: &mut Tally, row: usize, r: Row| {
+            for col in 0..case.c {
+                let inside = case.cos[row * case.c + col].abs() < 1.0;
+                if region == Region::All || inside {
+                    add(t, row, col, r);
+                }
+            }
+        };
+        let mut t = Tally::default();
         match region {
+            // A case the comparison bounds (SPEC.md §8.5) is tallied row by row in parallel,
+            // merged in row order (the sums do not depend on the threads); a smaller one in
+            // one sequence, as before, so that its sums keep their bits.
+            Region::All | Region::Inside
+                if case.n.saturating_mul(case.c) > compare::EVERY_ELEMENT_MAX =>
+            {
+                use rayon::prelude::*;
+                let parts: Vec<Tally> = rows
+                    .par_iter()
+                    .enumerate()
+                    .map(|(row, &r)| {
+                        let mut t = Tally::default();
+                        row_tally(&mut t, row, r);
+                        t
+                    })
+                    .collect();
+                for part in parts {
+                    t.merge(part);
+                }
+            }
             Region::All | Region::Inside => {
                 for (row, &r) in rows.iter().enumerate() {
-                    for col in 0..case.c {
-                        let inside = case.cos[row * case.c + col].abs() < 1.0;
-                        if region == Region::All || inside {
-                            add(row, col, r);
-                        }
-                    }
+                    row_tally(&mut t, row, r);
                 }
             }
             Region::Outside => {
@@ -319,7 +343,7 @@ impl<'a> Scorer<'a> {
                 });
                 for &k in outside.iter() {
                     let row = k / case.c;
-                    add(row, k % case.c, rows[row]);
+                    add(&mut t, row, k % case.c, rows[row]);
                 }
             }
         }
