@@ -199,8 +199,17 @@ fn a_large_case_is_checked_bounded_and_diagnosed_on_a_subset_of_rows() {
     assert_eq!(kinds(&every), kinds(&bounded));
     assert_eq!(every.verdict(), bounded.verdict());
     let sub = bounded.subset.as_ref().unwrap();
-    // Rows 0 and 5 are diagnosed; row 17 fails too and is not.
+    // Rows 0 and 5 are diagnosed; row 17 fails too and is not. The causes' words number
+    // rows within the subset, and say so.
     assert_eq!(sub.rows, vec![0, 5]);
+    for d in &bounded.deviations {
+        assert!(
+            d.detail
+                .ends_with("numbered within the diagnosed subset: 1 is row 5]"),
+            "{}",
+            d.detail
+        );
+    }
     assert_eq!(sub.undiagnosed, failing / 3, "row 17's failures");
     assert!(!bounded.accepted_with(&[]));
     let w = (

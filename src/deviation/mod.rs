@@ -414,18 +414,48 @@ pub fn check_with(
     let sub_report =
         compare::compare_with_detail(&sub_case, profile, &p, dtype, compare::Detail::Every)?;
     let failing = |r: &CaseReport| r.count() - r.within();
-    let undiagnosed = failing(&report) - failing(&sub_report);
+    // Each row compares alike in the case and in the subset (its reference, plan and kinks
+    // are its own), so the subset's failures are the case's in those rows.
+    let undiagnosed = failing(&report).saturating_sub(failing(&sub_report));
     let sub_check = check_report(&sub_case, sub_report, &sub_declared)?;
     let subset = Subset {
         rows,
         report: sub_check.report,
         undiagnosed,
     };
+    // The detectors' words number rows within the subset; where those are not the case's
+    // own numbers, say how they map (the elements they explain are mapped back exactly).
+    let renumbered = subset.rows.iter().enumerate().any(|(i, &r)| i != r);
+    let mapping = {
+        let shown: Vec<String> = subset
+            .rows
+            .iter()
+            .enumerate()
+            .filter(|&(i, &r)| i != r)
+            .take(6)
+            .map(|(i, r)| format!("{i} is row {r}"))
+            .collect();
+        let more = subset
+            .rows
+            .iter()
+            .enumerate()
+            .filter(|&(i, &r)| i != r)
+            .count()
+            > 6;
+        format!(
+            " [rows in this text are numbered within the diagnosed subset: {}{}]",
+            shown.join(", "),
+            if more { ", …" } else { "" }
+        )
+    };
     let deviations = sub_check
         .deviations
         .into_iter()
         .map(|mut d| {
             d.explains = d.explains.iter().map(|&k| subset.case_key(k, c)).collect();
+            if renumbered {
+                d.detail.push_str(&mapping);
+            }
             d
         })
         .collect();
