@@ -460,6 +460,39 @@ pub fn search_text(label: &str, search: &fingerprint::Search) -> String {
             .collect();
         format!(" at the fitted {}, not the stated value", parts.join(", "))
     };
+    // The family constants (t, k, m′, λ: SPEC.md §11.5) whose fitted value explains elements
+    // the stated one leaves out of budget. The candidates were scored at the stated values,
+    // so these are named after the share, not as the point it was measured at.
+    let family: Vec<String> = search
+        .stated
+        .fitted
+        .iter()
+        .filter(|f| {
+            f.fails()
+                && !crate::verdict::fit::Param::ALL
+                    .into_iter()
+                    .any(|w| w.name() == f.name)
+        })
+        .map(|f| {
+            let v = format!("{:.6}", f.value);
+            let v = v.trim_end_matches('0').trim_end_matches('.');
+            format!("{} = {v}", f.name)
+        })
+        .collect();
+    const SHOWN: usize = 3;
+    let how = if family.is_empty() {
+        how
+    } else {
+        let more = if family.len() > SHOWN {
+            format!(", … ({} more)", family.len() - SHOWN)
+        } else {
+            String::new()
+        };
+        format!(
+            "{how}; fitted where the stated value fails: {}{more}",
+            family[..family.len().min(SHOWN)].join(", ")
+        )
+    };
     let _ = writeln!(out, "  => behaves like {}{at} ({how})\n", best.profile.name);
     out
 }

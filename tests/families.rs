@@ -681,5 +681,15 @@ fn fit_json_carries_the_family_constants() {
             }
         }
         assert_eq!(seen, truth.len(), "{j}");
+        // The one-line summary names the fitted t where the stated one fails.
+        let summary = text
+            .lines()
+            .find(|l| l.contains("=> behaves like"))
+            .unwrap_or_default();
+        assert_eq!(
+            summary.contains("fitted where the stated value fails: t ("),
+            fails,
+            "{text}"
+        );
     }
 }
