@@ -425,27 +425,23 @@ pub fn check_with(
     };
     // The detectors' words number rows within the subset; where those are not the case's
     // own numbers, say how they map (the elements they explain are mapped back exactly).
-    let renumbered = subset.rows.iter().enumerate().any(|(i, &r)| i != r);
+    let moved: Vec<(usize, usize)> = subset
+        .rows
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|&(i, r)| i != r)
+        .collect();
     let mapping = {
-        let shown: Vec<String> = subset
-            .rows
+        let shown: Vec<String> = moved
             .iter()
-            .enumerate()
-            .filter(|&(i, &r)| i != r)
             .take(6)
             .map(|(i, r)| format!("{i} is row {r}"))
             .collect();
-        let more = subset
-            .rows
-            .iter()
-            .enumerate()
-            .filter(|&(i, &r)| i != r)
-            .count()
-            > 6;
         format!(
             " [rows in this text are numbered within the diagnosed subset: {}{}]",
             shown.join(", "),
-            if more { ", …" } else { "" }
+            if moved.len() > 6 { ", …" } else { "" }
         )
     };
     let deviations = sub_check
@@ -453,7 +449,7 @@ pub fn check_with(
         .into_iter()
         .map(|mut d| {
             d.explains = d.explains.iter().map(|&k| subset.case_key(k, c)).collect();
-            if renumbered {
+            if !moved.is_empty() {
                 d.detail.push_str(&mapping);
             }
             d
