@@ -120,6 +120,111 @@ struct RowPart {
     non_finite_within: usize,
 }
 
+/// The pass-through elements of one bounded comparison, tallied in one pass and reused
+/// (SPEC.md §8.5). `--profile auto`'s search passes over every non-target for its own tally;
+/// it fills one of these on the way ([`PassThroughPart::add_row`]), and the check of the
+/// profile it finds takes its pass-through tallies from it instead of a second pass over every
+/// non-target ([`compare_reusing`]). Reused only where the two passes are the same pass: the
+/// same target columns, output scale and dtype, a profile that leaves non-targets untouched
+/// (their reference `s·x`, `s·top_diff` and budget depend on nothing else), no modulation and no
+/// per-row margins, and every pass-through element within budget (nothing to list).
+#[derive(Clone, Debug)]
+pub struct PassThroughPart {
+    targets: Vec<Option<usize>>,
+    s_bits: u64,
+    dtype: Dtype,
+    forward: Tally,
+    backward: Tally,
+    non_finite_within: usize,
+    failing: usize,
+}
+
+/// One row of a [`PassThroughPart`], filled column by column.
+#[derive(Default)]
+pub struct PassThroughRow {
+    forward: Tally,
+    backward: Tally,
+    non_finite_within: usize,
+    failing: usize,
+}
+
+impl PassThroughRow {
+    /// Pass-through element (row, col) of `case`, with its references and budget: the
+    /// element [`compare`] builds there, on each side the case has.
+    pub fn add(&mut self, case: &LayerCase, row: usize, col: usize, want: (f64, f64), bud: Budget) {
+        let i = row * case.c + col;
+        for (side, out, reference, budget) in [
+            (Side::Forward, &case.forward, want.0, bud.forward),
+            (Side::Backward, &case.backward, want.1, bud.backward),
+        ] {
+            let Some(out) = out else { continue };
+            let e = Element {
+                side,
+                role: Role::PassThrough,
+                row,
+                col,
+                input: case.cos[i],
+                label: case.labels[row],
+                top_diff: case.top_diff.as_ref().map_or(1.0, |t| t[i]),
+                actual: out[i],
+                reference,
+                budget,
+                fraction: tolerance::error_fraction(out[i], reference, budget),
+            };
+            if !e.actual.is_finite() && e.passed() {
+                self.non_finite_within += 1;
+            }
+            self.failing += usize::from(!e.passed());
+            match side {
+                Side::Forward => self.forward.add(&e),
+                Side::Backward => self.backward.add(&e),
+            }
+        }
+    }
+}
+
+impl PassThroughPart {
+    /// An empty part for a case whose rows have target columns `targets`, at output scale `s`.
+    pub fn new(targets: Vec<Option<usize>>, s: f64, dtype: Dtype) -> PassThroughPart {
+        PassThroughPart {
+            targets,
+            s_bits: s.to_bits(),
+            dtype,
+            forward: Tally::default(),
+            backward: Tally::default(),
+            non_finite_within: 0,
+            failing: 0,
+        }
+    }
+    /// Adds the next row (rows in order: of equal worst fractions the earlier stays).
+    pub fn add_row(&mut self, r: &PassThroughRow) {
+        self.forward.merge(&r.forward);
+        self.backward.merge(&r.backward);
+        self.non_finite_within += r.non_finite_within;
+        self.failing += r.failing;
+    }
+    /// Whether a comparison of `case` under `profile` at `p`, `dtype`, `detail` with target
+    /// columns `targets` makes exactly this pass, with nothing to list.
+    fn reusable(
+        &self,
+        case: &LayerCase,
+        profile: &Profile,
+        p: &Params,
+        dtype: Dtype,
+        detail: Detail,
+        targets: &[Option<usize>],
+    ) -> bool {
+        detail == Detail::Bounded
+            && self.failing == 0
+            && self.s_bits == p.s.to_bits()
+            && self.dtype == dtype
+            && self.targets == targets
+            && !profile.transforms_non_targets()
+            && !case.modulation.is_active()
+            && case.row_params.is_none()
+    }
+}
+
 /// Strictly worse: larger fraction (NaN fractions never occur: non-finite mismatch is +inf).
 fn worse(a: &Element, b: &Element) -> bool {
     a.fraction > b.fraction
@@ -677,6 +782,20 @@ pub fn compare_with_detail(
     dtype: Dtype,
     detail: Detail,
 ) -> Result<CaseReport> {
+    compare_reusing(case, profile, p, dtype, detail, None)
+}
+
+/// [`compare_with_detail`] taking its pass-through tallies from `part` where that is the same
+/// pass ([`PassThroughPart`]): then only the target entries are evaluated here. The report is
+/// the one the full pass gives (`tests/bounded.rs` compares them).
+pub fn compare_reusing(
+    case: &LayerCase,
+    profile: &Profile,
+    p: &Params,
+    dtype: Dtype,
+    detail: Detail,
+    part: Option<&PassThroughPart>,
+) -> Result<CaseReport> {
     p.validate()?;
     let (n, c) = (case.n, case.c);
     if case.forward.is_none() && case.backward.is_none() {
@@ -789,9 +908,16 @@ pub fn compare_with_detail(
     };
     // One row of one side: its tallies, and the elements it keeps (every one, or under
     // Detail::Bounded its target and at most `room` out-of-budget pass-through elements).
+    let reused = part.filter(|pt| pt.reusable(case, profile, p, dtype, detail, &targets));
     let row_part = |side: Side, out: &[f64], row: usize, room: usize| -> RowPart {
         let mut part = RowPart::default();
-        for col in 0..c {
+        // With a reused pass-through part, only the row's target is compared here.
+        let cols = match (reused, targets[row]) {
+            (Some(_), Some(t)) => t..t + 1,
+            (Some(_), None) => 0..0,
+            (None, _) => 0..c,
+        };
+        for col in cols {
             let i = row * c + col;
             let x = case.cos[i];
             let md = match targets[row] {
@@ -899,6 +1025,15 @@ pub fn compare_with_detail(
             }
             start = end;
         }
+        if let Some(pt) = reused {
+            *passthrough_tally = match side {
+                Side::Forward => pt.forward,
+                Side::Backward => pt.backward,
+            };
+        }
+    }
+    if let Some(pt) = reused {
+        report.non_finite_within += pt.non_finite_within;
     }
     Ok(report)
 }

@@ -276,7 +276,10 @@ fn loss_only_search_text(label: &str, ranked: &[loss_only::LossFit]) -> String {
                 fraction_text(best.worst)
             )
         } else {
-            format!("{:.3}% of values within budget", 100.0 * best.share)
+            format!(
+                "{} of values within budget",
+                crate::report::share_percent(best.share)
+            )
         };
         let _ = writeln!(out, "  => behaves like {} ({how})\n", best.profile.name);
     }

@@ -352,6 +352,20 @@ pub fn fingerprint_report(
     Ok((text, best, search.ranked))
 }
 
+/// A share as a percentage with three decimals that never reads as all or none when it is
+/// not: 46,298,698 of 46,298,880 is ">99.999%", not the "100.000%" rounding gives.
+pub fn share_percent(share: f64) -> String {
+    let pct = 100.0 * share;
+    let shown = format!("{pct:.3}");
+    if share < 1.0 && shown == "100.000" {
+        ">99.999%".into()
+    } else if share > 0.0 && shown == "0.000" {
+        "<0.001%".into()
+    } else {
+        format!("{shown}%")
+    }
+}
+
 /// The top five rows of a ranking, (name, share within budget, worst fraction) each, in
 /// aligned columns: `  <name>  <share>% <what>, worst <fraction>`.
 pub fn ranking_rows<'a>(
@@ -363,8 +377,8 @@ pub fn ranking_rows<'a>(
     for (name, share, worst) in rows.take(5) {
         let _ = writeln!(
             out,
-            "  {name:<w$}  {:>7.3}% {what}, worst {}",
-            100.0 * share,
+            "  {name:<w$}  {:>8} {what}, worst {}",
+            share_percent(share),
             fraction_text(worst)
         );
     }
@@ -401,9 +415,9 @@ pub fn search_text(label: &str, search: &fingerprint::Search) -> String {
     for f in ranked.iter().take(5) {
         let _ = writeln!(
             out,
-            "  {:<w$}  {:>7.3}%  {:>10.3}  {:>9.1}  {}",
+            "  {:<w$}  {:>8}  {:>10.3}  {:>9.1}  {}",
             f.profile.name,
-            100.0 * f.share,
+            share_percent(f.share),
             f.cost.residual / f.elements.max(1) as f64,
             f.cost.description,
             fraction_text(f.worst)
@@ -445,7 +459,7 @@ pub fn search_text(label: &str, search: &fingerprint::Search) -> String {
             fraction_text(best.worst)
         )
     } else {
-        format!("{:.3}% of elements within budget", 100.0 * best.share)
+        format!("{} of elements within budget", share_percent(best.share))
     };
     let at = if best.overrides.is_empty() {
         String::new()
@@ -644,4 +658,19 @@ pub fn fingerprint_groups(
         .map(|p| p.expect("every case is in a group"))
         .collect();
     Ok((text, per_case, json))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share_percent;
+
+    #[test]
+    fn a_share_reads_as_all_or_none_only_when_it_is() {
+        assert_eq!(share_percent(1.0), "100.000%");
+        assert_eq!(share_percent(46_298_698.0 / 46_298_880.0), ">99.999%");
+        assert_eq!(share_percent(0.999_99), "99.999%");
+        assert_eq!(share_percent(0.5), "50.000%");
+        assert_eq!(share_percent(1.0 / 46_298_880.0), "<0.001%");
+        assert_eq!(share_percent(0.0), "0.000%");
+    }
 }

@@ -221,3 +221,142 @@ fn a_large_case_is_checked_bounded_and_diagnosed_on_a_subset_of_rows() {
         (w.1.row, w.1.col, w.1.fraction)
     );
 }
+
+/// [`cosface`] as a scaled f32 layer (s = 64): every output rounded to f32, so that the
+/// pass-through elements have errors within their half-ulp budget but not zero, and the
+/// pass-through tallies have a worst element to agree on.
+fn cosface_f32_scaled(
+    n: usize,
+    c: usize,
+    scale: f64,
+    scaled: &[usize],
+) -> combined_margin::fixture::LayerCase {
+    let mut case = cosface(n, c, scale, scaled);
+    let s = 64.0;
+    case.params.s = s;
+    case.params_effective.s = s;
+    case.scaled = true;
+    let f32r = |v: f64| v as f32 as f64;
+    for v in case.forward.as_mut().unwrap() {
+        *v = f32r(s * *v);
+    }
+    for v in case.backward.as_mut().unwrap() {
+        *v = f32r(s * *v);
+    }
+    case
+}
+
+/// The pass-through part of `case` at `targets`, built element by element with the
+/// reference's pass-through values (what the search's untouched pass adds).
+fn part_of(
+    case: &combined_margin::fixture::LayerCase,
+    targets: &[Option<usize>],
+    dtype: combined_margin::dtype::Dtype,
+) -> combined_margin::compare::PassThroughPart {
+    use combined_margin::compare::{self, PassThroughPart, PassThroughRow, Reference};
+    let p = compare::output_params(case);
+    let reference = Reference::new(&Profile::preset("analytic").unwrap(), &p, dtype);
+    let mut part = PassThroughPart::new(targets.to_vec(), p.s, dtype);
+    for (row, t) in targets.iter().enumerate() {
+        let mut r = PassThroughRow::default();
+        for col in (0..case.c).filter(|&col| Some(col) != *t) {
+            let k = row * case.c + col;
+            let top = case.top_diff.as_ref().unwrap()[k];
+            let (f, b, bud) = reference.passthrough(case.cos[k], top);
+            r.add(case, row, col, (f, b), bud);
+        }
+        part.add_row(&r);
+    }
+    part
+}
+
+/// `--profile auto` checks the point it finds with the pass-through tallies of the search's
+/// own pass over the non-targets (SPEC.md §8.5): that check reads exactly as a fresh one. The
+/// part is really read (one from another layer of the same shape gives that layer's tallies),
+/// and refused where it is not the same pass: a pass-through element out of budget (it must
+/// be listed), a profile that transforms non-targets.
+#[test]
+fn the_check_after_a_search_reuses_its_pass_and_reads_as_a_fresh_check() {
+    use combined_margin::dtype::Dtype;
+    use combined_margin::verdict::search;
+    let (n, c) = (18, 60_000);
+    assert!(n * c > combined_margin::compare::EVERY_ELEMENT_MAX);
+    let dtype = Dtype::F32;
+    let case = cosface_f32_scaled(n, c, 1.0, &[]);
+    let found = search::search(std::slice::from_ref(&case), dtype).unwrap();
+    let part = found.passthrough[0]
+        .as_ref()
+        .expect("the search's untouched pass fills the part");
+    let prof = &found.best().profile;
+    let fresh = |case: &combined_margin::fixture::LayerCase, prof: &Profile| {
+        deviation::check_with(case, prof, dtype, &Declared::default(), Detail::Bounded).unwrap()
+    };
+    let reusing = |case: &combined_margin::fixture::LayerCase,
+                   prof: &Profile,
+                   part: &combined_margin::compare::PassThroughPart| {
+        deviation::check_reusing(
+            case,
+            prof,
+            dtype,
+            &Declared::default(),
+            Detail::Bounded,
+            Some(part),
+        )
+        .unwrap()
+    };
+    let (a, b) = (fresh(&case, prof), reusing(&case, prof, part));
+    assert_eq!(a.verdict(), deviation::Verdict::Pass);
+    assert!(
+        a.report.forward_passthrough.max_fraction() > 0.0,
+        "a worst to agree on"
+    );
+    assert_eq!(digest(&a), digest(&b));
+    assert_eq!(a.report.elements, b.report.elements);
+    assert_eq!(
+        (a.report.forward_passthrough, a.report.backward_passthrough),
+        (b.report.forward_passthrough, b.report.backward_passthrough)
+    );
+
+    // The part is what the check reads: another layer's gives that layer's tallies.
+    let targets: Vec<Option<usize>> = a.report.targets.clone();
+    // (the same layer with its forward unrounded: every pass-through element exact)
+    let mut other = case.clone();
+    let exact = cosface(n, c, 1.0, &[]);
+    for (v, x) in other
+        .forward
+        .as_mut()
+        .unwrap()
+        .iter_mut()
+        .zip(exact.forward.unwrap())
+    {
+        *v = 64.0 * x;
+    }
+    let mixed = reusing(&case, prof, &part_of(&other, &targets, dtype));
+    assert_eq!(
+        mixed.report.forward_passthrough,
+        fresh(&other, prof).report.forward_passthrough
+    );
+    assert_ne!(
+        mixed.report.forward_passthrough,
+        a.report.forward_passthrough
+    );
+
+    // Refused: an out-of-budget pass-through element must be listed by the check itself.
+    let bad = cosface_f32_scaled(n, c, 1.01, &[3]);
+    let (a, b) = (
+        fresh(&bad, prof),
+        reusing(&bad, prof, &part_of(&bad, &targets, dtype)),
+    );
+    assert_ne!(a.verdict(), deviation::Verdict::Pass);
+    assert_eq!(digest(&a), digest(&b));
+    assert_eq!(a.report.elements, b.report.elements);
+    // Refused: a profile that transforms non-targets makes another pass.
+    let mut round_trip = prof.clone();
+    round_trip.round_trip.non_targets = true;
+    let (a, b) = (fresh(&case, &round_trip), reusing(&case, &round_trip, part));
+    assert_eq!(digest(&a), digest(&b));
+    assert_eq!(
+        (a.report.forward_passthrough, a.report.backward_passthrough),
+        (b.report.forward_passthrough, b.report.backward_passthrough)
+    );
+}

@@ -382,8 +382,21 @@ pub fn check_with(
     declared: &Declared,
     detail: compare::Detail,
 ) -> Result<CaseCheck> {
+    check_reusing(case, profile, dtype, declared, detail, None)
+}
+
+/// [`check_with`] taking the pass-through tallies from `part` where that is the same pass
+/// ([`compare::compare_reusing`]): `--profile auto` checks the point found this way.
+pub fn check_reusing(
+    case: &LayerCase,
+    profile: &Profile,
+    dtype: Dtype,
+    declared: &Declared,
+    detail: compare::Detail,
+    part: Option<&compare::PassThroughPart>,
+) -> Result<CaseCheck> {
     let p = compare::output_params(case);
-    let report = compare::compare_with_detail(case, profile, &p, dtype, detail)?;
+    let report = compare::compare_reusing(case, profile, &p, dtype, detail, part)?;
     if report.is_complete() {
         return check_report(case, report, declared);
     }

@@ -172,6 +172,10 @@ pub struct Scorer<'a> {
     /// targets, with the untouched non-target tally (one O(N·C) pass in all, not one per
     /// non-target treatment). The final check verifies the point found on every element.
     pub freeze_plain_non_targets: bool,
+    /// Per case, the comparison's pass-through tallies, filled by the first untouched pass
+    /// over a bounded case's non-targets (the check of the point found reuses them:
+    /// [`compare::PassThroughPart`]).
+    parts: HashMap<usize, compare::PassThroughPart>,
 }
 
 impl<'a> Scorer<'a> {
@@ -184,7 +188,15 @@ impl<'a> Scorer<'a> {
             evaluated: 0,
             overrides: Overrides::default(),
             freeze_plain_non_targets: false,
+            parts: HashMap::new(),
         }
+    }
+
+    /// The pass-through parts filled so far, one slot per case.
+    fn take_parts(&mut self) -> Vec<Option<compare::PassThroughPart>> {
+        (0..self.cases.len())
+            .map(|i| self.parts.remove(&i))
+            .collect()
     }
 
     /// Non-target tally of case `i` under `profile`'s treatment (cached by key). A
@@ -317,17 +329,57 @@ impl<'a> Scorer<'a> {
                 if case.n.saturating_mul(case.c) > compare::EVERY_ELEMENT_MAX =>
             {
                 use rayon::prelude::*;
-                let parts: Vec<Tally> = rows
+                // The untouched pass fills the comparison's pass-through part on the way, on
+                // every non-target (inside and outside): each is `s·x`, `s·top_diff` there.
+                let fill = cache_key.1.is_none()
+                    && !profile.transforms_non_targets()
+                    && case.row_params.is_none()
+                    && !self.parts.contains_key(&i);
+                let parts: Vec<(Tally, Option<compare::PassThroughRow>)> = rows
                     .par_iter()
                     .enumerate()
                     .map(|(row, &r)| {
                         let mut t = Tally::default();
-                        row_tally(&mut t, row, r);
-                        t
+                        if !fill {
+                            row_tally(&mut t, row, r);
+                            return (t, None);
+                        }
+                        let mut pass = compare::PassThroughRow::default();
+                        for col in 0..case.c {
+                            if matches!(r, Row::Target(j) if j == col) {
+                                continue;
+                            }
+                            let k = row * case.c + col;
+                            let (f, b, bud) = reference.passthrough(case.cos[k], top(k));
+                            pass.add(case, row, col, (f, b), bud);
+                            if region == Region::All || case.cos[k].abs() < 1.0 {
+                                if let Some(fw) = &case.forward {
+                                    t.add(fw[k], f, bud.forward, p.s, dtype);
+                                }
+                                if let Some(bw) = &case.backward {
+                                    t.add(bw[k], b, bud.backward, p.s * top(k).abs(), dtype);
+                                }
+                            }
+                        }
+                        (t, Some(pass))
                     })
                     .collect();
-                for part in parts {
+                let targets = rows
+                    .iter()
+                    .map(|r| match r {
+                        Row::Target(j) => Some(*j),
+                        Row::NoTarget | Row::Untouched => None,
+                    })
+                    .collect();
+                let mut whole = compare::PassThroughPart::new(targets, p.s, dtype);
+                for (part, pass) in parts {
                     t.merge(part);
+                    if let Some(pass) = pass {
+                        whole.add_row(&pass);
+                    }
+                }
+                if fill {
+                    self.parts.insert(i, whole);
                 }
             }
             Region::All | Region::Inside => {
@@ -447,6 +499,10 @@ pub struct Search {
     /// its uncertainty and the stated value ([`fit::fit_stated`]), then a family's own
     /// constants ([`super::family_fit::fit_claims`]).
     pub stated: StatedFit,
+    /// Per case, the pass-through tallies of the search's untouched pass over a bounded
+    /// case's non-targets, for the check of the point found ([`compare::compare_reusing`]);
+    /// `None` where that pass was not made.
+    pub passthrough: Vec<Option<compare::PassThroughPart>>,
 }
 
 impl Search {
@@ -474,6 +530,7 @@ pub fn search(cases: &[LayerCase], dtype: Dtype) -> Result<Search> {
     // over the non-targets (the cost bound of SPEC.md §3.8).
     let freeze = scorer.non_targets_pass(&Profile::preset("analytic")?)?;
     scorer.freeze_plain_non_targets = freeze;
+    let passthrough = scorer.take_parts();
     let mut ranked = score_presets(&mut scorer)?;
     // The scorer at the stated parameters, kept where the search moved to fitted ones.
     let mut at_stated: Option<Scorer> = None;
@@ -657,6 +714,7 @@ pub fn search(cases: &[LayerCase], dtype: Dtype) -> Result<Search> {
         ties,
         searched_non_targets,
         stated,
+        passthrough,
     })
 }
 

@@ -169,13 +169,16 @@ fn check_npz(
             "{label}: fields \"impl_forward\", \"impl_backward\": absent or NaN everywhere; fill in the implementation's outputs"
         ));
     }
+    // Under `--profile auto`, the search's pass over the non-targets, reused by the check.
+    let mut passthrough = None;
     let prof = match (profile, npz.profile.as_deref()) {
         (Some("auto"), _) => {
-            let search =
+            let mut search =
                 combined_margin::verdict::search::search(std::slice::from_ref(&case), npz.dtype)
                     .map_err(|e| format!("{label}: {e}"))?;
             print!("{}", report::search_text(&label, &search));
             searches.push(report::search_json(&label, &search));
+            passthrough = search.passthrough.pop().flatten();
             search.best().profile.clone()
         }
         (Some(name), _) | (None, Some(name)) => {
@@ -187,8 +190,15 @@ fn check_npz(
             ))
         }
     };
-    let ck = deviation::check(&case, &prof, npz.dtype, &deviation::Declared::default())
-        .map_err(|e| format!("{label}: case {:?}: {e}", case.name))?;
+    let ck = deviation::check_reusing(
+        &case,
+        &prof,
+        npz.dtype,
+        &deviation::Declared::default(),
+        combined_margin::compare::Detail::for_shape(case.n, case.c),
+        passthrough.as_ref(),
+    )
+    .map_err(|e| format!("{label}: case {:?}: {e}", case.name))?;
     Ok(report_file(&label, "npz fixture", npz.dtype, &[ck], opts))
 }
 
