@@ -137,6 +137,8 @@ pub struct PassThroughPart {
     backward: Tally,
     non_finite_within: usize,
     failing: usize,
+    /// The rows with an out-of-budget pass-through element, in order.
+    failing_rows: Vec<usize>,
 }
 
 /// One row of a [`PassThroughPart`], filled column by column.
@@ -194,14 +196,22 @@ impl PassThroughPart {
             backward: Tally::default(),
             non_finite_within: 0,
             failing: 0,
+            failing_rows: Vec::new(),
         }
     }
-    /// Adds the next row (rows in order: of equal worst fractions the earlier stays).
-    pub fn add_row(&mut self, r: &PassThroughRow) {
+    /// Adds row `row`, the next (rows in order: of equal worst fractions the earlier stays).
+    pub fn add_row(&mut self, row: usize, r: &PassThroughRow) {
         self.forward.merge(&r.forward);
         self.backward.merge(&r.backward);
         self.non_finite_within += r.non_finite_within;
         self.failing += r.failing;
+        if r.failing > 0 {
+            self.failing_rows.push(row);
+        }
+    }
+    /// The rows with an out-of-budget pass-through element, in order.
+    pub fn failing_rows(&self) -> &[usize] {
+        &self.failing_rows
     }
     /// Whether a comparison of `case` under `profile` at `p`, `dtype`, `detail` with target
     /// columns `targets` makes exactly this pass, with nothing to list.
@@ -570,6 +580,25 @@ impl Detail {
             Detail::Bounded
         }
     }
+}
+
+/// The rows of an `n` × `c` case that a bounded check diagnoses, or a search scores, on
+/// (SPEC.md §8.5): the first of `failing` (rows with an out-of-budget element, in order), then
+/// the first other rows, as many as [`DIAGNOSED_MAX`] entries (at least one row), in order.
+pub fn diagnosed_rows(failing: &[usize], n: usize, c: usize) -> Vec<usize> {
+    let most = (DIAGNOSED_MAX / c.max(1)).max(1);
+    let mut rows: Vec<usize> = failing.to_vec();
+    rows.sort_unstable();
+    rows.dedup();
+    rows.truncate(most);
+    let failing_rows = rows.clone();
+    rows.extend(
+        (0..n)
+            .filter(|r| failing_rows.binary_search(r).is_err())
+            .take(most - failing_rows.len()),
+    );
+    rows.sort_unstable();
+    rows
 }
 
 /// Radius in cos-space within which a report says "near <kink>".

@@ -400,6 +400,23 @@ pub fn search_text(label: &str, search: &fingerprint::Search) -> String {
             "; every non-target within budget, so the non-target axes were not searched"
         }
     );
+    // A bounded case with out-of-budget non-targets is searched on a subset of its rows
+    // (SPEC.md §8.5): the shares and costs below are of those rows.
+    let cases = search.scored_rows.len();
+    for (i, sr) in search.scored_rows.iter().enumerate() {
+        let Some((sr, Some(first), Some(last))) =
+            sr.as_ref().map(|sr| (sr, sr.rows.first(), sr.rows.last()))
+        else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "  searched on {} of {} rows ({first}..={last}){}: the rows with out-of-budget non-targets first; the shares below are of those rows, the check after tallies every element",
+            sr.rows.len(),
+            sr.n,
+            if cases > 1 { format!(" of case {i}") } else { String::new() }
+        );
+    }
     let w = ranked
         .iter()
         .take(5)
@@ -591,7 +608,7 @@ pub fn search_json(label: &str, search: &fingerprint::Search) -> serde_json::Val
     let best = search.best();
     let mut constants: Vec<serde_json::Value> = search.stated.fitted.iter().map(constant).collect();
     constants.extend(best.constants.iter().map(constant));
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "label": label,
         "candidates": search.ranked.len(),
         "ranking": search.ranked.iter().take(10).map(cand).collect::<Vec<_>>(),
@@ -601,7 +618,20 @@ pub fn search_json(label: &str, search: &fingerprint::Search) -> serde_json::Val
             "fits_every_element": best.fits_all(),
             "constants": constants,
         },
-    })
+    });
+    // Only where a case was searched on a subset of its rows (SPEC.md §8.5): per case, the
+    // rows scored (null: all of them).
+    if search.scored_rows.iter().any(Option::is_some) {
+        v["scored_rows"] = search
+            .scored_rows
+            .iter()
+            .map(|sr| {
+                sr.as_ref()
+                    .map(|sr| serde_json::json!({"rows": sr.rows, "n": sr.n}))
+            })
+            .collect();
+    }
+    v
 }
 
 /// An f64's bits in hex, as `0x3fe0000000000000`.

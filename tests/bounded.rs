@@ -265,7 +265,7 @@ fn part_of(
             let (f, b, bud) = reference.passthrough(case.cos[k], top);
             r.add(case, row, col, (f, b), bud);
         }
-        part.add_row(&r);
+        part.add_row(row, &r);
     }
     part
 }
@@ -359,4 +359,50 @@ fn the_check_after_a_search_reuses_its_pass_and_reads_as_a_fresh_check() {
         (a.report.forward_passthrough, a.report.backward_passthrough),
         (b.report.forward_passthrough, b.report.backward_passthrough)
     );
+}
+
+/// A bounded case with out-of-budget non-targets is searched on the rows a check diagnoses
+/// (SPEC.md §8.5), not with a pass over every entry per non-target candidate: the planted
+/// rows are found by the search's first pass, the first of them scored, and the report says
+/// so; the check after it still tallies every element.
+#[test]
+fn a_bounded_search_with_failing_non_targets_scores_the_diagnosed_rows() {
+    use combined_margin::report::{search_json, search_text};
+    use combined_margin::verdict::search::{self, ScoredRows};
+    let (n, c) = (18, 60_000);
+    let case = cosface(n, c, 1.01, &[0, 5, 17]);
+    let dtype = combined_margin::dtype::Dtype::F64;
+    let found = search::search(std::slice::from_ref(&case), dtype).unwrap();
+    let part = found.passthrough[0]
+        .as_ref()
+        .expect("the first pass's part");
+    assert_eq!(part.failing_rows(), &[0, 5, 17]);
+    assert_eq!(
+        found.scored_rows,
+        vec![Some(ScoredRows {
+            rows: vec![0, 5],
+            n
+        })]
+    );
+    let text = search_text("big", &found);
+    assert!(text.contains("searched on 2 of 18 rows (0..=5)"), "{text}");
+    assert_eq!(
+        search_json("big", &found)["scored_rows"][0]["rows"],
+        serde_json::json!([0, 5])
+    );
+    // Nothing to reuse (the part has out-of-budget elements): the check is a fresh one.
+    let prof = &found.best().profile;
+    let fresh = deviation::check(&case, prof, dtype, &Declared::default()).unwrap();
+    let after = deviation::check_reusing(
+        &case,
+        prof,
+        dtype,
+        &Declared::default(),
+        Detail::Bounded,
+        Some(part),
+    )
+    .unwrap();
+    assert_eq!(digest(&fresh), digest(&after));
+    assert_eq!(after.report.count(), 2 * n * c);
+    assert_ne!(after.verdict(), deviation::Verdict::Pass);
 }

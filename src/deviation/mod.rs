@@ -400,21 +400,11 @@ pub fn check_reusing(
     if report.is_complete() {
         return check_report(case, report, declared);
     }
-    let c = case.c.max(1);
     // The first rows with an out-of-budget element, then the first other rows (where notes
     // are found), as many as compare::DIAGNOSED_MAX entries.
-    let most = (compare::DIAGNOSED_MAX / c).max(1);
-    let mut rows: Vec<usize> = report.failing().map(|e| e.row).collect();
-    rows.sort_unstable();
-    rows.dedup();
-    rows.truncate(most);
-    let failing_rows = rows.clone();
-    rows.extend(
-        (0..case.n)
-            .filter(|r| failing_rows.binary_search(r).is_err())
-            .take(most - failing_rows.len()),
-    );
-    rows.sort_unstable();
+    let c = case.c.max(1);
+    let failing: Vec<usize> = report.failing().map(|e| e.row).collect();
+    let rows = compare::diagnosed_rows(&failing, case.n, case.c);
     let sub_case = case.select_rows(&rows);
     let position = |r: usize| rows.binary_search(&r).ok();
     let sub_declared = Declared {

@@ -372,10 +372,10 @@ impl<'a> Scorer<'a> {
                     })
                     .collect();
                 let mut whole = compare::PassThroughPart::new(targets, p.s, dtype);
-                for (part, pass) in parts {
+                for (row, (part, pass)) in parts.into_iter().enumerate() {
                     t.merge(part);
                     if let Some(pass) = pass {
-                        whole.add_row(&pass);
+                        whole.add_row(row, &pass);
                     }
                 }
                 if fill {
@@ -503,6 +503,19 @@ pub struct Search {
     /// case's non-targets, for the check of the point found ([`compare::compare_reusing`]);
     /// `None` where that pass was not made.
     pub passthrough: Vec<Option<compare::PassThroughPart>>,
+    /// Per case, the rows the candidates were scored on where not all of them: a bounded
+    /// case with out-of-budget non-targets is searched on [`compare::diagnosed_rows`]
+    /// (SPEC.md §8.5); empty where every case was searched whole.
+    pub scored_rows: Vec<Option<ScoredRows>>,
+}
+
+/// The rows of one case a search scored its candidates on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScoredRows {
+    /// The rows, in order.
+    pub rows: Vec<usize>,
+    /// The case's row count.
+    pub n: usize,
 }
 
 impl Search {
@@ -531,6 +544,38 @@ pub fn search(cases: &[LayerCase], dtype: Dtype) -> Result<Search> {
     let freeze = scorer.non_targets_pass(&Profile::preset("analytic")?)?;
     scorer.freeze_plain_non_targets = freeze;
     let passthrough = scorer.take_parts();
+    // A bounded case with out-of-budget non-targets is searched on the rows a check
+    // diagnoses: every non-target candidate would otherwise cost a pass over 10^7-10^8
+    // entries, hundreds of them. The check of the point found still tallies every element.
+    if !freeze {
+        let scored_rows: Vec<Option<ScoredRows>> = cases
+            .iter()
+            .zip(&passthrough)
+            .map(|(case, part)| {
+                let part = part.as_ref()?;
+                (case.n.saturating_mul(case.c) > compare::EVERY_ELEMENT_MAX
+                    && !part.failing_rows().is_empty())
+                .then(|| ScoredRows {
+                    rows: compare::diagnosed_rows(part.failing_rows(), case.n, case.c),
+                    n: case.n,
+                })
+            })
+            .collect();
+        if scored_rows.iter().any(Option::is_some) {
+            let subset: Vec<LayerCase> = cases
+                .iter()
+                .zip(&scored_rows)
+                .map(|(case, rows)| match rows {
+                    Some(r) => case.select_rows(&r.rows),
+                    None => case.clone(),
+                })
+                .collect();
+            let mut found = search(&subset, dtype)?;
+            found.passthrough = passthrough;
+            found.scored_rows = scored_rows;
+            return Ok(found);
+        }
+    }
     let mut ranked = score_presets(&mut scorer)?;
     // The scorer at the stated parameters, kept where the search moved to fitted ones.
     let mut at_stated: Option<Scorer> = None;
@@ -715,6 +760,7 @@ pub fn search(cases: &[LayerCase], dtype: Dtype) -> Result<Search> {
         searched_non_targets,
         stated,
         passthrough,
+        scored_rows: Vec::new(),
     })
 }
 
