@@ -58,6 +58,9 @@ pub struct Entry {
     pub angle_clamped: bool,
     /// The output clip [−b, b] replaced the target logit (gradient 0).
     pub out_clipped: bool,
+    /// (sin φ, cos φ) where the output was cos φ of [`Entry::phi`] (the margin branch of the
+    /// acos–cos form), so that the budget does not evaluate them again; `None` elsewhere.
+    pub phi_trig: Option<(f64, f64)>,
 }
 
 impl ParamPrecision {
@@ -328,33 +331,35 @@ pub fn eval_with(c: f64, p: &Params, profile: &Profile, k: &Constants) -> Entry 
         }
         None => g,
     };
-    let finish = |out: f64, g: f64, theta: f64, phi_raw: f64, phi: f64, branch, angle_clamped| {
-        // The output clip [−b, b] (b = +inf: none), flat outside. As `clamp`'s backward
-        // (`where(lo <= x <= hi)`), a NaN logit stays NaN and gets gradient 0.
-        let clipping = k.out_clip.is_finite();
-        let (out, g, out_clipped) = if out > k.out_clip {
-            (k.out_clip, 0.0, true)
-        } else if out < -k.out_clip {
-            (-k.out_clip, 0.0, true)
-        } else if clipping && out.is_nan() {
-            (out, 0.0, true)
-        } else {
-            (out, g, false)
+    let finish =
+        |out: f64, g: f64, theta: f64, phi_raw: f64, phi: f64, branch, angle_clamped, phi_trig| {
+            // The output clip [−b, b] (b = +inf: none), flat outside. As `clamp`'s backward
+            // (`where(lo <= x <= hi)`), a NaN logit stays NaN and gets gradient 0.
+            let clipping = k.out_clip.is_finite();
+            let (out, g, out_clipped) = if out > k.out_clip {
+                (k.out_clip, 0.0, true)
+            } else if out < -k.out_clip {
+                (-k.out_clip, 0.0, true)
+            } else if clipping && out.is_nan() {
+                (out, 0.0, true)
+            } else {
+                (out, g, false)
+            };
+            Entry {
+                out,
+                factor: clip(g),
+                factor_unclipped: g,
+                c_eff,
+                theta,
+                phi_raw,
+                phi,
+                branch,
+                domain_clamped,
+                angle_clamped,
+                out_clipped,
+                phi_trig,
+            }
         };
-        Entry {
-            out,
-            factor: clip(g),
-            factor_unclipped: g,
-            c_eff,
-            theta,
-            phi_raw,
-            phi,
-            branch,
-            domain_clamped,
-            angle_clamped,
-            out_clipped,
-        }
-    };
     // The gradient of a linear branch (shortcut, fallback): 1, or 0 where the clamp is flat.
     let linear_factor = match profile.gradient {
         GradientMode::Exact { .. } if domain_clamped => 0.0,
@@ -373,6 +378,7 @@ pub fn eval_with(c: f64, p: &Params, profile: &Profile, k: &Constants) -> Entry 
             theta,
             Branch::Shortcut,
             false,
+            None,
         );
     }
 
@@ -432,7 +438,16 @@ pub fn eval_with(c: f64, p: &Params, profile: &Profile, k: &Constants) -> Entry 
             // No other policy falls back (falls_back is false for them).
             AnglePolicy::Raw | AnglePolicy::Clamp { .. } | AnglePolicy::Monotone => base,
         };
-        return finish(out, g, theta, phi_raw, phi_raw, Branch::Fallback, false);
+        return finish(
+            out,
+            g,
+            theta,
+            phi_raw,
+            phi_raw,
+            Branch::Fallback,
+            false,
+            None,
+        );
     }
 
     // The angle-addition identity replaces cos φ where it applies (m1 = 1): no angle clamp
@@ -448,7 +463,7 @@ pub fn eval_with(c: f64, p: &Params, profile: &Profile, k: &Constants) -> Entry 
                 GradientMode::Exact { .. } => exact_mul(formula),
                 GradientMode::FormulaAtClamped { .. } => formula,
             };
-            return finish(out, g, theta, phi_raw, phi_raw, Branch::Margin, false);
+            return finish(out, g, theta, phi_raw, phi_raw, Branch::Margin, false, None);
         }
     }
 
@@ -471,7 +486,9 @@ pub fn eval_with(c: f64, p: &Params, profile: &Profile, k: &Constants) -> Entry 
         | AnglePolicy::Threshold { .. }
         | AnglePolicy::EasyMargin => (1.0, 0.0),
     };
-    let out = sign * phi.cos() - shift - p.m3;
+    // sin φ and cos φ once: the factor and the budget (tolerance::target_budget_for) use them.
+    let (sin_phi, cos_phi) = (phi.sin(), phi.cos());
+    let out = sign * cos_phi - shift - p.m3;
 
     let formula = |r: f64, rule: PoleRule| {
         if r.is_infinite() {
@@ -479,7 +496,7 @@ pub fn eval_with(c: f64, p: &Params, profile: &Profile, k: &Constants) -> Entry 
             // (acosf(−1) = 3.14159274) and below it in f64.
             sign * pole_factor(theta, k.op_dtype.round(phi), p.m1, rule)
         } else {
-            sign * p.m1 * phi.sin() * r
+            sign * p.m1 * sin_phi * r
         }
     };
     let g = match profile.gradient {
@@ -494,7 +511,16 @@ pub fn eval_with(c: f64, p: &Params, profile: &Profile, k: &Constants) -> Entry 
             formula(inv_sin_theta(c_eff, rsqrt_f32), PoleRule::Ieee)
         }
     };
-    finish(out, g, theta, phi_raw, phi, Branch::Margin, angle_clamped)
+    finish(
+        out,
+        g,
+        theta,
+        phi_raw,
+        phi,
+        Branch::Margin,
+        angle_clamped,
+        Some((sin_phi, cos_phi)),
+    )
 }
 
 /// Forward and backward factor of a non-target entry (or any entry of a row without a

@@ -228,10 +228,8 @@ pub fn target_budget_pre(
                 + PHI_ROUNDINGS * ROUNDING_ULP * t.ulp(e.phi_raw)
                 + PARAM_ULP * (t.ulp(p.m1) * e.theta + t.ulp(p.m2));
             // sin φ and cos φ once per element (the factor's error uses them again).
-            let trig = PhiTrig {
-                sin: e.phi.sin(),
-                cos: e.phi.cos(),
-            };
+            let (sin, cos) = e.phi_trig.unwrap_or_else(|| (e.phi.sin(), e.phi.cos()));
+            let trig = PhiTrig { sin, cos };
             let sin_phi = trig.sin.abs();
             let (d1mc2, one_mc2) = one_minus_c2_error(e.c_eff, t);
             let sin_theta = one_mc2.max(0.0).sqrt();
