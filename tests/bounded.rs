@@ -406,3 +406,21 @@ fn a_bounded_search_with_failing_non_targets_scores_the_diagnosed_rows() {
     assert_eq!(after.report.count(), 2 * n * c);
     assert_ne!(after.verdict(), deviation::Verdict::Pass);
 }
+
+/// A single row over 2^20 classes is its own diagnosed subset: it is searched whole (the
+/// subset search only ever narrows a case, so it never recurses on itself).
+#[test]
+fn a_single_bounded_row_is_searched_whole() {
+    use combined_margin::compare::EVERY_ELEMENT_MAX;
+    use combined_margin::verdict::search;
+    let case = cosface(1, EVERY_ELEMENT_MAX + 1, 1.01, &[0]);
+    let dtype = combined_margin::dtype::Dtype::F64;
+    let found = search::search(std::slice::from_ref(&case), dtype).unwrap();
+    assert_eq!(
+        found.passthrough[0]
+            .as_ref()
+            .map(|p| p.failing_rows().to_vec()),
+        Some(vec![0])
+    );
+    assert!(found.scored_rows.is_empty(), "{:?}", found.scored_rows);
+}

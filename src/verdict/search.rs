@@ -553,12 +553,15 @@ pub fn search(cases: &[LayerCase], dtype: Dtype) -> Result<Search> {
             .zip(&passthrough)
             .map(|(case, part)| {
                 let part = part.as_ref()?;
-                (case.n.saturating_mul(case.c) > compare::EVERY_ELEMENT_MAX
-                    && !part.failing_rows().is_empty())
-                .then(|| ScoredRows {
-                    rows: compare::diagnosed_rows(part.failing_rows(), case.n, case.c),
-                    n: case.n,
-                })
+                if case.n.saturating_mul(case.c) <= compare::EVERY_ELEMENT_MAX
+                    || part.failing_rows().is_empty()
+                {
+                    return None;
+                }
+                let rows = compare::diagnosed_rows(part.failing_rows(), case.n, case.c);
+                // Only a strictly smaller case (one row of more than 2^20 classes is its own
+                // subset: searched whole, so that the search never recurses on itself).
+                (rows.len() < case.n).then_some(ScoredRows { rows, n: case.n })
             })
             .collect();
         if scored_rows.iter().any(Option::is_some) {
