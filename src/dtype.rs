@@ -210,6 +210,43 @@ impl std::fmt::Display for Dtype {
     }
 }
 
+/// The one trait of the float types the crate computes in natively (f32, f64): the reference
+/// pipeline's fast path ([`crate::pipeline::fused::Real`]) and the kernels
+/// ([`crate::cuda::KernelFloat`]) extend it. `of` rounds an f64 to the type
+/// (round-to-nearest-even, as `as` does); `f64` widens exactly.
+pub trait Float: num_traits::Float + Default + std::fmt::Debug + Send + Sync + 'static {
+    /// The [`Dtype`] this type is.
+    const DTYPE: Dtype;
+    /// `x` rounded to this type (round to nearest, ties to even).
+    fn of(x: f64) -> Self;
+    /// The value as an f64 (exact).
+    fn f64(self) -> f64;
+}
+
+impl Float for f32 {
+    const DTYPE: Dtype = Dtype::F32;
+    #[inline(always)]
+    fn of(x: f64) -> f32 {
+        x as f32
+    }
+    #[inline(always)]
+    fn f64(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Float for f64 {
+    const DTYPE: Dtype = Dtype::F64;
+    #[inline(always)]
+    fn of(x: f64) -> f64 {
+        x
+    }
+    #[inline(always)]
+    fn f64(self) -> f64 {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,42 +389,5 @@ mod tests {
             let next = f64::from_bits(x.to_bits() + 1);
             assert_eq!(Dtype::F64.ulp(x), next - x, "x = {x}");
         }
-    }
-}
-
-/// The one trait of the float types the crate computes in natively (f32, f64): the reference
-/// pipeline's fast path ([`crate::pipeline::fused::Real`]) and the kernels
-/// ([`crate::cuda::KernelFloat`]) extend it. `of` rounds an f64 to the type
-/// (round-to-nearest-even, as `as` does); `f64` widens exactly.
-pub trait Float: num_traits::Float + Default + std::fmt::Debug + Send + Sync + 'static {
-    /// The [`Dtype`] this type is.
-    const DTYPE: Dtype;
-    /// `x` rounded to this type (round to nearest, ties to even).
-    fn of(x: f64) -> Self;
-    /// The value as an f64 (exact).
-    fn f64(self) -> f64;
-}
-
-impl Float for f32 {
-    const DTYPE: Dtype = Dtype::F32;
-    #[inline(always)]
-    fn of(x: f64) -> f32 {
-        x as f32
-    }
-    #[inline(always)]
-    fn f64(self) -> f64 {
-        self as f64
-    }
-}
-
-impl Float for f64 {
-    const DTYPE: Dtype = Dtype::F64;
-    #[inline(always)]
-    fn of(x: f64) -> f64 {
-        x
-    }
-    #[inline(always)]
-    fn f64(self) -> f64 {
-        self
     }
 }

@@ -286,7 +286,7 @@ pub fn guarded_sine(c: f64, guard: SineGuard, eps: f64) -> (f64, f64, bool) {
     let plain = |x: f64| {
         let s = x.sqrt();
         // d sqrt(x)/dc = −c / sqrt(x): ∓inf at x = 0, NaN for x < 0.
-        (s, -c / s, !(x > 0.0))
+        (s, -c / s, x.is_nan() || x <= 0.0)
     };
     match guard {
         SineGuard::Unguarded => plain(x),

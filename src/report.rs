@@ -366,6 +366,17 @@ pub fn share_percent(share: f64) -> String {
     }
 }
 
+/// A candidate's worst fraction in a ranking. A ranking keeps only the fraction, and +inf is
+/// both a non-finite mismatch and a finite difference where the budget is zero (a bit-exact
+/// copy), so it says "inf x budget", not which.
+fn ranking_worst_text(f: f64) -> String {
+    if f.is_infinite() {
+        "inf x budget".into()
+    } else {
+        fraction_text(f)
+    }
+}
+
 /// The top five rows of a ranking, (name, share within budget, worst fraction) each, in
 /// aligned columns: `  <name>  <share>% <what>, worst <fraction>`.
 pub fn ranking_rows<'a>(
@@ -379,7 +390,7 @@ pub fn ranking_rows<'a>(
             out,
             "  {name:<w$}  {:>8} {what}, worst {}",
             share_percent(share),
-            fraction_text(worst)
+            ranking_worst_text(worst)
         );
     }
 }
@@ -437,7 +448,7 @@ pub fn search_text(label: &str, search: &fingerprint::Search) -> String {
             share_percent(f.share),
             f.cost.residual / f.elements.max(1) as f64,
             f.cost.description,
-            fraction_text(f.worst)
+            ranking_worst_text(f.worst)
         );
     }
     if ranked.len() > 5 {
@@ -445,7 +456,7 @@ pub fn search_text(label: &str, search: &fingerprint::Search) -> String {
     }
     let _ = writeln!(
         out,
-        "  (cost: bits of disagreement per element on the dtype's grid, the same scale for every candidate; describe: bits to state the candidate)"
+        "  (cost: bits of disagreement per element on the dtype's grid, the same scale for every candidate; describe: bits to state the candidate; worst: of the candidate's budget, inf where a non-finite value or a bit-exact copy differs)"
     );
     if !search.ties.is_empty() {
         let _ = writeln!(

@@ -390,7 +390,7 @@ impl<'a> Scorer<'a> {
             Region::Outside => {
                 let outside = self.outside.entry(i).or_insert_with(|| {
                     (0..case.cos.len())
-                        .filter(|&k| !(case.cos[k].abs() < 1.0))
+                        .filter(|&k| case.cos[k].is_nan() || case.cos[k].abs() >= 1.0)
                         .collect()
                 });
                 for &k in outside.iter() {
