@@ -4,7 +4,8 @@
 //!
 //! Plain check: `deviation::check` under the mapped profile. Auto: the search
 //! (`fingerprint::search`: presets, the axis search, the parameter fit) and then the same
-//! check under the point found, as `cmargin check --profile auto` runs them. Not a criterion
+//! check under the point found, reusing the search's pass over the non-targets, as
+//! `cmargin check --profile auto` runs them. Not a criterion
 //! bench (one check takes seconds): it times `--reps` runs of each, interleaved, and prints
 //! the medians and their ratio, in wall time and in process CPU time (user + system, from
 //! `getrusage`): on a shared machine the wall ratio moves with the load, the CPU ratio much
@@ -76,7 +77,16 @@ fn main() {
         let c0 = cpu_seconds();
         let s = fingerprint::search(std::slice::from_ref(&case), Dtype::F32).unwrap();
         let best = s.best().profile.clone();
-        let ck = deviation::check(&case, &best, Dtype::F32, &Declared::default()).unwrap();
+        // As the CLI does: the search's pass over the non-targets serves the check.
+        let ck = deviation::check_reusing(
+            &case,
+            &best,
+            Dtype::F32,
+            &Declared::default(),
+            combined_margin::compare::Detail::for_shape(case.n, case.c),
+            s.passthrough[0].as_ref(),
+        )
+        .unwrap();
         black_box(&ck);
         auto.push(t.elapsed().as_secs_f64());
         auto_cpu.push(cpu_seconds() - c0);
