@@ -118,13 +118,24 @@ struct RowPart {
     /// Out-of-budget pass-through elements, kept or not.
     failing_passthrough: usize,
     non_finite_within: usize,
+    /// Every element's (fraction, budget) in column order, where the arrays are kept.
+    arrays: Vec<(f64, f64)>,
+}
+
+/// Every element's error fraction and budget, per side, row-major [N·C] (NaN where a side has
+/// no outputs): what the Python package hands back, kept without an element record each.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ElementArrays {
+    /// (fractions, budgets) of the forward side, where the case has one.
+    pub forward: Option<(Vec<f64>, Vec<f64>)>,
+    pub backward: Option<(Vec<f64>, Vec<f64>)>,
 }
 
 /// The pass-through elements of one bounded comparison, tallied in one pass and reused
 /// (SPEC.md §8.5). `--profile auto`'s search passes over every non-target for its own tally;
 /// it fills one of these on the way ([`PassThroughPart::add_row`]), and the check of the
 /// profile it finds takes its pass-through tallies from it instead of a second pass over every
-/// non-target ([`compare_reusing`]). Reused only where the two passes are the same pass: the
+/// non-target ([`Extras::reuse`]). Reused only where the two passes are the same pass: the
 /// same target columns, output scale and dtype, a profile that leaves non-targets untouched
 /// (their reference `s·x`, `s·top_diff` and budget depend on nothing else), no modulation and no
 /// per-row margins, and every pass-through element within budget (nothing to list).
@@ -515,6 +526,8 @@ pub struct CaseReport {
     pub row_kinks: Vec<Vec<Kink>>,
     /// A-Softmax's annealing weight λ the targets were compared under (SPEC.md §11.4).
     pub lambda: Option<f64>,
+    /// Every element's fraction and budget, where asked for ([`compare_keeping_arrays`]).
+    pub arrays: Option<ElementArrays>,
 }
 
 /// A scalar compared besides the [N, C] grid: the loss of a loss-only dump (SPEC.md §8.7).
@@ -811,20 +824,46 @@ pub fn compare_with_detail(
     dtype: Dtype,
     detail: Detail,
 ) -> Result<CaseReport> {
-    compare_reusing(case, profile, p, dtype, detail, None)
+    compare_extras(case, profile, p, dtype, detail, Extras::default())
 }
 
-/// [`compare_with_detail`] taking its pass-through tallies from `part` where that is the same
-/// pass ([`PassThroughPart`]): then only the target entries are evaluated here. The report is
-/// the one the full pass gives (`tests/bounded.rs` compares them).
-pub fn compare_reusing(
+/// A [`Detail::Bounded`] comparison that also keeps every element's fraction and budget in
+/// [`CaseReport::arrays`] (16 bytes per element and side instead of a record of 88): the
+/// Python package's per-element outputs at 10^5–10^6 classes.
+pub fn compare_keeping_arrays(
+    case: &LayerCase,
+    profile: &Profile,
+    p: &Params,
+    dtype: Dtype,
+) -> Result<CaseReport> {
+    let extras = Extras {
+        reuse: None,
+        arrays: true,
+    };
+    compare_extras(case, profile, p, dtype, Detail::Bounded, extras)
+}
+
+/// What a comparison may reuse and what it keeps besides its [`Detail`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Extras<'a> {
+    /// The pass-through tallies of the same pass made before ([`PassThroughPart`]): where
+    /// that is the same pass, only the target entries are evaluated, and the report is the
+    /// one the full pass gives (`tests/bounded.rs` compares them).
+    pub reuse: Option<&'a PassThroughPart>,
+    /// Keep every element's fraction and budget ([`CaseReport::arrays`]); no reuse then.
+    pub arrays: bool,
+}
+
+/// [`compare_with_detail`] with [`Extras`].
+pub fn compare_extras(
     case: &LayerCase,
     profile: &Profile,
     p: &Params,
     dtype: Dtype,
     detail: Detail,
-    part: Option<&PassThroughPart>,
+    extras: Extras,
 ) -> Result<CaseReport> {
+    let (part, keep_arrays) = (extras.reuse, extras.arrays);
     p.validate()?;
     let (n, c) = (case.n, case.c);
     if case.forward.is_none() && case.backward.is_none() {
@@ -903,6 +942,7 @@ pub fn compare_reusing(
         row_params: row_params.clone(),
         row_kinks,
         lambda: case.lambda,
+        arrays: keep_arrays.then(ElementArrays::default),
     };
     // Evaluate each target once for both sides.
     let top = |i: usize| case.top_diff.as_ref().map_or(1.0, |t| t[i]);
@@ -937,7 +977,9 @@ pub fn compare_reusing(
     };
     // One row of one side: its tallies, and the elements it keeps (every one, or under
     // Detail::Bounded its target and at most `room` out-of-budget pass-through elements).
-    let reused = part.filter(|pt| pt.reusable(case, profile, p, dtype, detail, &targets));
+    // Arrays need every element: no reuse then.
+    let reused =
+        part.filter(|pt| !keep_arrays && pt.reusable(case, profile, p, dtype, detail, &targets));
     let row_part = |side: Side, out: &[f64], row: usize, room: usize| -> RowPart {
         let mut part = RowPart::default();
         // With a reused pass-through part, only the row's target is compared here.
@@ -985,6 +1027,9 @@ pub fn compare_reusing(
                 budget,
                 fraction: tolerance::error_fraction(out[i], want, budget),
             };
+            if keep_arrays {
+                part.arrays.push((e.fraction, e.budget));
+            }
             match role {
                 Role::Target => part.target.add(&e),
                 Role::PassThrough => part.passthrough.add(&e),
@@ -1032,7 +1077,18 @@ pub fn compare_reusing(
                 .into_par_iter()
                 .map(|row| row_part(side, out, row, room))
                 .collect();
-            for part in parts {
+            for (row, part) in (start..end).zip(parts) {
+                if let Some(arrays) = &mut report.arrays {
+                    let (f, b) = match side {
+                        Side::Forward => &mut arrays.forward,
+                        Side::Backward => &mut arrays.backward,
+                    }
+                    .get_or_insert_with(|| (vec![f64::NAN; n * c], vec![f64::NAN; n * c]));
+                    for (col, &(x, y)) in part.arrays.iter().enumerate() {
+                        f[row * c + col] = x;
+                        b[row * c + col] = y;
+                    }
+                }
                 targets_tally.merge(&part.target);
                 passthrough_tally.merge(&part.passthrough);
                 report.non_finite_within += part.non_finite_within;

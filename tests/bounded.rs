@@ -424,3 +424,52 @@ fn a_single_bounded_row_is_searched_whole() {
     );
     assert!(found.scored_rows.is_empty(), "{:?}", found.scored_rows);
 }
+
+/// The Python package's bounded check keeps every element's fraction and budget as arrays
+/// (SPEC.md §8.5): they equal the complete comparison's per-element records bit for bit, and
+/// the rest of the report is the plain bounded one.
+#[test]
+fn a_bounded_check_keeps_every_fraction_and_budget_as_arrays() {
+    use combined_margin::compare::{self, Side};
+    let (n, c) = (18, 60_000);
+    let case = cosface_f32_scaled(n, c, 1.01, &[0, 5, 17]);
+    let dtype = combined_margin::dtype::Dtype::F32;
+    let prof = Profile::preset("analytic").unwrap();
+    let p = compare::output_params(&case);
+    let every = compare::compare_with_detail(&case, &prof, &p, dtype, Detail::Every).unwrap();
+    let bounded = compare::compare_with_detail(&case, &prof, &p, dtype, Detail::Bounded).unwrap();
+    let kept = compare::compare_keeping_arrays(&case, &prof, &p, dtype).unwrap();
+    let arrays = kept.arrays.clone().expect("arrays kept");
+    let (ff, fb) = arrays.forward.expect("a forward side");
+    let (bf, bb) = arrays.backward.expect("a backward side");
+    assert_eq!(every.elements.len(), 2 * n * c);
+    for e in &every.elements {
+        let i = e.row * c + e.col;
+        let (f, b) = match e.side {
+            Side::Forward => (ff[i], fb[i]),
+            Side::Backward => (bf[i], bb[i]),
+        };
+        assert_eq!(
+            (f.to_bits(), b.to_bits()),
+            (e.fraction.to_bits(), e.budget.to_bits()),
+            "{:?} ({}, {})",
+            e.side,
+            e.row,
+            e.col
+        );
+    }
+    assert!(ff.iter().any(|&f| f > 1.0), "the planted rows fail");
+    let mut plain = kept.clone();
+    plain.arrays = None;
+    assert_eq!(plain.elements, bounded.elements);
+    assert_eq!(
+        (plain.tallies().map(|(_, t)| *t), plain.unlisted),
+        (bounded.tallies().map(|(_, t)| *t), bounded.unlisted)
+    );
+    // The check keeps them too, and diagnoses as the plain bounded check does.
+    let ck = deviation::check_keeping_arrays(&case, &prof, dtype, &Declared::default()).unwrap();
+    let plain_ck =
+        deviation::check_with(&case, &prof, dtype, &Declared::default(), Detail::Bounded).unwrap();
+    assert!(ck.report.arrays.is_some());
+    assert_eq!(digest(&ck), digest(&plain_ck));
+}

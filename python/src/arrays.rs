@@ -155,14 +155,16 @@ pub fn on_grid(label: &str, field: &str, values: &[f64], dtype: Dtype) -> PyResu
 }
 
 /// `cos` [N, C]: float32 or float64 (the dtype of the check), two dimensions, no NaN.
-pub fn cos_input(label: &str, obj: &Bound<'_, PyAny>) -> PyResult<(usize, usize, Widened)> {
+/// `figure`: the caller's peak bytes per element of `cos` ([`crate::memory`]).
+pub fn cos_input(
+    label: &str,
+    obj: &Bound<'_, PyAny>,
+    figure: impl Fn(u64) -> u64,
+) -> PyResult<(usize, usize, Widened)> {
     let a = floats(label, "cos", obj)?;
     let shape: Vec<u64> = a.shape().iter().map(|&d| d as u64).collect();
-    crate::memory::check(
-        label,
-        &format!("cos {}", shape_str(&shape)),
-        elements(&a.shape()),
-    )?;
+    let e = elements(&a.shape());
+    crate::memory::check_at(label, &format!("cos {}", shape_str(&shape)), e, figure(e))?;
     if shape.len() != 2 {
         return Err(field_error(
             label,

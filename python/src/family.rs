@@ -212,10 +212,16 @@ pub struct CosIn {
     pub sub: Option<(usize, Vec<f64>, Vec<usize>)>,
 }
 
-pub fn cos_input(label: &str, obj: &Bound<'_, PyAny>) -> PyResult<CosIn> {
+/// `figure`: the caller's peak bytes per element of a 2-D `cos` ([`crate::memory`]); a
+/// sub-centre `cos` is checked at [`crate::memory::BYTES_PER_ELEMENT`].
+pub fn cos_input(
+    label: &str,
+    obj: &Bound<'_, PyAny>,
+    figure: impl Fn(u64) -> u64,
+) -> PyResult<CosIn> {
     let a = arrays::floats(label, "cos", obj)?;
     if a.shape().len() != 3 {
-        let (n, c, w) = arrays::cos_input(label, obj)?;
+        let (n, c, w) = arrays::cos_input(label, obj, figure)?;
         return Ok(CosIn {
             n,
             c,

@@ -6,8 +6,9 @@
 //! on (N·C for the layer, N·C + N·D + C·D for the pipeline): the checker's peak, measured
 //! (`check_layer` at the seed shape 128 × 180,855 f32: the process's peak RSS grew by 184
 //! bytes per element over the inputs: the f64 widenings, the per-element records, the
-//! fractions and budgets handed back). It is the one place the figure lives; the streaming
-//! checker lowers it.
+//! fractions and budgets handed back). A `check_layer` case above 2^20 entries per side is
+//! checked bounded and counts [`BOUNDED_BYTES_PER_ELEMENT`] instead. This is the one place the
+//! figures live.
 //!
 //! The limit: `set_memory_limit(bytes)` if called, else `$CMARGIN_MEMORY_LIMIT` (bytes), else
 //! the memory available when the call starts (`MemAvailable` in /proc/meminfo), else 8 GiB.
@@ -18,6 +19,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Peak bytes per element of a check (see the module doc). The one place this figure lives.
 pub const BYTES_PER_ELEMENT: u64 = 184;
+
+/// Peak bytes per element of a `check_layer` whose case is above
+/// [`combined_margin::compare::EVERY_ELEMENT_MAX`] entries per side: the check is bounded and
+/// keeps every element's fraction and budget as arrays, not as records (SPEC.md §8.5).
+/// Measured: `check_layer` at the seed shape 128 × 180,855 f32, outputs equal to the
+/// reference, the process's peak RSS grew by 103.4 and 104.0 bytes per element over the
+/// inputs (`profile="recommended"`, two runs) and 105.2 (`"auto"`): the f64 widenings (32),
+/// the fractions and budgets handed back (32), the transient f32 copies and the search. 112
+/// leaves 6 % for what varies with the shape (the per-row and listed records).
+pub const BOUNDED_BYTES_PER_ELEMENT: u64 = 112;
+
+/// The figure of a `check_layer` case with `elements` entries per side (2-D `cos`).
+pub fn check_layer_figure(elements: u64) -> u64 {
+    if elements > combined_margin::compare::EVERY_ELEMENT_MAX as u64 {
+        BOUNDED_BYTES_PER_ELEMENT
+    } else {
+        BYTES_PER_ELEMENT
+    }
+}
 
 /// 0: not set (use the environment or the available memory).
 static LIMIT: AtomicU64 = AtomicU64::new(0);
@@ -37,11 +57,16 @@ pub use combined_margin::memory::bytes_text;
 /// Refuses a call on `elements` elements (described by `what`, e.g. "cos [60000, 10000]")
 /// whose estimated peak is above the limit.
 pub fn check(label: &str, what: &str, elements: u64) -> PyResult<()> {
-    let need = elements.saturating_mul(BYTES_PER_ELEMENT);
+    check_at(label, what, elements, BYTES_PER_ELEMENT)
+}
+
+/// [`check`] at `per_element` bytes per element.
+pub fn check_at(label: &str, what: &str, elements: u64, per_element: u64) -> PyResult<()> {
+    let need = elements.saturating_mul(per_element);
     let (lim, from) = limit();
     if need > lim {
         return Err(PyValueError::new_err(format!(
-            "{label}: {what}: {elements} elements need about {} ({BYTES_PER_ELEMENT} bytes per \
+            "{label}: {what}: {elements} elements need about {} ({per_element} bytes per \
              element), above the memory limit of {} ({from}); check fewer rows at a time, or \
              raise the limit with combined_margin.set_memory_limit(bytes)",
             bytes_text(need),
@@ -77,4 +102,12 @@ pub fn set_memory_limit(limit: Option<u64>) -> u64 {
 pub fn memory_limit() -> (u64, String, u64) {
     let (l, from) = limit();
     (l, from.to_string(), BYTES_PER_ELEMENT)
+}
+
+/// The bytes per element `check_layer` counts for a 2-D `cos` of `elements` entries: the
+/// bounded check's figure above 2^20 entries, the records' figure ([`memory_limit`]'s third
+/// value) up to it.
+#[pyfunction]
+pub fn check_layer_bytes_per_element(elements: u64) -> u64 {
+    check_layer_figure(elements)
 }

@@ -386,7 +386,7 @@ pub fn check_with(
 }
 
 /// [`check_with`] taking the pass-through tallies from `part` where that is the same pass
-/// ([`compare::compare_reusing`]): `--profile auto` checks the point found this way.
+/// ([`compare::Extras`]): `--profile auto` checks the point found this way.
 pub fn check_reusing(
     case: &LayerCase,
     profile: &Profile,
@@ -396,7 +396,45 @@ pub fn check_reusing(
     part: Option<&compare::PassThroughPart>,
 ) -> Result<CaseCheck> {
     let p = compare::output_params(case);
-    let report = compare::compare_reusing(case, profile, &p, dtype, detail, part)?;
+    let extras = compare::Extras {
+        reuse: part,
+        arrays: false,
+    };
+    let report = compare::compare_extras(case, profile, &p, dtype, detail, extras)?;
+    check_report_bounded(case, profile, dtype, declared, report)
+}
+
+/// [`check`] whose report also holds every element's fraction and budget
+/// ([`compare::CaseReport::arrays`]) where the comparison is bounded: the Python package's
+/// check at 10^5–10^6 classes (its per-element outputs without a record per element). A case
+/// at most [`compare::EVERY_ELEMENT_MAX`] entries per side is compared with every element, as
+/// [`check`] does, and has no arrays (its elements are all there).
+pub fn check_keeping_arrays(
+    case: &LayerCase,
+    profile: &Profile,
+    dtype: Dtype,
+    declared: &Declared,
+) -> Result<CaseCheck> {
+    let p = compare::output_params(case);
+    let report = match compare::Detail::for_shape(case.n, case.c) {
+        compare::Detail::Every => {
+            compare::compare_with_detail(case, profile, &p, dtype, compare::Detail::Every)?
+        }
+        compare::Detail::Bounded => compare::compare_keeping_arrays(case, profile, &p, dtype)?,
+    };
+    check_report_bounded(case, profile, dtype, declared, report)
+}
+
+/// The check of `report` ([`check_report`]), its diagnosis on a [`Subset`] of rows where the
+/// report is bounded.
+fn check_report_bounded(
+    case: &LayerCase,
+    profile: &Profile,
+    dtype: Dtype,
+    declared: &Declared,
+    report: CaseReport,
+) -> Result<CaseCheck> {
+    let p = compare::output_params(case);
     if report.is_complete() {
         return check_report(case, report, declared);
     }

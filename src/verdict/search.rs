@@ -500,7 +500,7 @@ pub struct Search {
     /// constants ([`super::family_fit::fit_claims`]).
     pub stated: StatedFit,
     /// Per case, the pass-through tallies of the search's untouched pass over a bounded
-    /// case's non-targets, for the check of the point found ([`compare::compare_reusing`]);
+    /// case's non-targets, for the check of the point found ([`compare::Extras`]);
     /// `None` where that pass was not made.
     pub passthrough: Vec<Option<compare::PassThroughPart>>,
     /// Per case, the rows the candidates were scored on where not all of them: a bounded
