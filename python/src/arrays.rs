@@ -155,11 +155,11 @@ pub fn on_grid(label: &str, field: &str, values: &[f64], dtype: Dtype) -> PyResu
 }
 
 /// `cos` [N, C]: float32 or float64 (the dtype of the check), two dimensions, no NaN.
-/// `figure`: the caller's peak bytes per element of `cos` ([`crate::memory`]).
+/// `figure`: the caller's peak estimate for a `cos` of so many elements ([`crate::memory`]).
 pub fn cos_input(
     label: &str,
     obj: &Bound<'_, PyAny>,
-    figure: impl Fn(u64) -> u64,
+    figure: impl Fn(u64) -> crate::memory::Figure,
 ) -> PyResult<(usize, usize, Widened)> {
     let a = floats(label, "cos", obj)?;
     let shape: Vec<u64> = a.shape().iter().map(|&d| d as u64).collect();

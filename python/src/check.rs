@@ -489,6 +489,7 @@ pub fn check_cases(
         // case (2-D, above 2^20 entries) at its own figure, any other at the records' figure.
         let mut total = 0u64;
         let mut bytes = 0u64;
+        let mut how = String::new();
         let mut what = String::new();
         for d in &cases {
             if let Some(cos) = d.get_item("cos")?.filter(|v| !v.is_none()) {
@@ -497,10 +498,11 @@ pub fn check_cases(
                     let e = arrays::elements(&a.shape());
                     let figure = match shape.len() {
                         2 => crate::memory::check_layer_figure(e),
-                        _ => crate::memory::BYTES_PER_ELEMENT,
+                        _ => crate::memory::RECORDS,
                     };
                     total = total.saturating_add(e);
-                    bytes = bytes.saturating_add(e.saturating_mul(figure));
+                    bytes = bytes.saturating_add(figure.need(e));
+                    how = figure.text();
                     what = format!(
                         "cos {}",
                         combined_margin::fixture::validate::shape_str(&shape)
@@ -510,8 +512,9 @@ pub fn check_cases(
         }
         if cases.len() > 1 {
             what = format!("{} cases", cases.len());
+            how = "each case at its own figure".into();
         }
-        crate::memory::check_at(label, &what, total, bytes.div_ceil(total.max(1)))?;
+        crate::memory::check_need(label, &what, total, bytes, &how)?;
         let mut layer = Vec::with_capacity(cases.len());
         let mut misplaced = Vec::with_capacity(cases.len());
         let mut dtype = None;

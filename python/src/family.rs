@@ -212,12 +212,12 @@ pub struct CosIn {
     pub sub: Option<(usize, Vec<f64>, Vec<usize>)>,
 }
 
-/// `figure`: the caller's peak bytes per element of a 2-D `cos` ([`crate::memory`]); a
-/// sub-centre `cos` is checked at [`crate::memory::BYTES_PER_ELEMENT`].
+/// `figure`: the caller's peak estimate for a 2-D `cos` of so many elements
+/// ([`crate::memory`]); a sub-centre `cos` is checked at [`crate::memory::RECORDS`].
 pub fn cos_input(
     label: &str,
     obj: &Bound<'_, PyAny>,
-    figure: impl Fn(u64) -> u64,
+    figure: impl Fn(u64) -> crate::memory::Figure,
 ) -> PyResult<CosIn> {
     let a = arrays::floats(label, "cos", obj)?;
     if a.shape().len() != 3 {

@@ -74,7 +74,7 @@ pub fn reference<'py>(
                     ..
                 },
             sub,
-        } = family::cos_input(label, cos, |_| crate::memory::BYTES_PER_ELEMENT)?;
+        } = family::cos_input(label, cos, |_| crate::memory::RECORDS)?;
         let dtype = dtype_arg(label, dtype, cos_dt)?;
         match &sub {
             Some((_, v, _)) => arrays::on_grid(label, "cos", v, dtype)?,

@@ -31,11 +31,11 @@ def test_sixty_thousand_by_ten_thousand_is_a_value_error_in_a_subprocess():
     assert "memory allocation" not in r.stderr and "panicked" not in r.stderr, r.stderr
     out = r.stdout
     assert out.startswith("VALUEERROR"), out + r.stderr
-    # The size and the limit, in words: 6e8 elements at the per-element figure (the bounded
-    # check's, SPEC.md §8.5: the case is above 2^20 entries), and 24 GB.
-    per_element = cm.check_layer_bytes_per_element(600_000_000)
-    for needle in ("cos (60000, 10000)", "600000000 elements", f"{per_element} bytes per element",
-                   f"{600_000_000 * per_element / 1e9:.1f} GB", "memory limit of 24.0 GB",
+    # The size and the limit, in words: 6e8 elements at the bounded check's figure (SPEC.md
+    # §8.5: the case is above 2^20 entries), and 24 GB.
+    need = cm.check_layer_memory(600_000_000)
+    for needle in ("cos (60000, 10000)", "600000000 elements", "bytes per element, plus",
+                   f"{need / 1e9:.1f} GB", "memory limit of 24.0 GB",
                    "$CMARGIN_MEMORY_LIMIT", "set_memory_limit"):
         assert needle in out, (needle, out)
 
@@ -78,8 +78,12 @@ def test_bytes_per_element_lives_in_one_place():
 
 def test_a_bounded_check_counts_its_own_figure():
     """Above 2^20 entries a check_layer is bounded (its fractions and budgets kept as arrays,
-    not records) and counts fewer bytes per element; up to it, the records' figure."""
+    not records) and counts fewer bytes per element plus a fixed part; up to it, the records'
+    figure per element."""
     records = cm.memory_limit()[2]
-    assert cm.check_layer_bytes_per_element(1 << 20) == records
-    bounded = cm.check_layer_bytes_per_element((1 << 20) + 1)
-    assert 0 < bounded < records
+    n = 1 << 20
+    assert cm.check_layer_memory(n) == n * records
+    for e in (n + 1, 10 * n, 600_000_000):
+        assert 0 < cm.check_layer_memory(e) < e * records, e
+    # The fixed part: twice the elements cost less than twice the bytes.
+    assert cm.check_layer_memory(20 * n) < 2 * cm.check_layer_memory(10 * n)

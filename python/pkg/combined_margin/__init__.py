@@ -53,7 +53,7 @@ from ._core import (
     deviation_names,
     preset_names,
 )
-from ._core import check_layer_bytes_per_element, memory_limit, set_memory_limit
+from ._core import check_layer_memory, memory_limit, set_memory_limit
 from ._drive import Comparison, assert_conforms, check_module, compare
 from . import _family
 
@@ -77,7 +77,7 @@ __all__ = [
     "Worst",
     "assert_conforms",
     "check_layer",
-    "check_layer_bytes_per_element",
+    "check_layer_memory",
     "check_module",
     "check_pipeline",
     "compare",
