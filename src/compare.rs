@@ -122,8 +122,8 @@ struct RowPart {
     arrays: Vec<(f64, f64)>,
 }
 
-/// Every element's error fraction and budget, per side, row-major [N·C] (NaN where a side has
-/// no outputs): what the Python package hands back, kept without an element record each.
+/// Every element's error fraction and budget, per side, row-major [N·C] (`None` for a side
+/// without outputs): what the Python package hands back, kept without an element record each.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ElementArrays {
     /// (fractions, budgets) of the forward side, where the case has one.
