@@ -892,13 +892,7 @@ pub fn compare_extras(
         }
     }
     let rows = layer::rows(n, c, &case.labels, profile)?;
-    let targets: Vec<Option<usize>> = rows
-        .iter()
-        .map(|r| match r {
-            Row::Target(j) => Some(*j),
-            Row::NoTarget | Row::Untouched => None,
-        })
-        .collect();
+    let targets: Vec<Option<usize>> = rows.iter().map(|r| r.target()).collect();
     // Per-row margins: one reference (constants, threshold, budget) and one kink list per row.
     let row_params: Vec<Params> = match &case.row_params {
         Some(_) => (0..n).map(|row| case.params_for_row(row, p)).collect(),

@@ -22,6 +22,16 @@ pub enum Row {
     Untouched,
 }
 
+impl Row {
+    /// The target column, if the row has one.
+    pub fn target(self) -> Option<usize> {
+        match self {
+            Row::Target(j) => Some(j),
+            Row::NoTarget | Row::Untouched => None,
+        }
+    }
+}
+
 impl LabelPolicy {
     /// The row a label makes in a layer of `classes` columns, or `None` for a label the
     /// policy refuses.
@@ -85,10 +95,7 @@ pub fn targets(
 ) -> Result<Vec<Option<usize>>> {
     Ok(rows(n, classes, labels, profile)?
         .into_iter()
-        .map(|r| match r {
-            Row::Target(j) => Some(j),
-            Row::NoTarget | Row::Untouched => None,
-        })
+        .map(Row::target)
         .collect())
 }
 

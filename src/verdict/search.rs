@@ -364,13 +364,7 @@ impl<'a> Scorer<'a> {
                         (t, Some(pass))
                     })
                     .collect();
-                let targets = rows
-                    .iter()
-                    .map(|r| match r {
-                        Row::Target(j) => Some(*j),
-                        Row::NoTarget | Row::Untouched => None,
-                    })
-                    .collect();
+                let targets = rows.iter().map(|r| r.target()).collect();
                 let mut whole = compare::PassThroughPart::new(targets, p.s, dtype);
                 for (row, (part, pass)) in parts.into_iter().enumerate() {
                     t.merge(part);
